@@ -1,0 +1,229 @@
+"""The ``nrr-sync`` command line. It only wires options to the modules that do the work."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import __version__
+from .config import load_config, parse_month
+from .errors import ConfigError, NrrSyncError
+
+app = typer.Typer(
+    help="Pull Stripe billing data into DuckDB and compute exact MRR, movements, NRR and GRR.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+log = logging.getLogger("nrr_sync")
+
+
+class Context:
+    def __init__(self, config_path: Path | None, verbose: bool, quiet: bool):
+        self.config_path = config_path
+        self.verbose = verbose
+        self.quiet = quiet
+
+    def config(self):
+        return load_config(self.config_path)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import STRIPE_API_VERSION
+
+        typer.echo(f"nrr-sync {__version__} (Stripe API {STRIPE_API_VERSION})")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Config file. Default: $NRR_SYNC_CONFIG, else ./config.yaml.",
+            show_default=False,
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    # Third-party loggers (the stripe SDK logs request URLs) stay quiet unless asked.
+    for noisy in ("stripe", "urllib3", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    ctx.obj = Context(config, verbose, quiet)
+
+
+def run(ctx: typer.Context, work) -> None:
+    """Run ``work()``; turn expected failures into one clear message and their exit code."""
+    state: Context = ctx.obj
+    try:
+        code = work()
+    except NrrSyncError as error:
+        if state.verbose:
+            log.exception("failed")
+        typer.secho(f"Error: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(error.exit_code) from None
+    except KeyboardInterrupt:
+        typer.secho("Interrupted; the published database is unchanged.", err=True)
+        raise typer.Exit(130) from None
+    except Exception as error:  # noqa: BLE001 - the last line of defence, exit 1
+        if state.verbose:
+            log.exception("unexpected error")
+        else:
+            typer.secho(
+                f"Unexpected error: {type(error).__name__}: {error}\n"
+                "Run again with --verbose for details.",
+                err=True,
+                fg=typer.colors.RED,
+            )
+        raise typer.Exit(1) from None
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def backfill(
+    ctx: typer.Context,
+    since: Annotated[str, typer.Option(help="First month to report, YYYY-MM.")],
+    restart: Annotated[
+        bool, typer.Option(help="Start over instead of resuming an interrupted backfill.")
+    ] = False,
+) -> None:
+    """Pull everything needed for reports from month SINCE on, then build the reports."""
+
+    def work():
+        parse_month(since, "--since")
+        config = ctx.obj.config()
+        from . import sync
+
+        return sync.run_backfill(config, since=since, restart=restart)
+
+    run(ctx, work)
+
+
+@app.command("sync")
+def sync_command(ctx: typer.Context) -> None:
+    """The nightly job: pull what changed since the last run, then build the reports."""
+
+    def work():
+        config = ctx.obj.config()
+        from . import sync
+
+        return sync.run_sync(config)
+
+    run(ctx, work)
+
+
+@app.command()
+def build(ctx: typer.Context) -> None:
+    """Run the sql/ files only: migrations once, report models every time."""
+
+    def work():
+        config = ctx.obj.config()
+        from . import sync
+
+        return sync.run_build(config)
+
+    run(ctx, work)
+
+
+@app.command()
+def report(
+    ctx: typer.Context,
+    window: Annotated[int, typer.Option(help="Retention window in months: 1, 3 or 12.")] = 12,
+    segment: Annotated[
+        str,
+        typer.Option(
+            help="Segment type: all, currency, country, cohort, product or metadata:<key>."
+        ),
+    ] = "all",
+    from_month: Annotated[
+        str | None, typer.Option("--from", help="First month shown, YYYY-MM.")
+    ] = None,
+    to_month: Annotated[str | None, typer.Option("--to", help="Last month shown, YYYY-MM.")] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="table, csv, json or markdown.")
+    ] = "table",
+    html: Annotated[
+        Path | None, typer.Option(help="Also write a self-contained HTML report with charts.")
+    ] = None,
+) -> None:
+    """MRR roll-forward and NRR / GRR / logo retention by month."""
+
+    def work():
+        from . import report as report_module
+
+        if window not in (1, 3, 12):
+            raise ConfigError(f"--window must be 1, 3 or 12, not {window}.")
+        if output_format not in ("table", "csv", "json", "markdown"):
+            raise ConfigError(
+                f"--format must be table, csv, json or markdown, not {output_format!r}."
+            )
+        for value, name in ((from_month, "--from"), (to_month, "--to")):
+            if value is not None:
+                parse_month(value, name)
+        return report_module.show(
+            ctx.obj.config(),
+            window=window,
+            segment=segment,
+            from_month=from_month,
+            to_month=to_month,
+            output_format=output_format,
+            html_path=html,
+        )
+
+    run(ctx, work)
+
+
+@app.command()
+def status(ctx: typer.Context) -> None:
+    """Last runs, cursors, row counts, SQL versions, data-quality findings, freshness."""
+
+    def work():
+        from . import report as report_module
+
+        return report_module.status(ctx.obj.config())
+
+    run(ctx, work)
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    db: Annotated[Path, typer.Option(help="Where to write the demo database.")] = Path(
+        "nrr-demo.duckdb"
+    ),
+) -> None:
+    """Run the whole job against the built-in Stripe sandbox: no account, no network."""
+
+    def work():
+        from . import demo as demo_module
+
+        return demo_module.run(db, quiet=ctx.obj.quiet)
+
+    run(ctx, work)
+
+
+def _mount_sandbox() -> None:
+    from .sandbox.cli import app as sandbox_app
+
+    app.add_typer(sandbox_app, name="sandbox", help="The built-in Stripe sandbox server.")
+
+
+_mount_sandbox()

@@ -1,0 +1,205 @@
+"""Turn Stripe objects (as JSON dicts) into rows of the ``stripe`` landing tables.
+
+One function per object kind, each returning a tuple in the column order of
+``sql/V001__landing.sql``; ``COLUMNS`` lists those orders. Missing fields become
+NULL rather than errors, so a new or absent field in Stripe's answer never breaks a
+load; what the reports need is checked by the SQL models and ``report.data_quality``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+KINDS = (
+    "customers",
+    "products",
+    "prices",
+    "subscriptions",
+    "subscription_items",
+    "invoices",
+    "invoice_lines",
+)
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "customers": (
+        "account_id", "id", "created", "name", "email", "currency", "country",
+        "metadata", "deleted", "livemode", "raw", "synced_at",
+    ),
+    "products": (
+        "account_id", "id", "created", "name", "active", "metadata", "deleted", "raw",
+        "synced_at",
+    ),
+    "prices": (
+        "account_id", "id", "product_id", "created", "active", "currency", "type",
+        "billing_scheme", "unit_amount", "unit_amount_decimal", "tiers_mode", "tiers",
+        "recurring_interval", "recurring_interval_count", "recurring_usage_type",
+        "transform_quantity_divide_by", "transform_quantity_round", "tax_behavior",
+        "nickname", "metadata", "deleted", "raw", "synced_at",
+    ),
+    "subscriptions": (
+        "account_id", "id", "customer_id", "status", "currency", "created", "start_date",
+        "billing_cycle_anchor", "trial_start", "trial_end", "cancel_at_period_end",
+        "cancel_at", "canceled_at", "ended_at", "cancellation_reason", "collection_method",
+        "pause_collection_behavior", "metadata", "raw", "synced_at",
+    ),
+    "subscription_items": (
+        "account_id", "id", "subscription_id", "price_id", "quantity", "created",
+        "current_period_start", "current_period_end", "metadata", "raw", "synced_at",
+    ),
+    "invoices": (
+        "account_id", "id", "customer_id", "subscription_id", "status", "billing_reason",
+        "auto_advance", "collection_method", "currency", "created", "period_start",
+        "period_end", "finalized_at", "paid_at", "voided_at", "subtotal", "total",
+        "amount_due", "amount_paid", "line_count", "lines_complete", "metadata", "raw",
+        "synced_at",
+    ),
+    "invoice_lines": (
+        "account_id", "id", "invoice_id", "parent_type", "subscription_id",
+        "subscription_item_id", "invoice_item_id", "proration", "price_id", "product_id",
+        "currency", "amount", "quantity", "period_start", "period_end", "discount_amount",
+        "inclusive_tax_amount", "exclusive_tax_amount", "description", "raw", "synced_at",
+    ),
+}  # fmt: skip
+
+
+def timestamp(value: Any) -> datetime | None:
+    """Stripe's unix seconds -> aware UTC datetime (TIMESTAMPTZ)."""
+    if value is None or isinstance(value, bool):
+        return None
+    return datetime.fromtimestamp(int(value), tz=UTC)
+
+
+def dig(obj: Any, *path: str) -> Any:
+    """``dig(line, "parent", "subscription_item_details", "proration")`` or None."""
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def ref(value: Any) -> str | None:
+    """A reference that may be an id or an expanded object -> its id."""
+    if isinstance(value, dict):
+        return value.get("id")
+    return value
+
+
+def as_json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def customer_row(account_id: str, obj: dict, synced_at: datetime) -> tuple:
+    return (
+        account_id, obj["id"], timestamp(obj.get("created")), obj.get("name"),
+        obj.get("email"), obj.get("currency"), dig(obj, "address", "country"),
+        as_json(obj.get("metadata") or {}), bool(obj.get("deleted", False)),
+        obj.get("livemode"), as_json(obj), synced_at,
+    )  # fmt: skip
+
+
+def product_row(account_id: str, obj: dict, synced_at: datetime) -> tuple:
+    return (
+        account_id, obj["id"], timestamp(obj.get("created")), obj.get("name"),
+        obj.get("active"), as_json(obj.get("metadata") or {}),
+        bool(obj.get("deleted", False)), as_json(obj), synced_at,
+    )  # fmt: skip
+
+
+def price_row(account_id: str, obj: dict, synced_at: datetime) -> tuple:
+    recurring = obj.get("recurring") or {}
+    transform = obj.get("transform_quantity") or {}
+    return (
+        account_id, obj["id"], ref(obj.get("product")), timestamp(obj.get("created")),
+        obj.get("active"), obj.get("currency"), obj.get("type"), obj.get("billing_scheme"),
+        obj.get("unit_amount"), obj.get("unit_amount_decimal"), obj.get("tiers_mode"),
+        as_json(obj.get("tiers")), recurring.get("interval"),
+        recurring.get("interval_count"), recurring.get("usage_type"),
+        transform.get("divide_by"), transform.get("round"), obj.get("tax_behavior"),
+        obj.get("nickname"), as_json(obj.get("metadata") or {}),
+        bool(obj.get("deleted", False)), as_json(obj), synced_at,
+    )  # fmt: skip
+
+
+def subscription_row(account_id: str, obj: dict, synced_at: datetime) -> tuple:
+    # The embedded items live in stripe.subscription_items; keep raw small.
+    raw = {key: value for key, value in obj.items() if key != "items"}
+    return (
+        account_id, obj["id"], ref(obj.get("customer")), obj.get("status"),
+        obj.get("currency"), timestamp(obj.get("created")), timestamp(obj.get("start_date")),
+        timestamp(obj.get("billing_cycle_anchor")), timestamp(obj.get("trial_start")),
+        timestamp(obj.get("trial_end")), obj.get("cancel_at_period_end"),
+        timestamp(obj.get("cancel_at")), timestamp(obj.get("canceled_at")),
+        timestamp(obj.get("ended_at")), dig(obj, "cancellation_details", "reason"),
+        obj.get("collection_method"), dig(obj, "pause_collection", "behavior"),
+        as_json(obj.get("metadata") or {}), as_json(raw), synced_at,
+    )  # fmt: skip
+
+
+def subscription_item_row(account_id: str, obj: dict, synced_at: datetime) -> tuple:
+    return (
+        account_id, obj["id"], ref(obj.get("subscription")), ref(obj.get("price")),
+        obj.get("quantity"), timestamp(obj.get("created")),
+        timestamp(obj.get("current_period_start")), timestamp(obj.get("current_period_end")),
+        as_json(obj.get("metadata") or {}), as_json(obj), synced_at,
+    )  # fmt: skip
+
+
+def invoice_row(
+    account_id: str,
+    obj: dict,
+    synced_at: datetime,
+    *,
+    line_count: int | None = None,
+    lines_complete: bool | None = None,
+) -> tuple:
+    raw = {key: value for key, value in obj.items() if key != "lines"}
+    transitions = obj.get("status_transitions") or {}
+    return (
+        account_id, obj["id"], ref(obj.get("customer")),
+        ref(dig(obj, "parent", "subscription_details", "subscription")), obj.get("status"),
+        obj.get("billing_reason"), obj.get("auto_advance"), obj.get("collection_method"),
+        obj.get("currency"), timestamp(obj.get("created")),
+        timestamp(obj.get("period_start")), timestamp(obj.get("period_end")),
+        timestamp(transitions.get("finalized_at")), timestamp(transitions.get("paid_at")),
+        timestamp(transitions.get("voided_at")), obj.get("subtotal"), obj.get("total"),
+        obj.get("amount_due"), obj.get("amount_paid"), line_count, lines_complete,
+        as_json(obj.get("metadata") or {}), as_json(raw), synced_at,
+    )  # fmt: skip
+
+
+def invoice_line_row(account_id: str, invoice_id: str, obj: dict, synced_at: datetime) -> tuple:
+    parent = obj.get("parent") or {}
+    parent_type = parent.get("type")
+    details = parent.get(parent_type) if parent_type else None
+    details = details if isinstance(details, dict) else {}
+    discounts = obj.get("discount_amounts") or []
+    taxes = obj.get("taxes") or []
+    return (
+        account_id, obj["id"], invoice_id, parent_type, ref(details.get("subscription")),
+        ref(details.get("subscription_item")), ref(details.get("invoice_item")),
+        details.get("proration"), ref(dig(obj, "pricing", "price_details", "price")),
+        ref(dig(obj, "pricing", "price_details", "product")), obj.get("currency"),
+        obj.get("amount"), obj.get("quantity"), timestamp(dig(obj, "period", "start")),
+        timestamp(dig(obj, "period", "end")),
+        sum(int(d.get("amount") or 0) for d in discounts),
+        sum(int(t.get("amount") or 0) for t in taxes if t.get("tax_behavior") == "inclusive"),
+        sum(int(t.get("amount") or 0) for t in taxes if t.get("tax_behavior") == "exclusive"),
+        obj.get("description"), as_json(obj), synced_at,
+    )  # fmt: skip
+
+
+ROW_BUILDERS = {
+    "customers": customer_row,
+    "products": product_row,
+    "prices": price_row,
+    "subscriptions": subscription_row,
+    "subscription_items": subscription_item_row,
+    "invoices": invoice_row,
+}
+
+
+def now_utc() -> datetime:
+    return datetime.now(tz=UTC)
