@@ -1,0 +1,891 @@
+"""A Stripe-compatible, read-only HTTP server over a generated account history.
+
+It answers the GET endpoints the sync uses the way Stripe does (list envelope, cursor
+pagination newest first, ``created`` / ``status`` / ``customer`` / ``type`` filters,
+``expand[]`` of price tiers, error envelope, Bearer auth, ``Stripe-Account``), and adds
+what tests and benchmarks need: latency, rate limits answering 429, injected 500/503
+and dropped connections, and admin endpoints under ``/_sandbox/`` to advance the
+sandbox clock and read request statistics. Every response's ``Date`` header is the
+sandbox clock (``World.now``), not wall time.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import contextlib
+import json
+import random
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+from .. import STRIPE_API_VERSION
+from .store import AccountStore, dumps, page_of_sequence
+
+SANDBOX_API_KEY = "sk_test_sandbox"
+RESTRICTED_API_KEY = "rk_test_sandbox"
+NO_INVOICES_API_KEY = "rk_test_sandbox_no_invoices"  # a restricted key without invoice read
+API_KEYS = (SANDBOX_API_KEY, RESTRICTED_API_KEY, NO_INVOICES_API_KEY)
+
+EVENT_RETENTION_SECONDS = 30 * 86400  # Stripe lists and retrieves events of the last 30 days
+
+SUBSCRIPTION_STATUSES = (
+    "active",
+    "canceled",
+    "incomplete",
+    "incomplete_expired",
+    "past_due",
+    "paused",
+    "trialing",
+    "unpaid",
+)
+INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
+
+PAGING = {"limit", "starting_after", "ending_before", "expand"}
+
+# kind -> (object name in messages, id prefix)
+OBJECT_NAMES = {
+    "customers": "customer",
+    "products": "product",
+    "prices": "price",
+    "subscriptions": "subscription",
+    "invoices": "invoice",
+    "events": "event",
+}
+
+# List filters each endpoint accepts beyond paging, and the expands it serves.
+LIST_PARAMS = {
+    "customers": {"created"},
+    "products": {"created", "active"},
+    "prices": {"created", "active", "product"},
+    "subscriptions": {"created", "status", "customer"},
+    "invoices": {"created", "status", "customer", "subscription"},
+    "events": {"created", "type", "types"},
+}
+# Expands that change nothing here (the sandbox's objects already hold these) are accepted.
+LIST_EXPANDS = {
+    "prices": {"data.tiers", "data.product"},
+    "invoices": {"data.lines", "data.lines.data"},
+    "subscriptions": {"data.items", "data.items.data"},
+}
+RETRIEVE_EXPANDS = {
+    "prices": {"tiers", "product"},
+    "invoices": {"lines", "lines.data"},
+    "subscriptions": {"items", "items.data"},
+}
+
+ROUTES = [
+    # (regex, route template, handler name)
+    (re.compile(r"^/v1/account$"), "/v1/account", "account"),
+    (re.compile(r"^/v1/invoices/([^/]+)/lines$"), "/v1/invoices/{id}/lines", "invoice_lines"),
+    (re.compile(r"^/v1/subscription_items$"), "/v1/subscription_items", "subscription_items"),
+    (
+        re.compile(r"^/v1/subscription_items/([^/]+)$"),
+        "/v1/subscription_items/{id}",
+        "subscription_item",
+    ),
+]
+for _kind in OBJECT_NAMES:
+    ROUTES.append((re.compile(rf"^/v1/{_kind}$"), f"/v1/{_kind}", f"list:{_kind}"))
+    ROUTES.append((re.compile(rf"^/v1/{_kind}/([^/]+)$"), f"/v1/{_kind}/{{id}}", f"get:{_kind}"))
+
+
+class ApiError(Exception):
+    """An answer in Stripe's error envelope."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type="invalid_request_error",
+        code=None,
+        param=None,
+        headers=None,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.body = {"message": message, "type": type}
+        if code:
+            self.body["code"] = code
+            self.body["doc_url"] = f"https://stripe.com/docs/error-codes/{code.replace('_', '-')}"
+        if param:
+            self.body["param"] = param
+        self.headers = headers or {}
+
+
+def unknown_parameter(name: str) -> ApiError:
+    return ApiError(
+        400, f"Received unknown parameter: {name}", code="parameter_unknown", param=name
+    )
+
+
+def no_such(kind_name: str, object_id: str, param: str = "id", status: int = 404) -> ApiError:
+    return ApiError(
+        status, f"No such {kind_name}: '{object_id}'", code="resource_missing", param=param
+    )
+
+
+def mask_key(key: str) -> str:
+    """Stripe's way of naming a key in messages: prefix, stars, the last 4 characters."""
+    prefix = re.match(r"^(sk|rk|pk)_(test|live)_", key)
+    head = prefix.group(0) if prefix else ""
+    tail = key[-4:] if len(key) - len(head) > 8 else ""
+    return head + "*" * max(len(key) - len(head) - len(tail), 4) + tail
+
+
+def parse_params(query: str) -> dict:
+    """Form-encoded params to {name: str | {sub: str} | [str]}, Stripe's bracket syntax."""
+    params: dict = {}
+    for raw_key, value in parse_qsl(query, keep_blank_values=True):
+        match = re.fullmatch(r"([A-Za-z0-9_]+)\[([^\]]*)\]", raw_key)
+        if match is None:
+            if not re.fullmatch(r"[A-Za-z0-9_]+", raw_key):
+                raise unknown_parameter(raw_key)
+            params[raw_key] = value
+            continue
+        name, sub = match.groups()
+        if sub == "" or sub.isdigit():
+            params.setdefault(name, [])
+            if not isinstance(params[name], list):
+                raise ApiError(400, f"Invalid array: {name}", param=name)
+            params[name].append(value)
+        else:
+            params.setdefault(name, {})
+            if not isinstance(params[name], dict):
+                raise ApiError(400, f"Invalid hash: {name}", param=name)
+            params[name][sub] = value
+    return params
+
+
+def parse_int(value, param: str) -> int:
+    if not isinstance(value, str) or not re.fullmatch(r"-?\d+", value.strip()):
+        raise ApiError(
+            400, f"Invalid integer: {value}", code="parameter_invalid_integer", param=param
+        )
+    return int(value)
+
+
+def created_bounds(value) -> tuple[tuple | None, tuple | None]:
+    """``created`` / ``created[gt|gte|lt|lte]`` as exclusive (created, id) key bounds."""
+    if value is None:
+        return None, None
+    if isinstance(value, str):
+        moment = parse_int(value, "created")
+        return (moment, ""), (moment, "\uffff")
+    if isinstance(value, list):
+        raise ApiError(
+            400, "Invalid timestamp: must be an integer Unix timestamp.", param="created"
+        )
+    low = high = None
+    for op, raw in value.items():
+        moment = parse_int(raw, f"created[{op}]")
+        if op == "gt":
+            bound, is_low = (moment, "\uffff"), True
+        elif op == "gte":
+            bound, is_low = (moment, ""), True
+        elif op == "lt":
+            bound, is_low = (moment, ""), False
+        elif op == "lte":
+            bound, is_low = (moment, "\uffff"), False
+        else:
+            raise unknown_parameter(f"created[{op}]")
+        if is_low:
+            low = bound if low is None else max(low, bound)
+        else:
+            high = bound if high is None else min(high, bound)
+    return low, high
+
+
+def parse_limit(params: dict) -> int:
+    if "limit" not in params:
+        return 10
+    limit = parse_int(params["limit"], "limit")
+    if not 1 <= limit <= 100:
+        raise ApiError(
+            400,
+            f"Invalid limit: must be between 1 and 100. You passed {limit}.",
+            code="parameter_invalid_integer",
+            param="limit",
+        )
+    return limit
+
+
+def parse_expand(params: dict, allowed: set[str]) -> set[str]:
+    expand = params.get("expand", [])
+    if isinstance(expand, str | dict):
+        raise ApiError(400, "Invalid array", param="expand")
+    for path in expand:
+        if path not in allowed:
+            raise ApiError(400, f"This property cannot be expanded ({path}).", param="expand")
+    return set(expand)
+
+
+def check_params(params: dict, allowed: set[str]) -> None:
+    for name in params:
+        if name not in allowed:
+            raise unknown_parameter(name)
+
+
+def wildcard(pattern: str) -> re.Pattern:
+    return re.compile("^" + re.escape(pattern).replace(r"\*", ".*") + "$")
+
+
+def list_body(data: list[bytes], has_more: bool, url: str) -> bytes:
+    return b"".join(
+        [
+            b'{"object":"list","data":[',
+            b",".join(data),
+            b'],"has_more":',
+            b"true" if has_more else b"false",
+            b',"url":',
+            dumps(url),
+            b"}",
+        ]
+    )
+
+
+@dataclass
+class Knobs:
+    latency_ms: float = 0
+    rate_limit: int = 0  # requests per second over all endpoints; 0 = off
+    endpoint_rate_limit: int = 0  # requests per second per route template; 0 = off
+    fault_rate: float = 0.0  # fraction answered 500 / 503
+    drop_rate: float = 0.0  # fraction whose connection is closed without an answer
+    burst_429: int = 0  # answer the next N requests with 429
+
+
+class Sandbox:
+    """The server's state: the world, its indexed objects, knobs and statistics."""
+
+    def __init__(self, world, knobs: Knobs, seed: int = 7):
+        self.world = world
+        self.knobs = knobs
+        self.lock = threading.Lock()  # guards the stores and the world
+        self.stats_lock = threading.Lock()  # guards stats, rate windows, knobs, randomness
+        self.random = random.Random(seed)
+        self.request_number = 0
+        self.response_number = 0
+        self.windows: dict[str, collections.deque] = collections.defaultdict(collections.deque)
+        self.stores: dict[str, AccountStore] = {}
+        for account_id in world.account_ids:
+            store = AccountStore(account_id)
+            for kind in OBJECT_NAMES:
+                store.load(kind, world.objects(account_id, kind))
+            self.stores[account_id] = store
+        self.reset_stats()
+
+    # -- statistics and knobs --------------------------------------------------------
+
+    def reset_stats(self) -> None:
+        with self.stats_lock:
+            self.counters = {
+                "requests": 0,
+                "rate_limited": 0,
+                "faults": 0,
+                "drops": 0,
+                "by_endpoint": collections.Counter(),
+                "by_status": collections.Counter(),
+                "rate_limited_by_endpoint": collections.Counter(),
+            }
+
+    def stats(self) -> dict:
+        with self.stats_lock:
+            counters = self.counters
+            return {
+                "requests": counters["requests"],
+                "rate_limited": counters["rate_limited"],
+                "faults": counters["faults"],
+                "drops": counters["drops"],
+                "by_endpoint": dict(counters["by_endpoint"]),
+                "by_status": {str(k): v for k, v in sorted(counters["by_status"].items())},
+                "rate_limited_by_endpoint": dict(counters["rate_limited_by_endpoint"]),
+                "now": self.world.now,
+                "knobs": vars(self.knobs).copy(),
+            }
+
+    def set_knobs(self, **changes) -> dict:
+        with self.stats_lock:
+            for name, value in changes.items():
+                if not hasattr(self.knobs, name):
+                    raise ApiError(400, f"Unknown knob: {name}", param=name)
+                current = getattr(self.knobs, name)
+                try:
+                    value = type(current)(value)
+                except (TypeError, ValueError):
+                    raise ApiError(
+                        400, f"Invalid value for {name}: {value!r}", param=name
+                    ) from None
+                if value < 0 or (name.endswith("_rate") and value > 1):
+                    raise ApiError(400, f"Invalid value for {name}: {value!r}", param=name)
+                setattr(self.knobs, name, value)
+            return vars(self.knobs).copy()
+
+    def admit(self, template: str) -> str | None:
+        """Count a request and decide its fate: None (serve it), or drop / fault / 429."""
+        with self.stats_lock:
+            self.request_number += 1
+            counters = self.counters
+            counters["requests"] += 1
+            counters["by_endpoint"][template] += 1
+            knobs = self.knobs
+            if knobs.drop_rate or knobs.fault_rate:
+                draw = self.random.random()
+                if draw < knobs.drop_rate:
+                    counters["drops"] += 1
+                    return "drop"
+                if draw < knobs.drop_rate + knobs.fault_rate:
+                    counters["faults"] += 1
+                    return "fault_503" if self.random.random() < 1 / 3 else "fault_500"
+            if knobs.burst_429 > 0:
+                knobs.burst_429 -= 1
+                return self._rate_limited(template, "burst")
+            now = time.monotonic()
+            limits = []
+            if knobs.rate_limit:
+                limits.append(("*", knobs.rate_limit, "global-rate"))
+            if knobs.endpoint_rate_limit:
+                limits.append((template, knobs.endpoint_rate_limit, "endpoint-rate"))
+            for key, limit, reason in limits:
+                window = self.windows[key]
+                while window and window[0] <= now - 1.0:
+                    window.popleft()
+                if len(window) >= limit:
+                    return self._rate_limited(template, reason)
+            for key, _, _ in limits:
+                self.windows[key].append(now)
+            return None
+
+    def _rate_limited(self, template: str, reason: str) -> str:
+        self.counters["rate_limited"] += 1
+        self.counters["rate_limited_by_endpoint"][template] += 1
+        return f"429:{reason}"
+
+    def count_status(self, status: int) -> None:
+        with self.stats_lock:
+            self.counters["by_status"][status] += 1
+
+    def next_request_id(self) -> str:
+        with self.stats_lock:
+            self.response_number += 1
+            number = self.response_number
+        return f"req_sandbox{number:010d}"
+
+    # -- time ------------------------------------------------------------------------
+
+    def advance(self, seconds: int) -> dict:
+        """Move the sandbox clock: let the world live ``seconds`` more, store what changed."""
+        summary: dict = collections.defaultdict(lambda: {"upserted": 0, "deleted": 0})
+        with self.lock:
+            before = self.world.now
+            changes = self.world.advance(seconds)
+            for account_id, kind, obj, object_id in changes:
+                store = self.stores[account_id]
+                if obj is None:
+                    store.remove(kind, object_id)
+                    summary[kind]["deleted"] += 1
+                else:
+                    store.put(kind, obj)
+                    summary[kind]["upserted"] += 1
+            now = self.world.now
+        return {"from": before, "now": now, "seconds": now - before, "changes": dict(summary)}
+
+    # -- the API ---------------------------------------------------------------------
+
+    def handle(
+        self, handler: str, match: re.Match, params: dict, account_id: str, key: str
+    ) -> bytes:
+        """Answer one authenticated API request (bytes of JSON) or raise ApiError."""
+        invoice_endpoint = handler.endswith(":invoices") or handler == "invoice_lines"
+        if invoice_endpoint and key == NO_INVOICES_API_KEY:
+            raise ApiError(
+                403,
+                f"The provided key '{mask_key(key)}' does not have the required "
+                f"permissions for this endpoint on account '{account_id}'. Having the "
+                "'rak_invoice_read' permission would allow this request to continue.",
+            )
+        with self.lock:
+            store = self.stores[account_id]
+            if handler == "account":
+                check_params(params, {"expand"})
+                return dumps(self.account_object(account_id))
+            if handler.startswith("list:"):
+                return self.list_objects(store, handler[5:], params)
+            if handler.startswith("get:"):
+                return self.retrieve(store, handler[4:], match.group(1), params)
+            if handler == "invoice_lines":
+                return self.invoice_lines(store, match.group(1), params)
+            if handler == "subscription_items":
+                return self.subscription_items(store, params)
+            if handler == "subscription_item":
+                check_params(params, {"expand"})
+                parse_expand(params, set())
+                item = store.subscription_item(match.group(1))
+                if item is None:
+                    raise no_such("subscription_item", match.group(1))
+                return dumps(item)
+        raise AssertionError(handler)
+
+    def account_object(self, account_id: str) -> dict:
+        return {
+            "id": account_id,
+            "object": "account",
+            "business_profile": {"name": f"Sandbox {account_id}"},
+            "charges_enabled": True,
+            "country": "US",
+            "created": min(
+                (key[0] for key in self.stores[account_id].collections["customers"].keys[:1]),
+                default=self.world.now,
+            ),
+            "default_currency": "usd",
+            "details_submitted": True,
+            "email": None,
+            "payouts_enabled": True,
+            "type": "standard",
+        }
+
+    def list_objects(self, store: AccountStore, kind: str, params: dict) -> bytes:
+        check_params(params, PAGING | LIST_PARAMS[kind])
+        limit = parse_limit(params)
+        expand = parse_expand(params, LIST_EXPANDS.get(kind, set()))
+        low, high = created_bounds(params.get("created"))
+        if kind == "events":
+            oldest = (self.world.now - EVENT_RETENTION_SECONDS, "")
+            low = oldest if low is None else max(low, oldest)
+        collection = store.collections[kind]
+        starting_after = params.get("starting_after")
+        ending_before = params.get("ending_before")
+        if starting_after is not None and ending_before is not None:
+            raise ApiError(
+                400,
+                "Received both starting_after and ending_before parameters. "
+                "Please pass in only one.",
+            )
+        cursor = starting_after if starting_after is not None else ending_before
+        if cursor is not None:
+            param = "starting_after" if starting_after is not None else "ending_before"
+            key = collection.cursor_key(cursor) if isinstance(cursor, str) else None
+            if key is None:
+                raise no_such(OBJECT_NAMES[kind], str(cursor), param=param, status=400)
+            if starting_after is not None:
+                high = key if high is None else min(high, key)
+            else:
+                low = key if low is None else max(low, key)
+
+        field, values, keep = self.filters(collection, kind, params)
+        data, has_more = collection.page(
+            collection.key_lists(field, values),
+            limit=limit,
+            low=low,
+            high=high,
+            ending_before=ending_before is not None,
+            keep=keep,
+        )
+        if kind == "prices" and "data.tiers" in expand:
+            data = [self._with_tiers(store, item) for item in data]
+        return list_body(data, has_more, f"/v1/{kind}")
+
+    def filters(self, collection, kind: str, params: dict):
+        """Pick the index to walk and a check for the remaining filters."""
+        wanted: dict[str, set] = {}  # indexed field -> accepted values
+        if kind in ("products", "prices") and "active" in params:
+            if params["active"] not in ("true", "false"):
+                raise ApiError(400, "Invalid boolean: " + str(params["active"]), param="active")
+            wanted["active"] = {params["active"] == "true"}
+        for name in ("customer", "subscription", "product"):
+            if name in params:
+                if not isinstance(params[name], str):
+                    raise ApiError(400, f"Invalid string: {name}", param=name)
+                wanted[name] = {params[name]}
+        if kind == "subscriptions":
+            status = params.get("status")
+            if status is None:
+                wanted["status"] = set(SUBSCRIPTION_STATUSES) - {"canceled"}
+            elif status == "ended":
+                wanted["status"] = {"canceled", "incomplete_expired"}
+            elif status in SUBSCRIPTION_STATUSES:
+                wanted["status"] = {status}
+            elif status != "all":
+                raise ApiError(
+                    400,
+                    "Invalid status: must be one of "
+                    + ", ".join((*SUBSCRIPTION_STATUSES, "ended"))
+                    + ", or all",
+                    param="status",
+                )
+        if kind == "invoices" and "status" in params:
+            if params["status"] not in INVOICE_STATUSES:
+                raise ApiError(
+                    400,
+                    "Invalid status: must be one of " + ", ".join(INVOICE_STATUSES),
+                    param="status",
+                )
+            wanted["status"] = {params["status"]}
+        if kind == "events":
+            if "type" in params and "types" in params:
+                raise ApiError(400, "You may pass either type or types, but not both.")
+            patterns = params.get("types", params.get("type"))
+            if patterns is not None:
+                if isinstance(patterns, str):
+                    patterns = [patterns]
+                if not isinstance(patterns, list) or len(patterns) > 20:
+                    raise ApiError(400, "types must be an array of up to 20 strings", param="types")
+                matchers = [wildcard(p) for p in patterns]
+                wanted["type"] = {
+                    value
+                    for value in collection.index["type"]
+                    if any(m.match(value or "") for m in matchers)
+                }
+        if not wanted:
+            return None, None, None
+        # Walk the most selective index; check the others per object.
+        order = ("customer", "subscription", "product", "type", "status", "active")
+        field = next(name for name in order if name in wanted)
+        fields = list(collection.index)
+        rest = [
+            (fields.index(name), accepted) for name, accepted in wanted.items() if name != field
+        ]
+        if not rest:
+            return field, wanted[field], None
+        indexed_value = collection.indexed_value
+
+        def keep(object_id: str) -> bool:
+            values = indexed_value[object_id]
+            return all(values[position] in accepted for position, accepted in rest)
+
+        return field, wanted[field], keep
+
+    def _with_tiers(self, store: AccountStore, data: bytes) -> bytes:
+        price_id = json.loads(data)["id"]
+        return store.full_prices.get(price_id, data)
+
+    def retrieve(self, store: AccountStore, kind: str, object_id: str, params: dict) -> bytes:
+        check_params(params, {"expand"})
+        expand = parse_expand(params, RETRIEVE_EXPANDS.get(kind, set()))
+        collection = store.collections[kind]
+        data = collection.by_id.get(object_id)
+        if data is None:
+            if kind == "customers" and object_id in collection.tombstones:
+                return dumps({"id": object_id, "object": "customer", "deleted": True})
+            raise no_such(OBJECT_NAMES[kind], object_id)
+        if kind == "events" and collection.key_of[object_id][0] < (
+            self.world.now - EVENT_RETENTION_SECONDS
+        ):
+            raise no_such("event", object_id)
+        if kind == "prices" and "tiers" in expand:
+            return store.full_prices.get(object_id, data)
+        return data
+
+    def invoice_lines(self, store: AccountStore, invoice_id: str, params: dict) -> bytes:
+        check_params(params, PAGING)
+        limit = parse_limit(params)
+        parse_expand(params, set())
+        lines = store.all_lines(invoice_id)
+        if lines is None:
+            raise no_such("invoice", invoice_id)
+        return self._sequence_page(lines, params, limit, f"/v1/invoices/{invoice_id}/lines")
+
+    def subscription_items(self, store: AccountStore, params: dict) -> bytes:
+        check_params(params, PAGING | {"subscription"})
+        limit = parse_limit(params)
+        parse_expand(params, set())
+        subscription_id = params.get("subscription")
+        if not isinstance(subscription_id, str) or not subscription_id:
+            raise ApiError(
+                400,
+                "Missing required param: subscription.",
+                code="parameter_missing",
+                param="subscription",
+            )
+        items = store.all_items(subscription_id)
+        if items is None:
+            raise no_such("subscription", subscription_id, param="subscription")
+        return self._sequence_page(items, params, limit, "/v1/subscription_items")
+
+    def _sequence_page(self, items: list[dict], params: dict, limit: int, url: str) -> bytes:
+        starting_after = params.get("starting_after")
+        ending_before = params.get("ending_before")
+        if starting_after is not None and ending_before is not None:
+            raise ApiError(
+                400,
+                "Received both starting_after and ending_before parameters. "
+                "Please pass in only one.",
+            )
+        page = page_of_sequence(
+            items, limit=limit, starting_after=starting_after, ending_before=ending_before
+        )
+        if page is None:
+            param = "starting_after" if starting_after is not None else "ending_before"
+            cursor = starting_after if starting_after is not None else ending_before
+            raise ApiError(400, f"No such object: '{cursor}'", code="resource_missing", param=param)
+        data, has_more = page
+        return list_body([dumps(item) for item in data], has_more, url)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    wbufsize = 1 << 16  # headers and body leave in one write
+    server_version = "nrr-sync-sandbox"
+    sys_version = ""
+    sandbox: Sandbox  # set on the subclass made per server
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+        pass
+
+    def date_time_string(self, timestamp=None):
+        return formatdate(self.sandbox.world.now, usegmt=True)
+
+    def do_GET(self):
+        self.dispatch("GET")
+
+    def do_POST(self):
+        self.dispatch("POST")
+
+    def do_DELETE(self):
+        self.dispatch("DELETE")
+
+    def dispatch(self, method: str) -> None:
+        url = urlsplit(self.path)
+        body = b""
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            body = self.rfile.read(length)
+        if url.path.startswith("/_sandbox/"):
+            self.admin(method, url.path, url.query, body)
+            return
+        template, handler, match = "unknown", None, None
+        for pattern, route_template, route_handler in ROUTES:
+            match = pattern.match(url.path)
+            if match:
+                template, handler = route_template, route_handler
+                break
+        sandbox = self.sandbox
+        fate = sandbox.admit(template)
+        latency = sandbox.knobs.latency_ms
+        if latency:
+            time.sleep(latency / 1000)
+        if fate == "drop":
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if fate is not None and fate.startswith("fault"):
+            status = 503 if fate == "fault_503" else 500
+            error = ApiError(
+                status,
+                "An unknown error occurred" if status == 500 else "Service temporarily unavailable",
+                type="api_error",
+                headers={"Stripe-Should-Retry": "true"} if status == 500 else {},
+            )
+            self.send_error_body(error)
+            return
+        if fate is not None:
+            reason = fate.split(":", 1)[1]
+            self.send_error_body(
+                ApiError(
+                    429,
+                    "Request rate limit exceeded. You can learn more about rate limits here "
+                    "https://stripe.com/docs/rate-limits.",
+                    code="rate_limit",
+                    headers={"Stripe-Rate-Limited-Reason": reason},
+                )
+            )
+            return
+        try:
+            key = self.authenticate()
+            if handler is None or method != "GET":
+                raise ApiError(
+                    404,
+                    f"Unrecognized request URL ({method}: {url.path}). Please see "
+                    "https://stripe.com/docs or we can help at https://support.stripe.com/.",
+                )
+            account_id = self.account(key)
+            params = parse_params(url.query)
+            payload = sandbox.handle(handler, match, params, account_id, key)
+        except ApiError as error:
+            self.send_error_body(error)
+            return
+        self.send_json(200, payload)
+
+    def authenticate(self) -> str:
+        header = self.headers.get("Authorization") or ""
+        key = ""
+        if header.startswith("Bearer "):
+            key = header[len("Bearer ") :].strip()
+        elif header.startswith("Basic "):
+            try:
+                key = base64.b64decode(header[len("Basic ") :]).decode().split(":", 1)[0]
+            except ValueError:
+                key = ""
+        if not key:
+            raise ApiError(
+                401,
+                "You did not provide an API key. You need to provide your API key in the "
+                "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+                "YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for "
+                "details, or we can help at https://support.stripe.com/.",
+            )
+        if key not in API_KEYS:
+            raise ApiError(401, f"Invalid API Key provided: {mask_key(key)}")
+        return key
+
+    def account(self, key: str) -> str:
+        account_ids = self.sandbox.world.account_ids
+        requested = self.headers.get("Stripe-Account")
+        if requested is None or requested == "":
+            return account_ids[0]
+        if requested not in self.sandbox.stores:
+            raise ApiError(
+                403,
+                f"The provided key '{mask_key(key)}' does not have access to account "
+                f"'{requested}' (or that account does not exist). Application access may "
+                "have been revoked.",
+                code="account_invalid",
+            )
+        return requested
+
+    def send_error_body(self, error: ApiError) -> None:
+        self.send_json(error.status, dumps({"error": error.body}), error.headers)
+
+    def send_json(self, status: int, payload: bytes, headers: dict | None = None) -> None:
+        sandbox = self.sandbox
+        sandbox.count_status(status)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Request-Id", sandbox.next_request_id())
+        self.send_header("Stripe-Version", self.headers.get("Stripe-Version") or STRIPE_API_VERSION)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        try:
+            self.wfile.write(payload)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    # -- admin -----------------------------------------------------------------------
+
+    def admin(self, method: str, path: str, query: str, body: bytes) -> None:
+        fields = dict(parse_qsl(query))
+        if body:
+            text = body.decode()
+            if (self.headers.get("Content-Type") or "").startswith("application/json"):
+                fields.update(json.loads(text))
+            else:
+                fields.update(parse_qsl(text))
+        sandbox = self.sandbox
+        try:
+            if method == "POST" and path == "/_sandbox/advance":
+                seconds = 0
+                if "days" in fields:
+                    seconds += round(float(fields["days"]) * 86400)
+                if "seconds" in fields:
+                    seconds += int(fields["seconds"])
+                if seconds <= 0:
+                    raise ApiError(400, "Pass days or seconds, more than 0.", param="days")
+                self.send_json(200, dumps(sandbox.advance(seconds)))
+            elif method == "GET" and path == "/_sandbox/stats":
+                self.send_json(200, dumps(sandbox.stats()))
+            elif method == "POST" and path == "/_sandbox/stats/reset":
+                sandbox.reset_stats()
+                self.send_json(200, dumps(sandbox.stats()))
+            elif method == "POST" and path == "/_sandbox/faults":
+                self.send_json(200, dumps(sandbox.set_knobs(**fields)))
+            else:
+                raise ApiError(404, f"Unrecognized sandbox URL ({method}: {path}).")
+        except (ValueError, TypeError) as error:
+            self.send_error_body(ApiError(400, f"Bad request: {error}"))
+        except ApiError as error:
+            self.send_error_body(error)
+
+
+class SandboxHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+
+class RunningSandbox:
+    """A sandbox server serving in a background thread; a context manager."""
+
+    api_key = SANDBOX_API_KEY
+
+    def __init__(self, sandbox: Sandbox, httpd: SandboxHTTPServer):
+        self.sandbox = sandbox
+        self.world = sandbox.world
+        self.httpd = httpd
+        host, port = httpd.server_address[:2]
+        self.host, self.port = host, port
+        self.url = f"http://{host}:{port}"
+        self.stopped = False
+        self.thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="sandbox", daemon=True
+        )
+        self.thread.start()
+
+    def stats(self) -> dict:
+        return self.sandbox.stats()
+
+    def reset_stats(self) -> None:
+        self.sandbox.reset_stats()
+
+    def advance(self, seconds: int) -> dict:
+        return self.sandbox.advance(seconds)
+
+    def set_knobs(self, **knobs) -> dict:
+        return self.sandbox.set_knobs(**knobs)
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+    def __enter__(self) -> RunningSandbox:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start(
+    options=None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    latency_ms: float = 0,
+    rate_limit: int = 0,
+    endpoint_rate_limit: int = 0,
+    fault_rate: float = 0.0,
+    drop_rate: float = 0.0,
+    world=None,
+) -> RunningSandbox:
+    """Generate the world of ``options`` (or serve the given ``world``) on host:port.
+
+    ``port=0`` picks a free port; the URL is on the returned object.
+    """
+    if world is None:
+        from .generator import SandboxOptions, generate
+
+        world = generate(options if options is not None else SandboxOptions())
+    knobs = Knobs(
+        latency_ms=latency_ms,
+        rate_limit=rate_limit,
+        endpoint_rate_limit=endpoint_rate_limit,
+        fault_rate=fault_rate,
+        drop_rate=drop_rate,
+    )
+    sandbox = Sandbox(world, knobs, seed=getattr(options, "seed", 7))
+    handler = type("BoundHandler", (Handler,), {"sandbox": sandbox})
+    httpd = SandboxHTTPServer((host, port), handler)
+    return RunningSandbox(sandbox, httpd)
