@@ -1,0 +1,423 @@
+"""Talking to Stripe (SPEC 4.1): one client per run, a shared rate limiter, retries in one place.
+
+Requests go through the official SDK's ``StripeClient.raw_request``: it does the auth,
+the pinned API version, the ``Stripe-Account`` header, the encoding and Stripe's error
+classes, and hands back the parsed JSON as plain dicts (turning a page of 100 invoices
+into ``StripeObject`` trees costs more CPU than the request itself). The SDK's own
+retries are off; ``StripeApi.get`` retries with tenacity.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import stripe
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+
+from .config import Config
+from .errors import NrrSyncError, StripeAuthError, StripeUnavailableError
+
+log = logging.getLogger("nrr_sync.stripe")
+
+PAGE_SIZE = 100
+# Stripe's documented limits; we aim at 80% of them unless configured.
+LIVE_RATE, TEST_RATE, ENDPOINT_RATE, HEADROOM = 100.0, 25.0, 25.0, 0.8
+# After a 429 an endpoint runs at half speed; it recovers step by step once quiet.
+SLOWDOWN_SECONDS = 5.0
+PAUSE_AFTER_429 = 0.5
+REQUEST_TIMEOUT = (10, 60)  # connect, read (seconds)
+
+_KEY_PATTERN = re.compile(r"\b([sr]k_(?:live|test)_)[A-Za-z0-9_*]+")
+_PERMISSION_PATTERN = re.compile(r"'(rak_[a-z0-9_]+)'")
+
+
+def redact(text: str, api_key: str | None = None) -> str:
+    """Remove anything that looks like a Stripe secret or restricted key from ``text``."""
+    if api_key:
+        text = text.replace(api_key, "[redacted]")
+    return _KEY_PATTERN.sub(r"\1[redacted]", text)
+
+
+def endpoint_of(path: str) -> str:
+    """Route template of a path: ``/v1/invoices/in_1/lines`` -> ``/v1/invoices/{id}/lines``."""
+    parts = path.split("?")[0].rstrip("/").split("/")
+    if len(parts) > 3 and parts[2] != "account":
+        parts[3] = "{id}"
+    return "/".join(parts)
+
+
+def default_rates(api_key: str, config: Config) -> tuple[float, float]:
+    """(global, per-endpoint) requests per second: configured, else 80% of Stripe's limits."""
+    live = api_key.startswith(("sk_live_", "rk_live_"))
+    stripe_settings = config.stripe
+    global_rate = stripe_settings.max_requests_per_second or (
+        (LIVE_RATE if live else TEST_RATE) * HEADROOM
+    )
+    endpoint_rate = stripe_settings.max_requests_per_second_per_endpoint or (
+        ENDPOINT_RATE * HEADROOM
+    )
+    return float(global_rate), float(endpoint_rate)
+
+
+class _Bucket:
+    """Paces requests evenly at ``rate`` per second (no bursts: Stripe counts per second)."""
+
+    def __init__(self, rate: float):
+        self.base_rate = rate
+        self.rate = rate
+        self.next_free = 0.0
+        self.recover_at = 0.0
+
+
+class RateLimiter:
+    """A global budget and one per endpoint, shared by every worker thread of a run.
+
+    ``acquire`` reserves the next free slot in both and sleeps until it comes. A 429
+    halves the endpoint's budget and pauses everyone briefly; the budget climbs back
+    once the endpoint has been quiet for ``SLOWDOWN_SECONDS``.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        endpoint_rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self._global = _Bucket(rate)
+        self._endpoint_rate = endpoint_rate
+        self._endpoints: dict[str, _Bucket] = {}
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+
+    def endpoint_rate(self, endpoint: str) -> float:
+        with self._lock:
+            return self._bucket(endpoint).rate
+
+    def _bucket(self, endpoint: str) -> _Bucket:
+        if endpoint not in self._endpoints:
+            self._endpoints[endpoint] = _Bucket(self._endpoint_rate)
+        return self._endpoints[endpoint]
+
+    def acquire(self, endpoint: str) -> float:
+        """Wait for a request slot on ``endpoint``; returns the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            bucket = self._bucket(endpoint)
+            if bucket.rate < bucket.base_rate and now >= bucket.recover_at:
+                bucket.rate = min(bucket.base_rate, bucket.rate * 1.5)
+                bucket.recover_at = now + SLOWDOWN_SECONDS
+            start = max(now, self._global.next_free, bucket.next_free, self._paused_until)
+            self._global.next_free = start + 1.0 / self._global.rate
+            bucket.next_free = start + 1.0 / bucket.rate
+        wait = start - now
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+    def rate_limited(self, endpoint: str) -> None:
+        """Stripe answered 429 on ``endpoint``: slow that endpoint down, pause everyone."""
+        with self._lock:
+            now = self._clock()
+            bucket = self._bucket(endpoint)
+            bucket.rate = max(bucket.rate / 2, 0.5)
+            bucket.recover_at = now + SLOWDOWN_SECONDS
+            self._paused_until = max(self._paused_until, now + PAUSE_AFTER_429)
+
+
+class RequestStats:
+    """Requests, retries and 429s per endpoint, counted from every worker."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()
+        self.retries: Counter[str] = Counter()
+        self.rate_limited: Counter[str] = Counter()
+
+    def count(self, counter: Counter, endpoint: str) -> None:
+        with self._lock:
+            counter[endpoint] += 1
+
+    def totals(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "requests": sum(self.requests.values()),
+                "retries": sum(self.retries.values()),
+                "rate_limited": sum(self.rate_limited.values()),
+            }
+
+    def by_endpoint(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {
+                endpoint: {
+                    "requests": self.requests[endpoint],
+                    "retries": self.retries[endpoint],
+                    "rate_limited": self.rate_limited[endpoint],
+                }
+                for endpoint in sorted(self.requests)
+            }
+
+
+@dataclass
+class Failure:
+    """A failed attempt, classified."""
+
+    status: int | None  # HTTP status, None for connection errors and timeouts
+    code: str | None  # Stripe's error code (e.g. lock_timeout)
+    should_retry_header: str | None  # Stripe-Should-Retry, "true" / "false" / None
+    message: str
+
+
+def failure_of(error: stripe.StripeError) -> Failure:
+    headers = error.headers or {}
+    should_retry = None
+    for name, value in headers.items():
+        if name.lower() == "stripe-should-retry":
+            should_retry = str(value).strip().lower()
+    status = error.http_status
+    if isinstance(error, stripe.APIConnectionError):
+        status = None
+    message = error.user_message or str(error) or type(error).__name__
+    if isinstance(error, stripe.APIError) and (status is None or status < 400):
+        message = f"a response that is not valid JSON (HTTP {status})"
+    return Failure(status, error.code, should_retry, message)
+
+
+def is_retryable(failure: Failure) -> bool:
+    """Stripe's retry rules (SPEC 4.1); 400/401/403/404 are never retried."""
+    if failure.status in (400, 401, 403, 404):
+        return False
+    if failure.should_retry_header == "true":
+        return True
+    if failure.should_retry_header == "false":
+        return False
+    if failure.status is None:  # timeout or connection error
+        return True
+    if failure.status == 409:
+        return failure.code == "lock_timeout"
+    return failure.status == 429 or failure.status >= 500 or failure.status < 400
+
+
+class _Retry(Exception):
+    """An attempt that failed in a way worth retrying."""
+
+    def __init__(self, failure: Failure, retry_after: float | None):
+        super().__init__(failure.message)
+        self.failure = failure
+        self.retry_after = retry_after
+
+
+class StripeApi:
+    """The run's Stripe client: ``get`` one path with rate limiting and retries."""
+
+    def __init__(self, config: Config, *, api_key: str | None = None):
+        self._api_key = api_key or config.api_key()
+        self._env_name = config.stripe.api_key_env
+        self.api_base = config.stripe.api_base.rstrip("/")
+        self.max_attempts = config.stripe.retry.max_attempts
+        self.max_wait = float(config.stripe.retry.max_wait_seconds)
+        rate, endpoint_rate = default_rates(self._api_key, config)
+        self.limiter = RateLimiter(rate, endpoint_rate)
+        self.stats = RequestStats()
+        self.stopping = threading.Event()
+        self.client = stripe.StripeClient(
+            self._api_key,
+            base_addresses={"api": self.api_base},
+            max_network_retries=0,
+            http_client=stripe.RequestsClient(timeout=REQUEST_TIMEOUT),
+        )
+
+    def get(self, path: str, params: dict | None = None, *, account: str | None = None) -> dict:
+        """GET ``path`` and return the JSON body; raises an NrrSyncError subclass on failure."""
+        return self.get_with_headers(path, params, account=account)[0]
+
+    def get_with_headers(
+        self, path: str, params: dict | None = None, *, account: str | None = None
+    ) -> tuple[dict, dict]:
+        endpoint = endpoint_of(path)
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Retry),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            before_sleep=lambda state: self._before_sleep(endpoint, state),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._attempt(path, endpoint, params or {}, account)
+        except _Retry as error:
+            attempts = self.max_attempts
+            where = f" for account {account}" if account else ""
+            raise StripeUnavailableError(
+                f"Stripe at {self.api_base} failed GET {endpoint}{where} {attempts} time(s); "
+                f"last error: {redact(error.failure.message, self._api_key)}. "
+                "What was fetched is kept; the next run resumes."
+            ) from None
+        raise AssertionError("unreachable")
+
+    def _attempt(self, path: str, endpoint: str, params: dict, account: str | None):
+        if self.stopping.is_set():
+            raise NrrSyncError("stopped")
+        self.limiter.acquire(endpoint)
+        self.stats.count(self.stats.requests, endpoint)
+        options: dict[str, Any] = {"stripe_account": account} if account else {}
+        try:
+            response = self.client.raw_request("get", path, **params, **options)
+        except stripe.StripeError as error:
+            failure = failure_of(error)
+            if failure.status == 429:
+                self.stats.count(self.stats.rate_limited, endpoint)
+                self.limiter.rate_limited(endpoint)
+            if is_retryable(failure):
+                raise _Retry(failure, _retry_after(error.headers)) from None
+            raise self._fatal(failure, endpoint, account) from None
+        data = response.data
+        if not isinstance(data, dict):
+            raise _Retry(
+                Failure(response.code, None, None, "a response that is not a JSON object"), None
+            )
+        return data, dict(response.headers)
+
+    def _wait(self, state) -> float:
+        # Exponential backoff with full jitter, at least Stripe's Retry-After.
+        ceiling = min(self.max_wait, 0.5 * 2 ** (state.attempt_number - 1))
+        wait = random.uniform(ceiling / 2, ceiling)
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, _Retry) and error.retry_after:
+            wait = max(wait, min(error.retry_after, self.max_wait))
+        return wait
+
+    def _before_sleep(self, endpoint: str, state) -> None:
+        self.stats.count(self.stats.retries, endpoint)
+        error = state.outcome.exception()
+        log.debug("retrying GET %s after: %s", endpoint, redact(str(error), self._api_key))
+
+    def _fatal(self, failure: Failure, endpoint: str, account: str | None) -> NrrSyncError:
+        message = redact(failure.message, self._api_key)
+        where = f" (account {account})" if account else ""
+        if failure.status == 401:
+            return StripeAuthError(
+                f"Stripe rejected the API key in ${self._env_name}{where}: check that it is "
+                "a current secret or restricted key of the right account and mode, or create a "
+                "restricted key with read access (see README, 'Connecting your Stripe account')."
+            )
+        if failure.status == 403:
+            permission = _PERMISSION_PATTERN.search(failure.message)
+            lacking = (
+                f"lacks the permission {permission.group(1)}"
+                if permission
+                else "lacks a permission"
+            )
+            return StripeAuthError(
+                f"The Stripe key in ${self._env_name} {lacking} needed for GET {endpoint}{where}. "
+                f"Give the restricted key read access to it. Stripe said: {message}"
+            )
+        status = f"HTTP {failure.status}" if failure.status else "error"
+        error_class = NotFoundError if failure.status == 404 else NrrSyncError
+        return error_class(f"Stripe refused GET {endpoint}{where} ({status}): {message}")
+
+    # Listing helpers ---------------------------------------------------------------
+
+    def list_page(self, path: str, params: dict, *, account: str | None) -> dict:
+        page = self.get(path, {"limit": PAGE_SIZE, **params}, account=account)
+        if not isinstance(page.get("data"), list):
+            raise StripeUnavailableError(f"Stripe sent a list without data for GET {path}.")
+        return page
+
+    def list_all(self, path: str, params: dict, *, account: str | None, after: str | None = None):
+        """Every object of a list, page by page (for short lists: lines, items, events)."""
+        while True:
+            page_params = dict(params)
+            if after:
+                page_params["starting_after"] = after
+            page = self.list_page(path, page_params, account=account)
+            yield from page["data"]
+            if not page.get("has_more") or not page["data"]:
+                return
+            after = page["data"][-1]["id"]
+
+    def retrieve(
+        self, path: str, params: dict | None = None, *, account: str | None
+    ) -> dict | None:
+        """One object by id; None if Stripe says it no longer exists (404)."""
+        try:
+            return self.get(path, params, account=account)
+        except NotFoundError:
+            return None
+
+    def complete_invoice(self, invoice: dict, *, account: str | None) -> dict:
+        """Fetch the lines past the embedded first page, so the invoice has all of them."""
+        lines = invoice.get("lines") or {}
+        if lines.get("has_more") and lines.get("data"):
+            extra = list(
+                self.list_all(
+                    f"/v1/invoices/{invoice['id']}/lines",
+                    {},
+                    account=account,
+                    after=lines["data"][-1]["id"],
+                )
+            )
+            invoice["lines"] = {**lines, "data": lines["data"] + extra, "has_more": False}
+        return invoice
+
+    def complete_subscription(self, subscription: dict, *, account: str | None) -> dict:
+        """Fetch the items past the embedded first page."""
+        items = subscription.get("items") or {}
+        if items.get("has_more") and items.get("data"):
+            extra = list(
+                self.list_all(
+                    "/v1/subscription_items",
+                    {"subscription": subscription["id"]},
+                    account=account,
+                    after=items["data"][-1]["id"],
+                )
+            )
+            subscription["items"] = {**items, "data": items["data"] + extra, "has_more": False}
+        return subscription
+
+    def whoami(self) -> tuple[str, datetime]:
+        """The key's own account id and the API server's clock (its HTTP Date header)."""
+        account, headers = self.get_with_headers("/v1/account")
+        return account["id"], server_time(headers)
+
+    def server_time(self, account: str | None = None) -> datetime:
+        _, headers = self.get_with_headers("/v1/account", account=account)
+        return server_time(headers)
+
+
+class NotFoundError(NrrSyncError):
+    """Stripe answered 404 (exit 1 unless the caller expects deleted objects)."""
+
+
+def server_time(headers: dict) -> datetime:
+    for name, value in headers.items():
+        if name.lower() == "date":
+            try:
+                return parsedate_to_datetime(value).astimezone(UTC)
+            except (TypeError, ValueError):
+                break
+    return datetime.now(tz=UTC)
+
+
+def _retry_after(headers) -> float | None:
+    for name, value in (headers or {}).items():
+        if name.lower() == "retry-after":
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                return None
+    return None

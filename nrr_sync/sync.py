@@ -1,0 +1,674 @@
+"""The job: backfill, incremental sync and build, each published safely (SPEC 4.2-4.4).
+
+Every run holds the job lock, works in the working copy (``<db>.work``), runs the SQL
+build and atomically replaces the published file. A failed run leaves the published
+file as it was and keeps the working copy, so the next run resumes from it.
+
+Backfill lists every object kind in ``created`` time slices, fetched in parallel by a
+pool of workers. A slice is fetched page by page; after a page that says ``has_more``,
+its remainder goes back on the queue, split in two halves while workers would otherwise
+wait. Every landed page is committed together with its slice's new checkpoint, so a
+killed backfill resumes exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from . import STRIPE_API_VERSION, landing, warehouse
+from .config import Config, parse_month
+from .errors import ConfigError, NrrSyncError
+from .progress import Progress, describe_counts
+from .stripe_api import StripeApi, redact
+
+log = logging.getLogger("nrr_sync")
+
+LIST_PATHS = {
+    "customers": "/v1/customers",
+    "products": "/v1/products",
+    "prices": "/v1/prices",
+    "subscriptions": "/v1/subscriptions",
+    "invoices": "/v1/invoices",
+}
+# Prices carry their tiers only when expanded; subscriptions of every status.
+LIST_PARAMS = {"prices": {"expand": ["data.tiers"]}, "subscriptions": {"status": "all"}}
+RETRIEVE_PARAMS = {"prices": {"expand": ["tiers"]}}
+EVENT_TYPES = ["customer.*", "invoice.*", "price.*", "product.*"]
+EVENT_RETENTION = timedelta(days=30)
+EVENT_OVERLAP_SECONDS = 300
+# No Stripe object is older than this; time slices are split above it.
+SPLIT_FLOOR = 1262304000  # 2010-01-01
+FETCH_BATCH = 500
+RUNS_KEPT_IN_SIDECAR = 50
+
+
+# Entry points -------------------------------------------------------------------------
+
+
+def run_backfill(config: Config, since: str, restart: bool = False) -> int:
+    parse_month(since, "--since")
+    return _run(config, "backfill", lambda job: backfill(job, since, restart), since=since)
+
+
+def run_sync(config: Config) -> int:
+    return _run(config, "sync", sync)
+
+
+def run_build(config: Config) -> int:
+    return _run(config, "build", None)
+
+
+# A run --------------------------------------------------------------------------------
+
+
+class Job:
+    """What one run works with: the working copy, the Stripe client, counters, progress."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, config: Config, progress: Progress):
+        self.con = con
+        self.config = config
+        self.progress = progress
+        self.objects: Counter[str] = Counter()
+        self.since: str | None = None
+        self._api: StripeApi | None = None
+
+    @property
+    def api(self) -> StripeApi:
+        if self._api is None:
+            self._api = StripeApi(self.config)
+        return self._api
+
+    def request_totals(self) -> dict[str, int]:
+        if self._api is None:
+            return {"requests": 0, "retries": 0, "rate_limited": 0}
+        return self._api.stats.totals()
+
+    def landed(self, kind: str, n: int) -> None:
+        self.objects[kind] += n
+        self.progress.advance(kind, n)
+
+    def accounts(self) -> tuple[list[tuple[str, str | None]], datetime]:
+        """[(account id, Stripe-Account header or None)] and the API server's clock."""
+        own_account, now = self.api.whoami()
+        configured = self.config.stripe.accounts
+        if not configured:
+            return [(own_account, None)], now
+        return [(account, account) for account in configured], now
+
+
+def _run(config: Config, command: str, work, *, since: str | None = None) -> int:
+    db_path = Path(config.database.path)
+    timeout = config.database.lock_timeout_seconds
+    started_at = landing.now_utc()
+    started = time.monotonic()
+    run_id = f"{started_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    record = {
+        "run_id": run_id,
+        "command": command,
+        "started_at": started_at.isoformat(),
+        "since_month": since,
+    }
+    with warehouse.job_lock(db_path):
+        con = None
+        job = None
+        try:
+            con, work_path = warehouse.open_working_copy(db_path, timeout)
+            migrate(con)
+            _insert_run(con, record)
+            with Progress() as progress:
+                job = Job(con, config, progress)
+                job.since = since
+                if work is not None:
+                    work(job)
+            build_result = build(con, config)
+            record.update(_outcome(job, started, "ok", 0, None))
+            record["since_month"] = job.since
+            _finish_run(con, record)
+            warehouse.publish(con, work_path, db_path, timeout)
+            con = None
+        except BaseException as error:
+            exit_code = error.exit_code if isinstance(error, NrrSyncError) else 1
+            if isinstance(error, KeyboardInterrupt):
+                exit_code = 130
+            message = redact(str(error) or type(error).__name__, _api_key_or_none(config))
+            record.update(_outcome(job, started, f"failed:{exit_code}", exit_code, message))
+            if job is not None:
+                record["since_month"] = job.since
+            if con is not None:
+                _record_failure(con, record)
+            _write_sidecar(db_path, record)
+            log.info(_summary_line(record))
+            raise
+        finally:
+            if con is not None:
+                con.close()
+        _write_sidecar(db_path, record)
+        log.info(_summary_line(record))
+        if build_result.get("duration_ms") is not None:
+            log.debug("build: %s", build_result)
+    return 0
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> None:
+    from . import transform
+
+    transform.migrate(con)
+
+
+def build(con: duckdb.DuckDBPyConnection, config: Config) -> dict:
+    from . import transform
+
+    return transform.build(con, config)
+
+
+def _api_key_or_none(config: Config) -> str | None:
+    return os.environ.get(config.stripe.api_key_env) or None
+
+
+def _outcome(job: Job | None, started: float, outcome: str, code: int, message) -> dict:
+    totals = job.request_totals() if job else {"requests": 0, "retries": 0, "rate_limited": 0}
+    return {
+        "finished_at": landing.now_utc().isoformat(),
+        "duration_s": round(time.monotonic() - started, 2),
+        "outcome": outcome,
+        "exit_code": code,
+        "message": message,
+        "objects": dict(job.objects) if job else {},
+        **totals,
+    }
+
+
+def _insert_run(con: duckdb.DuckDBPyConnection, record: dict) -> None:
+    con.execute(
+        "INSERT INTO meta.sync_runs (run_id, command, started_at, outcome, api_version, "
+        "since_month) VALUES (?, ?, ?::TIMESTAMPTZ, 'running', ?, ?)",
+        [
+            record["run_id"],
+            record["command"],
+            record["started_at"],
+            STRIPE_API_VERSION,
+            record["since_month"],
+        ],
+    )
+
+
+def _finish_run(con: duckdb.DuckDBPyConnection, record: dict) -> None:
+    con.execute(
+        "UPDATE meta.sync_runs SET finished_at = ?::TIMESTAMPTZ, outcome = ?, exit_code = ?, "
+        "message = ?, objects = ?, requests = ?, retries = ?, rate_limited = ?, since_month = ? "
+        "WHERE run_id = ?",
+        [
+            record["finished_at"],
+            record["outcome"],
+            record["exit_code"],
+            record["message"],
+            json.dumps(record["objects"]),
+            record["requests"],
+            record["retries"],
+            record["rate_limited"],
+            record["since_month"],
+            record["run_id"],
+        ],
+    )
+
+
+def _record_failure(con: duckdb.DuckDBPyConnection, record: dict) -> None:
+    """Note the failure in the working copy; it is published with the next good run."""
+    with contextlib.suppress(duckdb.Error):
+        con.rollback()
+    with contextlib.suppress(duckdb.Error):
+        _finish_run(con, record)
+
+
+def _write_sidecar(db_path: Path, record: dict) -> None:
+    """``<db>.runs.json``: the last runs, failed ones included, for ``nrr-sync status``.
+
+    A failed run never touches the published database, so this file is where its
+    outcome is visible until the next successful run publishes it in meta.sync_runs.
+    """
+    path = warehouse.sibling(db_path, ".runs.json")
+    try:
+        runs = json.loads(path.read_text()) if path.exists() else []
+        if not isinstance(runs, list):
+            runs = []
+    except (OSError, ValueError):
+        runs = []
+    runs = [*runs, record][-RUNS_KEPT_IN_SIDECAR:]
+    partial = warehouse.sibling(db_path, ".runs.json.partial")
+    try:
+        partial.write_text(json.dumps(runs, indent=1, default=str))
+        os.replace(partial, path)
+    except OSError as error:
+        log.warning("could not write %s: %s", path, error.strerror)
+
+
+def _summary_line(record: dict) -> str:
+    objects = describe_counts(record.get("objects") or {})
+    return (
+        f"{record['command']} {record['outcome']} in {record['duration_s']:.1f} s: "
+        f"objects {objects}; {record['requests']:,} requests, {record['retries']:,} retries, "
+        f"{record['rate_limited']:,} rate-limited (429)"
+    )
+
+
+# Backfill -----------------------------------------------------------------------------
+
+
+@dataclass
+class Slice:
+    """Objects of one kind and account with ``gte <= created < lt``, after ``after``."""
+
+    id: str
+    account: str
+    header: str | None  # Stripe-Account header, None for the key's own account
+    kind: str
+    gte: int
+    lt: int
+    after: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"backfill:slice:{self.account}:{self.kind}:{self.id}"
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self))
+
+    @staticmethod
+    def load(text: str) -> Slice:
+        return Slice(**json.loads(text))
+
+
+def backfill(job: Job, since: str, restart: bool) -> None:
+    con = job.con
+    parse_month(since, "since")
+    job.since = since
+    state = warehouse.state_with_prefix(con, "backfill:")
+    resume = (
+        not restart
+        and state.get("backfill:status") == "running"
+        and state.get("backfill:since") == since
+    )
+    if resume:
+        slices = [Slice.load(v) for k, v in state.items() if k.startswith("backfill:slice:")]
+        log.info("resuming the backfill from %s: %d slice(s) left", since, len(slices))
+    else:
+        slices = _start_backfill(job, since)
+    _fetch_slices(job, slices)
+
+    state = warehouse.state_with_prefix(con, "backfill:")
+    final = {key: None for key in state if key.startswith(("backfill:slice:", "backfill:cursor:"))}
+    for key, value in state.items():
+        if key.startswith("backfill:cursor:"):
+            final["events:cursor:" + key.removeprefix("backfill:cursor:")] = value
+    final.update(
+        {
+            "backfill:status": "done",
+            "report:since": since,
+            "report:as_of": state["backfill:as_of"],
+        }
+    )
+    con.begin()
+    warehouse.delete_state_prefix(con, "events:")
+    warehouse.set_state(con, final)
+    con.commit()
+
+
+def _start_backfill(job: Job, since: str) -> list[Slice]:
+    """Forget earlier data and checkpoints; plan the first slices; remember the cursors."""
+    api = job.api
+    accounts, as_of = job.accounts()
+    as_of_epoch = int(as_of.timestamp())
+    year, month = parse_month(since, "since")
+    months_back = year * 12 + month - 1 - job.config.sync.invoice_lookback_months
+    invoices_from = datetime(months_back // 12, months_back % 12 + 1, 1, tzinfo=UTC)
+    # A day earlier, so month starts in any reporting time zone are covered.
+    invoices_from_epoch = int(invoices_from.timestamp()) - 86400
+
+    values: dict[str, str | None] = {
+        "backfill:since": since,
+        "backfill:status": "running",
+        "backfill:as_of": as_of.isoformat().replace("+00:00", "Z"),
+    }
+    slices = []
+    for account, header in accounts:
+        newest = api.get("/v1/events", {"limit": 1, "types": EVENT_TYPES}, account=header)
+        events = newest.get("data") or []
+        cursor = (
+            {"created": events[0]["created"], "id": events[0]["id"]}
+            if events
+            else {"created": as_of_epoch, "id": None}
+        )
+        values[f"backfill:cursor:{account}"] = json.dumps(cursor)
+        for kind in LIST_PATHS:
+            gte = invoices_from_epoch if kind == "invoices" else 0
+            slices.append(Slice(uuid.uuid4().hex[:10], account, header, kind, gte, as_of_epoch + 1))
+    for piece in slices:
+        values[piece.key] = piece.dump()
+
+    con = job.con
+    con.begin()
+    for kind in landing.KINDS:
+        con.execute(f"DELETE FROM stripe.{kind}")
+    for prefix in ("backfill:", "events:", "report:"):
+        warehouse.delete_state_prefix(con, prefix)
+    warehouse.set_state(con, values)
+    con.commit()
+    log.info(
+        "backfill from %s (invoices from %s) as of %s for %d account(s)",
+        since,
+        invoices_from.strftime("%Y-%m"),
+        values["backfill:as_of"],
+        len(accounts),
+    )
+    return slices
+
+
+@dataclass
+class PageResult:
+    piece: Slice
+    objects: list[dict]
+    rest: Slice | None  # the slice's unfetched remainder, None when done
+    split_off: Slice | None  # a new slice split off the remainder
+
+
+class _Stop:
+    pass
+
+
+def _fetch_slices(job: Job, slices: list[Slice]) -> None:
+    """Fetch every slice with a pool of workers; land and checkpoint pages in this thread."""
+    if not slices:
+        return
+    api = job.api
+    workers = job.config.stripe.concurrency
+    tasks: queue.Queue = queue.Queue()
+    results: queue.Queue = queue.Queue(maxsize=2 * workers)
+    for piece in slices:
+        tasks.put(piece)
+
+    def work() -> None:
+        while True:
+            piece = tasks.get()
+            if piece is _Stop:
+                return
+            try:
+                result = _fetch_page(api, piece, split=tasks.qsize() < workers)
+            except BaseException as error:  # handed to the writer, which stops the run
+                results.put(error)
+                return
+            results.put(result)
+            for follow_up in (result.rest, result.split_off):
+                if follow_up is not None:
+                    tasks.put(follow_up)
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    live = len(slices)
+    con = job.con
+    try:
+        while live:
+            con.begin()
+            try:
+                batch = 0
+                while live:
+                    item = results.get()
+                    if isinstance(item, BaseException):
+                        raise item
+                    live += _land_page(job, item)
+                    batch += 1
+                    if results.empty() or batch >= 20:
+                        break
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+    finally:
+        api.stopping.set()
+        for _ in threads:
+            tasks.put(_Stop)
+
+
+def _fetch_page(api: StripeApi, piece: Slice, *, split: bool) -> PageResult:
+    params = dict(LIST_PARAMS.get(piece.kind, {}))
+    params["created"] = {"gte": piece.gte, "lt": piece.lt}
+    if piece.after:
+        params["starting_after"] = piece.after
+    page = api.list_page(LIST_PATHS[piece.kind], params, account=piece.header)
+    objects = page["data"]
+    for obj in objects:
+        if piece.kind == "invoices":
+            api.complete_invoice(obj, account=piece.header)
+        elif piece.kind == "subscriptions":
+            api.complete_subscription(obj, account=piece.header)
+    if not page.get("has_more") or not objects:
+        return PageResult(piece, objects, None, None)
+    last = objects[-1]
+    top = int(last["created"]) + 1  # the remainder: created in [gte, top), after `last`
+    rest = Slice(piece.id, piece.account, piece.header, piece.kind, piece.gte, top, last["id"])
+    low = max(piece.gte, SPLIT_FLOOR)
+    if split and top - low >= 2:
+        middle = low + (top - low) // 2
+        rest.gte = middle
+        new = Slice(
+            uuid.uuid4().hex[:10], piece.account, piece.header, piece.kind, piece.gte, middle
+        )
+        return PageResult(piece, objects, rest, new)
+    return PageResult(piece, objects, rest, None)
+
+
+def _land_page(job: Job, result: PageResult) -> int:
+    """Land one page and its slice's checkpoint (in the caller's transaction).
+
+    Returns the change in the number of live slices.
+    """
+    piece = result.piece
+    _land_objects(job, piece.account, piece.kind, result.objects)
+    values: dict[str, str | None] = {piece.key: result.rest.dump() if result.rest else None}
+    if result.split_off is not None:
+        values[result.split_off.key] = result.split_off.dump()
+    warehouse.set_state(job.con, values)
+    return (result.split_off is not None) - (result.rest is None)
+
+
+def _land_objects(job: Job, account: str, kind: str, objects: list[dict]) -> None:
+    if not objects:
+        return
+    con = job.con
+    ids = [obj["id"] for obj in objects]
+    if kind == "invoices":
+        warehouse.delete_children(con, "invoice_lines", "invoice_id", account, ids)
+        job.landed(
+            "invoice_lines", sum(len((o.get("lines") or {}).get("data") or []) for o in objects)
+        )
+    elif kind == "subscriptions":
+        warehouse.delete_children(con, "subscription_items", "subscription_id", account, ids)
+        job.landed(
+            "subscription_items",
+            sum(len((o.get("items") or {}).get("data") or []) for o in objects),
+        )
+    warehouse.load_objects(con, account, kind, objects)
+    job.landed(kind, len(objects))
+
+
+# Incremental sync ---------------------------------------------------------------------
+
+
+def sync(job: Job) -> None:
+    con = job.con
+    config = job.config
+    state = warehouse.state_with_prefix(con, "")
+    if state.get("backfill:status") == "running":
+        since = state["backfill:since"]
+        log.info("an interrupted backfill from %s is finished first", since)
+        backfill(job, since, restart=False)
+        return
+    if state.get("backfill:status") != "done":
+        since = config.sync.backfill_since
+        if not since:
+            raise ConfigError(
+                f"Nothing was backfilled into {config.database.path} yet: run "
+                "`nrr-sync backfill --since YYYY-MM` first (or set sync.backfill_since in "
+                f"{config.source})."
+            )
+        log.info("no backfill yet: backfilling from sync.backfill_since = %s", since)
+        backfill(job, since, restart=True)
+        return
+
+    since = state.get("backfill:since") or state.get("report:since")
+    job.since = since
+    accounts, now = job.accounts()
+    cursors = {}
+    for account, _ in accounts:
+        cursor = state.get(f"events:cursor:{account}")
+        if cursor is None:
+            log.warning(
+                "account %s has not been backfilled yet; refreshing everything from %s",
+                account,
+                since,
+            )
+            backfill(job, since, restart=True)
+            return
+        cursors[account] = json.loads(cursor)
+    oldest = min(cursor["created"] for cursor in cursors.values())
+    if datetime.fromtimestamp(oldest, tz=UTC) < now - EVENT_RETENTION + timedelta(hours=1):
+        log.warning(
+            "The last sync saw events up to %s, and Stripe keeps events for 30 days only: "
+            "changes since then cannot all be known from events, so this run refreshes "
+            "everything from %s (a full backfill).",
+            datetime.fromtimestamp(oldest, tz=UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            since,
+        )
+        backfill(job, since, restart=True)
+        return
+
+    for account, header in accounts:
+        seen = json.loads(state.get(f"events:seen:{account}") or "[]")
+        _sync_account(job, account, header, cursors[account], set(seen))
+    con.begin()
+    warehouse.set_state(con, {"report:as_of": now.isoformat().replace("+00:00", "Z")})
+    con.commit()
+
+
+def _sync_account(job: Job, account: str, header: str | None, cursor: dict, seen: set) -> None:
+    api = job.api
+    params = {
+        "created": {"gte": int(cursor["created"]) - EVENT_OVERLAP_SECONDS},
+        "types": EVENT_TYPES,
+    }
+    events = {}
+    for event in api.list_all("/v1/events", params, account=header):
+        events[event["id"]] = event  # dedupe by id
+    fresh = [event for event in events.values() if event["id"] not in seen]
+    changed = changed_objects(fresh)
+    job.landed("events", len(fresh))
+    log.info(
+        "account %s: %d new event(s), %s changed",
+        account,
+        len(fresh),
+        describe_counts({kind: len(ids) for kind, ids in changed.items()}),
+    )
+
+    con = job.con
+    con.begin()
+    try:
+        tasks = [(kind, object_id) for kind, ids in changed.items() for object_id in sorted(ids)]
+        with ThreadPoolExecutor(max_workers=job.config.stripe.concurrency) as pool:
+            for start in range(0, len(tasks), FETCH_BATCH):
+                batch = tasks[start : start + FETCH_BATCH]
+                fetched = list(pool.map(lambda task: _refetch(api, header, *task), batch))
+                _land_refetched(job, account, batch, fetched)
+        newest = max(
+            [(int(cursor["created"]), cursor.get("id") or "")]
+            + [(int(e["created"]), e["id"]) for e in events.values()]
+        )
+        recent = sorted(
+            e["id"] for e in events.values() if e["created"] >= newest[0] - EVENT_OVERLAP_SECONDS
+        )
+        warehouse.set_state(
+            con,
+            {
+                f"events:cursor:{account}": json.dumps({"created": newest[0], "id": newest[1]}),
+                f"events:seen:{account}": json.dumps(recent),
+            },
+        )
+        con.commit()
+    except BaseException:
+        api.stopping.set()
+        con.rollback()
+        raise
+
+
+def changed_objects(events: list[dict]) -> dict[str, set[str]]:
+    """Ids of the objects the events say changed, by kind (event payloads are not data)."""
+    changed: dict[str, set[str]] = {kind: set() for kind in LIST_PATHS}
+    for event in events:
+        event_type = event.get("type") or ""
+        obj = (event.get("data") or {}).get("object") or {}
+        object_type = obj.get("object")
+        if event_type.startswith("customer.subscription."):
+            kind, object_id = "subscriptions", obj.get("id")
+        elif event_type.startswith("customer."):
+            kind = "customers"
+            object_id = obj.get("id") if object_type == "customer" else obj.get("customer")
+        elif event_type.startswith("invoice."):
+            kind, object_id = "invoices", obj.get("id")
+        elif event_type.startswith("price."):
+            kind, object_id = "prices", obj.get("id")
+        elif event_type.startswith("product."):
+            kind, object_id = "products", obj.get("id")
+        else:
+            continue
+        if isinstance(object_id, dict):
+            object_id = object_id.get("id")
+        if object_id:
+            changed[kind].add(object_id)
+    return {kind: ids for kind, ids in changed.items() if ids}
+
+
+def _refetch(api: StripeApi, header: str | None, kind: str, object_id: str) -> dict | None:
+    obj = api.retrieve(f"{LIST_PATHS[kind]}/{object_id}", RETRIEVE_PARAMS.get(kind), account=header)
+    if obj is None or obj.get("deleted"):
+        return None
+    if kind == "invoices":
+        api.complete_invoice(obj, account=header)
+    elif kind == "subscriptions":
+        api.complete_subscription(obj, account=header)
+    return obj
+
+
+def _land_refetched(job: Job, account: str, tasks, fetched: list[dict | None]) -> None:
+    by_kind: dict[str, list[dict]] = {}
+    gone: dict[str, list[str]] = {}
+    for (kind, object_id), obj in zip(tasks, fetched, strict=True):
+        if obj is None:
+            gone.setdefault(kind, []).append(object_id)
+        else:
+            by_kind.setdefault(kind, []).append(obj)
+    for kind, objects in by_kind.items():
+        _land_objects(job, account, kind, objects)
+    con = job.con
+    for kind, ids in gone.items():
+        if kind == "invoices":
+            warehouse.delete_children(con, "invoice_lines", "invoice_id", account, ids)
+            warehouse.delete_rows(con, "invoices", [(account, i) for i in ids])
+        elif kind == "subscriptions":
+            warehouse.delete_children(con, "subscription_items", "subscription_id", account, ids)
+            warehouse.delete_rows(con, "subscriptions", [(account, i) for i in ids])
+        else:
+            warehouse.mark_deleted(con, kind, account, ids)
+        job.landed(f"{kind}_deleted", len(ids))
