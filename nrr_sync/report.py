@@ -613,8 +613,11 @@ def status(config: Config) -> int:
     if migrations:
         typer.echo(
             text_table(
-                ["version", "name", "applied (UTC)"],
-                [[m["version"], m["name"], format_instant(m["applied_at"])] for m in migrations],
+                ["version", "file", "kind", "last applied"],
+                [
+                    [m["version"], m["name"], m["kind"], format_instant(m["applied_at"])]
+                    for m in migrations
+                ],
                 "  ",
             )
         )
@@ -740,10 +743,15 @@ def row_counts(con) -> list[tuple[str, int]]:
 def read_migrations(con) -> list[dict]:
     if not has_table(con, "meta", "sql_migrations"):
         return []
+    has_kind = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'meta' "
+        "AND table_name = 'sql_migrations' AND column_name = 'kind'"
+    ).fetchone()[0]
+    kind = "kind" if has_kind else "'migration'"
     rows = fetch_dicts(
         con,
-        "SELECT version::VARCHAR AS version, name, epoch(applied_at) AS applied "
-        "FROM meta.sql_migrations ORDER BY version",
+        f"SELECT version::VARCHAR AS version, name, {kind} AS kind, "
+        "epoch(applied_at) AS applied FROM meta.sql_migrations ORDER BY version",
     )
     for row in rows:
         applied = row.pop("applied")

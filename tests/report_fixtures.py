@@ -4,6 +4,8 @@ deterministic customer history, so the report can be tested without a sync."""
 from __future__ import annotations
 
 import random
+import shutil
+import tempfile
 import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -59,7 +61,22 @@ def make_report_db(
     runs: list[tuple[str, float, float, str]] | None = None,
     with_report: bool = True,
 ) -> Path:
-    """Write ``path``; ``runs`` are (command, started epoch, finished epoch, outcome)."""
+    """Write ``path``; ``runs`` are (command, started epoch, finished epoch, outcome).
+
+    Built once per set of arguments and copied, to keep the tests fast."""
+    key = repr((customers, first, months, seed, as_of, runs, with_report))
+    if key not in _TEMPLATES:
+        template = Path(tempfile.mkdtemp(prefix="nrr-report-fixture-")) / "template.duckdb"
+        _write(template, customers, first, months, seed, as_of, runs, with_report)
+        _TEMPLATES[key] = template
+    shutil.copyfile(_TEMPLATES[key], path)
+    return path
+
+
+_TEMPLATES: dict[str, Path] = {}
+
+
+def _write(path, customers, first, months, seed, as_of, runs, with_report) -> None:
     con = duckdb.connect(str(path))
     con.execute("CREATE SCHEMA stripe; CREATE SCHEMA report; CREATE SCHEMA meta;")
     con.execute(
@@ -73,8 +90,9 @@ def make_report_db(
             rate_limited BIGINT, api_version VARCHAR, since_month VARCHAR);
         CREATE TABLE meta.sync_state (key VARCHAR PRIMARY KEY, value VARCHAR,
             updated_at TIMESTAMPTZ NOT NULL);
-        CREATE TABLE meta.sql_migrations (version INTEGER, name VARCHAR, checksum VARCHAR,
-            applied_at TIMESTAMPTZ, duration DOUBLE);
+        CREATE TABLE meta.sql_migrations (version VARCHAR PRIMARY KEY, name VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL, checksum VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL,
+            duration_ms DOUBLE);
     """)
     now = time.time()
     if runs is None:
@@ -87,8 +105,10 @@ def make_report_db(
             [f"run{number}", command, started, finished, outcome],
         )
     con.execute(
-        "INSERT INTO meta.sql_migrations VALUES (1, 'landing', 'abc', now(), 0.01), "
-        "(2, 'meta', 'def', now(), 0.01)"
+        "INSERT INTO meta.sql_migrations VALUES "
+        "('V001', 'V001__landing.sql', 'migration', 'abc', now(), 10), "
+        "('V002', 'V002__meta.sql', 'migration', 'def', now(), 10), "
+        "('R001', 'R001__mrr_summary.sql', 'model', '123', now(), 20)"
     )
     since = f"{first:%Y-%m}"
     con.execute(
@@ -105,7 +125,6 @@ def make_report_db(
     if with_report:
         write_report_tables(con, history, first, months)
     con.close()
-    return path
 
 
 def write_report_tables(con, history: dict, first: date, months: int) -> None:
