@@ -569,7 +569,7 @@ class Sandbox:
         check_params(params, {"expand"})
         expand = parse_expand(params, RETRIEVE_EXPANDS.get(kind, set()))
         collection = store.collections[kind]
-        data = collection.by_id.get(object_id)
+        data = collection.get(object_id)
         if data is None:
             if kind == "customers" and object_id in collection.tombstones:
                 return dumps({"id": object_id, "object": "customer", "deleted": True})

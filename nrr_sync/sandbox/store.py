@@ -6,6 +6,11 @@ so a page is a join of stored bytes: no parsing, no sorting, no scan per request
 default shape leaves out (the rest of the lines and items, the tiers) is kept aside for the
 few objects that have it.
 
+Each object's bytes are deflated against a preset dictionary made of the collection's first
+objects: Stripe objects of one kind share nearly all their keys and most values, so a 5 KB
+invoice keeps in a few hundred bytes, and inflating a page of 100 costs well under a
+millisecond. That is what lets an account of a million invoices fit in memory.
+
 Every list is ordered like Stripe's: newest first, by ``(created, id)`` descending. Each
 collection keeps its keys in an ascending sorted list; a page is a bisect to the cursor and
 a walk down the list. Filters that narrow a list a lot (a customer's invoices, a status,
@@ -17,8 +22,10 @@ from __future__ import annotations
 import bisect
 import heapq
 import json
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 
+ZDICT_SIZE = 32 * 1024  # deflate's window: the most of a preset dictionary it can use
 EMBEDDED_LIMIT = 10  # Stripe embeds the first 10 invoice lines and subscription items
 
 KINDS = ("customers", "products", "prices", "subscriptions", "invoices", "events")
@@ -60,26 +67,56 @@ class Collection:
         }
         self.indexed_value: dict[str, tuple] = {}  # id -> values of INDEXED_FIELDS
         self.tombstones: dict[str, int] = {}  # deleted id -> created (cursors keep working)
+        self.zdict: bytes | None = None
+
+    def pack(self, data: bytes) -> bytes:
+        if self.zdict is None:
+            self.zdict = data[-ZDICT_SIZE:]
+        packer = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, self.zdict)
+        return packer.compress(data) + packer.flush()
+
+    def unpack(self, blob: bytes) -> bytes:
+        return zlib.decompressobj(-15, self.zdict).decompress(blob)
+
+    def get(self, object_id: str) -> bytes | None:
+        blob = self.by_id.get(object_id)
+        return None if blob is None else self.unpack(blob)
 
     def __len__(self) -> int:
         return len(self.by_id)
 
     def load(self, objects: Iterable[tuple[dict, bytes]]) -> None:
         """Bulk load (initial state): append everything, sort once."""
+        pending = []  # the first objects make the preset dictionary for all
         for obj, data in objects:
-            object_id = obj["id"]
-            key = (int(obj.get("created") or 0), object_id)
-            self.by_id[object_id] = data
-            self.key_of[object_id] = key
-            self.keys.append(key)
-            values = tuple(_field_value(obj, field) for field in INDEXED_FIELDS[self.kind])
-            self.indexed_value[object_id] = values
-            for field, value in zip(INDEXED_FIELDS[self.kind], values, strict=True):
-                self.index[field].setdefault(value, []).append(key)
+            if self.zdict is None and len(pending) < 8:
+                pending.append((obj, data))
+                if len(pending) == 8:
+                    self._load_first(pending)
+                continue
+            self._append(obj, data)
+        if self.zdict is None and pending:
+            self._load_first(pending)
         self.keys.sort()
         for by_value in self.index.values():
             for keys in by_value.values():
                 keys.sort()
+
+    def _load_first(self, pending: list) -> None:
+        self.zdict = b"".join(data for _, data in pending)[-ZDICT_SIZE:]
+        for obj, data in pending:
+            self._append(obj, data)
+
+    def _append(self, obj: dict, data: bytes) -> None:
+        object_id = obj["id"]
+        key = (int(obj.get("created") or 0), object_id)
+        self.by_id[object_id] = self.pack(data)
+        self.key_of[object_id] = key
+        self.keys.append(key)
+        values = tuple(_field_value(obj, field) for field in INDEXED_FIELDS[self.kind])
+        self.indexed_value[object_id] = values
+        for field, value in zip(INDEXED_FIELDS[self.kind], values, strict=True):
+            self.index[field].setdefault(value, []).append(key)
 
     def put(self, obj: dict, data: bytes) -> None:
         object_id = obj["id"]
@@ -87,7 +124,7 @@ class Collection:
             self.remove(object_id)
         key = (int(obj.get("created") or 0), object_id)
         self.tombstones.pop(object_id, None)
-        self.by_id[object_id] = data
+        self.by_id[object_id] = self.pack(data)
         self.key_of[object_id] = key
         bisect.insort(self.keys, key)
         values = tuple(_field_value(obj, field) for field in INDEXED_FIELDS[self.kind])
@@ -149,7 +186,7 @@ class Collection:
         found = found[:limit]
         if ending_before:
             found.reverse()
-        return [self.by_id[object_id] for object_id in found], has_more
+        return [self.unpack(self.by_id[object_id]) for object_id in found], has_more
 
 
 def _walk(keys: list, low: tuple | None, high: tuple | None, upward: bool) -> Iterator:
@@ -191,7 +228,7 @@ class AccountStore:
         self.collections[kind].remove(object_id)
 
     def get(self, kind: str, object_id: str) -> bytes | None:
-        return self.collections[kind].by_id.get(object_id)
+        return self.collections[kind].get(object_id)
 
     def _forget_extras(self, kind: str, object_id: str) -> None:
         if kind == "invoices":
