@@ -193,7 +193,11 @@ def failure_of(error: stripe.StripeError) -> Failure:
     message = error.user_message or str(error) or type(error).__name__
     if isinstance(error, stripe.APIError) and (status is None or status < 400):
         message = f"a response that is not valid JSON (HTTP {status})"
-    return Failure(status, error.code, should_retry, message)
+    code = error.code
+    if code is None and isinstance(error.json_body, dict):
+        body_error = error.json_body.get("error")
+        code = body_error.get("code") if isinstance(body_error, dict) else None
+    return Failure(status, code, should_retry, message)
 
 
 def is_retryable(failure: Failure) -> bool:
@@ -325,6 +329,11 @@ class StripeApi:
             return StripeAuthError(
                 f"The Stripe key in ${self._env_name} {lacking} needed for GET {endpoint}{where}. "
                 f"Give the restricted key read access to it. Stripe said: {message}"
+            )
+        if failure.status is None or failure.status == 429 or failure.status >= 500:
+            return StripeUnavailableError(
+                f"Stripe at {self.api_base} failed GET {endpoint}{where} and said not to retry: "
+                f"{message}. What was fetched is kept; the next run resumes."
             )
         status = f"HTTP {failure.status}" if failure.status else "error"
         error_class = NotFoundError if failure.status == 404 else NrrSyncError

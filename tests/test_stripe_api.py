@@ -1,0 +1,285 @@
+"""The Stripe client: rate limiter, retry rules and error messages.
+
+The retry tests talk HTTP through the real SDK to a tiny scripted server, so each
+answer (500, 429, Stripe-Should-Retry, malformed JSON, 401, 403) is exactly known.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from nrr_sync.config import Config, Retry, StripeSettings
+from nrr_sync.errors import NrrSyncError, StripeAuthError, StripeUnavailableError
+from nrr_sync.stripe_api import (
+    Failure,
+    RateLimiter,
+    StripeApi,
+    default_rates,
+    endpoint_of,
+    is_retryable,
+    redact,
+)
+
+KEY = "sk_test_scriptedKey1234567890"
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_endpoint_templates_group_paths_by_route():
+    assert endpoint_of("/v1/invoices") == "/v1/invoices"
+    assert endpoint_of("/v1/invoices/in_123") == "/v1/invoices/{id}"
+    assert endpoint_of("/v1/invoices/in_123/lines") == "/v1/invoices/{id}/lines"
+    assert endpoint_of("/v1/account") == "/v1/account"
+
+
+def test_default_budgets_are_80_percent_of_stripe_limits_by_key_mode():
+    config = Config()
+    assert default_rates("sk_live_x", config) == (80.0, 20.0)
+    assert default_rates("rk_live_x", config) == (80.0, 20.0)
+    assert default_rates("sk_test_x", config) == (20.0, 20.0)
+    configured = replace(
+        config,
+        stripe=StripeSettings(max_requests_per_second=7, max_requests_per_second_per_endpoint=3),
+    )
+    assert default_rates("sk_live_x", configured) == (7.0, 3.0)
+
+
+def test_limiter_paces_requests_at_the_global_budget():
+    clock = FakeClock()
+    limiter = RateLimiter(10, 100, clock=clock, sleep=clock.sleep)
+    for _ in range(21):
+        limiter.acquire(f"/v1/e{_ % 3}")
+    assert clock.now == pytest.approx(2.0)
+
+
+def test_limiter_paces_each_endpoint_at_its_own_budget():
+    clock = FakeClock()
+    limiter = RateLimiter(100, 5, clock=clock, sleep=clock.sleep)
+    for _ in range(11):
+        limiter.acquire("/v1/invoices")
+    assert clock.now == pytest.approx(2.0)
+    # another endpoint is not held back by the busy one
+    waited = limiter.acquire("/v1/customers")
+    assert waited <= 0.011  # only the global pacing of 1/100 s
+
+
+def test_a_429_halves_the_endpoint_budget_until_it_has_been_quiet():
+    clock = FakeClock()
+    limiter = RateLimiter(100, 20, clock=clock, sleep=clock.sleep)
+    limiter.rate_limited("/v1/invoices")
+    assert limiter.endpoint_rate("/v1/invoices") == 10
+    assert limiter.endpoint_rate("/v1/customers") == 20
+    # everyone pauses briefly after a 429
+    assert limiter.acquire("/v1/customers") == pytest.approx(0.5)
+    clock.now += 60
+    for _ in range(3):
+        limiter.acquire("/v1/invoices")
+        clock.now += 10
+    assert limiter.endpoint_rate("/v1/invoices") == 20
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "header", "expected"),
+    [
+        (429, None, None, True),
+        (500, None, None, True),
+        (503, None, None, True),
+        (None, None, None, True),  # timeout / dropped connection
+        (409, "lock_timeout", None, True),
+        (409, "resource_already_exists", None, False),
+        (500, None, "false", False),
+        (409, None, "true", True),
+        (400, None, "true", False),
+        (401, None, None, False),
+        (403, None, None, False),
+        (404, None, None, False),
+    ],
+)
+def test_retry_rules(status, code, header, expected):
+    assert is_retryable(Failure(status, code, header, "x")) is expected
+
+
+def test_redact_removes_keys():
+    text = f"bad key {KEY} and rk_live_abcdef123 and sk_test_****1234"
+    cleaned = redact(text, KEY)
+    assert KEY not in cleaned
+    assert "abcdef123" not in cleaned
+    assert "1234" not in cleaned
+
+
+class Script:
+    """Answers for the scripted server: a list of (status, headers, body) per path."""
+
+    def __init__(self, answers: dict[str, list]):
+        self.answers = {path: list(items) for path, items in answers.items()}
+        self.calls: list[str] = []
+        self.lock = threading.Lock()
+
+    def next(self, path: str):
+        with self.lock:
+            self.calls.append(path)
+            items = self.answers[path]
+            return items.pop(0) if len(items) > 1 else items[0]
+
+
+@pytest.fixture
+def scripted():
+    servers = []
+
+    def serve(answers: dict[str, list]):
+        script = Script(answers)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                status, headers, body = script.next(self.path.split("?")[0])
+                payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}", script
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def api_for(url: str, attempts: int = 4) -> StripeApi:
+    config = Config(
+        stripe=StripeSettings(
+            api_base=url,
+            max_requests_per_second=1000,
+            max_requests_per_second_per_endpoint=1000,
+            retry=Retry(max_attempts=attempts, max_wait_seconds=0.02),
+        )
+    )
+    return StripeApi(config, api_key=KEY)
+
+
+def error(status: int, message: str, code: str | None = None, **headers):
+    return (status, headers, {"error": {"type": "api_error", "message": message, "code": code}})
+
+
+OK = (200, {}, {"object": "list", "data": [{"id": "cus_1"}], "has_more": False})
+
+
+def test_server_errors_and_429s_are_retried_until_success(scripted):
+    url, script = scripted(
+        {
+            "/v1/customers": [
+                error(500, "boom"),
+                error(429, "slow down"),
+                error(409, "lock", code="lock_timeout"),
+                OK,
+            ]
+        }
+    )
+    api = api_for(url)
+    page = api.get("/v1/customers", {"limit": 100})
+    assert page["data"] == [{"id": "cus_1"}]
+    assert len(script.calls) == 4
+    assert api.stats.totals() == {"requests": 4, "retries": 3, "rate_limited": 1}
+
+
+def test_stripe_should_retry_false_stops_retrying(scripted):
+    url, script = scripted(
+        {"/v1/customers": [error(500, "no", **{"Stripe-Should-Retry": "false"})]}
+    )
+    with pytest.raises(StripeUnavailableError) as raised:
+        api_for(url).get("/v1/customers")
+    assert len(script.calls) == 1
+    assert raised.value.exit_code == 4
+
+
+def test_malformed_json_is_retried_then_reported(scripted):
+    url, script = scripted({"/v1/customers": [(200, {}, b"{not json")]})
+    with pytest.raises(StripeUnavailableError) as raised:
+        api_for(url, attempts=3).get("/v1/customers")
+    assert len(script.calls) == 3
+    assert "not valid JSON" in str(raised.value)
+    assert "/v1/customers" in str(raised.value)
+
+
+def test_bad_key_fails_at_once_with_a_message_naming_the_env_var(scripted):
+    url, script = scripted({"/v1/customers": [error(401, f"Invalid API Key provided: {KEY}")]})
+    with pytest.raises(StripeAuthError) as raised:
+        api_for(url).get("/v1/customers")
+    assert len(script.calls) == 1
+    assert raised.value.exit_code == 3
+    assert "$STRIPE_API_KEY" in str(raised.value)
+    assert KEY not in str(raised.value)
+
+
+def test_missing_permission_names_the_permission_and_endpoint(scripted):
+    message = (
+        "The provided key 'rk_test_****1234' does not have the required permissions for this "
+        "endpoint. Having the 'rak_invoice_read' permission would allow this request to continue."
+    )
+    url, _ = scripted({"/v1/invoices/in_1": [error(403, message)]})
+    with pytest.raises(StripeAuthError) as raised:
+        api_for(url).get("/v1/invoices/in_1")
+    assert "rak_invoice_read" in str(raised.value)
+    assert "/v1/invoices/{id}" in str(raised.value)
+
+
+def test_bad_request_fails_at_once_with_stripes_message(scripted):
+    url, script = scripted({"/v1/customers": [error(400, "Received unknown parameter: foo")]})
+    with pytest.raises(NrrSyncError) as raised:
+        api_for(url).get("/v1/customers")
+    assert len(script.calls) == 1
+    assert raised.value.exit_code == 1
+    assert "Received unknown parameter: foo" in str(raised.value)
+
+
+def test_retrieve_of_a_deleted_object_returns_none(scripted):
+    url, _ = scripted({"/v1/invoices/in_gone": [error(404, "No such invoice")]})
+    assert api_for(url).retrieve("/v1/invoices/in_gone", account=None) is None
+
+
+def test_unreachable_api_fails_after_retries_with_exit_4():
+    api = api_for("http://127.0.0.1:9", attempts=2)
+    with pytest.raises(StripeUnavailableError) as raised:
+        api.get("/v1/customers")
+    assert "127.0.0.1:9" in str(raised.value)
+    assert api.stats.totals()["requests"] == 2
+
+
+def test_lines_past_the_embedded_page_are_fetched(scripted):
+    lines_page = {
+        "object": "list",
+        "data": [{"id": "il_3"}, {"id": "il_4"}],
+        "has_more": False,
+    }
+    url, script = scripted({"/v1/invoices/in_1/lines": [(200, {}, lines_page)]})
+    invoice = {
+        "id": "in_1",
+        "lines": {"object": "list", "data": [{"id": "il_1"}, {"id": "il_2"}], "has_more": True},
+    }
+    api_for(url).complete_invoice(invoice, account=None)
+    assert [line["id"] for line in invoice["lines"]["data"]] == ["il_1", "il_2", "il_3", "il_4"]
+    assert invoice["lines"]["has_more"] is False
