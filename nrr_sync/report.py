@@ -640,7 +640,7 @@ def read_runs(con, limit: int = 10) -> list[dict]:
             "WHERE schema_name = 'meta' AND table_name = 'sync_runs'"
         ).fetchall()
     }
-    optional = [c for c in ("exit_code", "message", "rate_limited") if c in columns]
+    optional = [c for c in ("run_id", "exit_code", "message", "rate_limited") if c in columns]
     rows = fetch_dicts(
         con,
         "SELECT command, epoch(started_at) AS started, epoch(finished_at) AS finished, "
@@ -686,6 +686,7 @@ def read_sidecar_runs(path: Path) -> list[dict]:
         finished = entry.get("finished") or entry.get("finished_at")
         runs.append(
             {
+                "run_id": entry.get("run_id"),
                 "command": entry.get("command"),
                 "started": to_epoch(started),
                 "finished": to_epoch(finished),
@@ -707,10 +708,11 @@ def to_epoch(value) -> float | None:
 
 
 def merge_runs(runs: list[dict], more: list[dict], limit: int = 10) -> list[dict]:
-    seen = {(run["command"], round(run["started"] or 0)) for run in runs}
-    merged = runs + [
-        run for run in more if (run["command"], round(run["started"] or 0)) not in seen
-    ]
+    def key(run):
+        return run.get("run_id") or (run["command"], round(run["started"] or 0))
+
+    seen = {key(run) for run in runs}
+    merged = runs + [run for run in more if key(run) not in seen]
     merged.sort(key=lambda run: run["started"] or 0, reverse=True)
     return merged[:limit]
 
@@ -775,7 +777,7 @@ def format_age(seconds: float | None) -> str:
     seconds = max(0.0, seconds)
     if seconds < 120:
         return f"{seconds:.0f} s ago"
-    if seconds < 2 * 3600:
+    if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min ago"
     if seconds < 72 * 3600:
         return f"{seconds / 3600:.1f} h ago"
