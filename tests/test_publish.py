@@ -1,0 +1,153 @@
+"""Safe publishing (SPEC 4.4): job lock, working copy, atomic replace, busy databases."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sync_helpers import cli, query, write_config
+
+from nrr_sync import warehouse
+
+HOLD_READ_WRITE = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+print("holding", flush=True)
+sys.stdin.readline()
+"""
+
+READ_BEFORE_AND_AFTER = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+print(con.execute("SELECT count(*) FROM meta.sync_runs").fetchone()[0], flush=True)
+sys.stdin.readline()
+print(con.execute("SELECT count(*) FROM meta.sync_runs").fetchone()[0], flush=True)
+"""
+
+
+def holder(script: str, db: Path) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return process
+
+
+def test_build_publishes_a_new_file_and_leaves_no_working_copy(tmp_path):
+    config = write_config(tmp_path)
+    db = tmp_path / "nrr.duckdb"
+
+    result = cli(config, ["build"], key="unused", api_base="http://127.0.0.1:9")
+
+    assert result.exit_code == 0, result.output
+    assert db.exists()
+    assert not (tmp_path / "nrr.duckdb.work").exists()
+    assert query(db, "SELECT command, outcome FROM meta.sync_runs") == [("build", "ok")]
+    runs = json.loads((tmp_path / "nrr.duckdb.runs.json").read_text())
+    assert [run["outcome"] for run in runs] == ["ok"]
+
+
+def test_a_second_run_exits_5_at_once_while_one_is_working(tmp_path):
+    config = write_config(tmp_path)
+    db = tmp_path / "nrr.duckdb"
+
+    started = time.monotonic()
+    with warehouse.job_lock(db):
+        result = cli(config, ["build"], key="unused", api_base="http://127.0.0.1:9")
+
+    assert result.exit_code == 5
+    assert time.monotonic() - started < 1
+    assert "another nrr-sync run (pid" in result.output
+    assert str(db) in result.output.replace("\n", "")
+    assert not db.exists()
+
+
+def test_a_read_write_holder_makes_the_run_exit_5_naming_the_process(tmp_path):
+    config = write_config(tmp_path, database={"lock_timeout_seconds": 0.5})
+    db = tmp_path / "nrr.duckdb"
+    assert cli(config, ["build"], key="unused", api_base="http://127.0.0.1:9").exit_code == 0
+    before = db.read_bytes()
+    process = holder(HOLD_READ_WRITE, db)
+    try:
+        assert process.stdout.readline().strip() == "holding"
+        started = time.monotonic()
+        result = cli(config, ["build"], key="unused", api_base="http://127.0.0.1:9")
+        waited = time.monotonic() - started
+    finally:
+        process.communicate("\n")
+
+    assert result.exit_code == 5
+    assert f"PID {process.pid}" in result.output
+    assert "lock_timeout_seconds" in result.output
+    assert 0.4 < waited < 5
+    assert db.read_bytes() == before
+
+
+def test_a_reader_session_neither_blocks_a_run_nor_sees_it_until_it_reconnects(tmp_path):
+    config = write_config(tmp_path)
+    db = tmp_path / "nrr.duckdb"
+    assert cli(config, ["build"], key="unused", api_base="http://127.0.0.1:9").exit_code == 0
+    reader = holder(READ_BEFORE_AND_AFTER, db)
+    try:
+        assert reader.stdout.readline().strip() == "1"
+        result = cli(config, ["build"], key="unused", api_base="http://127.0.0.1:9")
+        after, _ = reader.communicate("\n")
+    finally:
+        reader.kill()
+
+    assert result.exit_code == 0, result.output
+    assert after.strip() == "1"  # the reader keeps its old view
+    assert query(db, "SELECT count(*) FROM meta.sync_runs")[0][0] == 2  # new sessions see the new
+
+
+def test_a_file_that_is_not_duckdb_is_a_usage_error(tmp_path):
+    config = write_config(tmp_path)
+    db = tmp_path / "nrr.duckdb"
+    db.write_text("name,mrr\nacme,100\n")
+
+    result = cli(config, ["build"], key="unused", api_base="http://127.0.0.1:9")
+
+    assert result.exit_code == 2
+    assert "is not a DuckDB database" in result.output
+    assert db.read_text() == "name,mrr\nacme,100\n"
+
+
+def test_a_failed_run_keeps_the_published_file_and_is_recorded(tmp_path):
+    config = write_config(tmp_path, sync={"backfill_since": None})
+    db = tmp_path / "nrr.duckdb"
+    assert cli(config, ["build"], key="unused", api_base="http://127.0.0.1:9").exit_code == 0
+    before = db.read_bytes()
+
+    result = cli(config, ["sync"], key="unused", api_base="http://127.0.0.1:9")
+
+    assert result.exit_code == 2
+    assert "nrr-sync backfill --since YYYY-MM" in result.output
+    assert db.read_bytes() == before
+    runs = json.loads((tmp_path / "nrr.duckdb.runs.json").read_text())
+    assert [(run["command"], run["outcome"]) for run in runs] == [
+        ("build", "ok"),
+        ("sync", "failed:2"),
+    ]
+    # the next good run publishes the failure's row too
+    assert cli(config, ["build"], key="unused", api_base="http://127.0.0.1:9").exit_code == 0
+    outcomes = query(db, "SELECT command, outcome FROM meta.sync_runs ORDER BY started_at")
+    assert outcomes == [("build", "ok"), ("sync", "failed:2"), ("build", "ok")]
+
+
+def test_working_copy_is_reused_after_a_failure(tmp_path):
+    db = tmp_path / "nrr.duckdb"
+    con, work = warehouse.open_working_copy(db, 1)
+    con.execute("CREATE TABLE marker AS SELECT 42 AS x")
+    con.close()
+
+    con, again = warehouse.open_working_copy(db, 1)
+    try:
+        assert again == work
+        assert con.execute("SELECT x FROM marker").fetchone() == (42,)
+    finally:
+        con.close()

@@ -1,0 +1,174 @@
+"""Backfill against the sandbox over HTTP: exact data, idempotent, robust to faults and kills."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+from sync_helpers import cli, cli_process, landed_ids, query, snapshot, world_ids, write_config
+
+SINCE = "2023-01"  # the sandbox history starts here, so every invoice is in range
+
+
+def lines_by_invoice(world, accounts):
+    return {
+        (account, invoice["id"]): {line["id"] for line in invoice["lines"]["data"]}
+        for account in accounts
+        for invoice in world.objects(account, "invoices")
+    }
+
+
+def test_backfill_lands_exactly_the_sandbox_objects_of_every_account(tmp_path, sandbox_factory):
+    sandbox = sandbox_factory(customers=40, accounts=2, latency_ms=1)
+    world = sandbox.world
+    config = write_config(tmp_path, accounts=world.account_ids)
+
+    result = cli(config, ["backfill", "--since", SINCE], sandbox)
+
+    assert result.exit_code == 0, result.output
+    db = tmp_path / "nrr.duckdb"
+    for kind in ("customers", "products", "prices", "subscriptions", "invoices"):
+        assert landed_ids(db, kind) == world_ids(world, kind), kind
+    items = {
+        (account, item["id"])
+        for account in world.account_ids
+        for sub in world.objects(account, "subscriptions")
+        for item in sub["items"]["data"]
+    }
+    assert landed_ids(db, "subscription_items") == items
+    expected_lines = lines_by_invoice(world, world.account_ids)
+    assert any(len(lines) > 10 for lines in expected_lines.values()), "world has long invoices"
+    landed_lines: dict = {}
+    for account, invoice_id, line_id in query(
+        db, "SELECT account_id, invoice_id, id FROM stripe.invoice_lines"
+    ):
+        landed_lines.setdefault((account, invoice_id), set()).add(line_id)
+    assert {k: v for k, v in expected_lines.items() if v} == landed_lines
+    # contents, not only ids: the raw object is Stripe's, prices with their tiers
+    some_customer = world.objects(world.account_ids[1], "customers")[0]
+    (raw,) = query(
+        db,
+        "SELECT raw::VARCHAR FROM stripe.customers WHERE account_id = ? AND id = ?",
+        [world.account_ids[1], some_customer["id"]],
+    )[0]
+    assert json.loads(raw) == json.loads(json.dumps(some_customer))
+    tiered = query(db, "SELECT count(*) FROM stripe.prices WHERE billing_scheme = 'tiered'")[0][0]
+    with_tiers = query(
+        db,
+        "SELECT count(*) FROM stripe.prices WHERE billing_scheme = 'tiered' "
+        "AND json_array_length(tiers) > 0",
+    )[0][0]
+    assert tiered == with_tiers
+
+
+def test_backfill_records_the_report_window_cursor_and_run(tmp_path, sandbox_factory):
+    sandbox = sandbox_factory(customers=30, latency_ms=1)
+    config = write_config(tmp_path)
+
+    result = cli(config, ["backfill", "--since", "2024-03"], sandbox)
+
+    assert result.exit_code == 0, result.output
+    db = tmp_path / "nrr.duckdb"
+    state = dict(query(db, "SELECT key, value FROM meta.sync_state"))
+    assert state["report:since"] == "2024-03"
+    assert state["report:as_of"] == "2026-01-15T00:00:00Z"  # the sandbox clock, not ours
+    assert any(key.startswith("events:cursor:") for key in state)
+    assert not any(key.startswith("backfill:slice:") for key in state)
+    runs = query(
+        db,
+        "SELECT command, outcome, exit_code, requests, api_version, since_month, "
+        "objects::VARCHAR FROM meta.sync_runs",
+    )
+    assert len(runs) == 1
+    command, outcome, code, requests, api_version, since, objects = runs[0]
+    assert (command, outcome, code, api_version, since) == (
+        "backfill",
+        "ok",
+        0,
+        "2026-10-28.endive",
+        "2024-03",
+    )
+    assert requests == sandbox.stats()["requests"]
+    assert json.loads(objects)["customers"] == 30
+    # invoices from since - 12 months only
+    (oldest,) = query(db, "SELECT min(created)::DATE::VARCHAR FROM stripe.invoices")[0]
+    assert oldest >= "2023-02-28"
+
+
+def test_second_backfill_and_a_sync_without_changes_change_nothing(tmp_path, sandbox_factory):
+    sandbox = sandbox_factory(customers=30, latency_ms=1)
+    config = write_config(tmp_path)
+    db = tmp_path / "nrr.duckdb"
+    assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
+    first = snapshot(db)
+
+    assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
+    assert snapshot(db) == first
+    sandbox.reset_stats()
+    assert cli(config, ["sync"], sandbox).exit_code == 0
+    assert snapshot(db) == first
+    assert sandbox.stats()["requests"] <= 3  # account + one page of events
+
+
+def test_faults_and_rate_limits_give_the_data_of_a_clean_run(tmp_path, sandbox_factory):
+    clean = sandbox_factory(customers=40, seed=11, latency_ms=1)
+    faulty = sandbox_factory(
+        customers=40, seed=11, latency_ms=1, fault_rate=0.05, drop_rate=0.02, rate_limit=30
+    )
+    (tmp_path / "clean").mkdir()
+    (tmp_path / "faulty").mkdir()
+    clean_config = write_config(tmp_path / "clean")
+    faulty_config = write_config(
+        tmp_path / "faulty",
+        stripe={
+            "max_requests_per_second": 60,
+            "retry": {"max_attempts": 10, "max_wait_seconds": 0.2},
+        },
+    )
+
+    assert cli(clean_config, ["backfill", "--since", SINCE], clean).exit_code == 0
+    result = cli(faulty_config, ["backfill", "--since", SINCE], faulty)
+
+    assert result.exit_code == 0, result.output
+    stats = faulty.stats()
+    assert stats["faults"] + stats["drops"] > 0
+    assert stats["rate_limited"] > 0
+    assert snapshot(tmp_path / "faulty" / "nrr.duckdb") == snapshot(
+        tmp_path / "clean" / "nrr.duckdb"
+    )
+    (retries, limited) = query(
+        tmp_path / "faulty" / "nrr.duckdb", "SELECT retries, rate_limited FROM meta.sync_runs"
+    )[0]
+    assert retries > 0 and limited > 0
+
+
+@pytest.mark.slow
+def test_backfill_killed_midway_resumes_without_refetching_finished_slices(
+    tmp_path, sandbox_factory
+):
+    clean = sandbox_factory(customers=80, seed=5, latency_ms=1)
+    (tmp_path / "clean").mkdir()
+    clean_config = write_config(tmp_path / "clean")
+    assert cli(clean_config, ["backfill", "--since", SINCE], clean).exit_code == 0
+    clean_requests = clean.stats()["requests"]
+
+    killed = sandbox_factory(customers=80, seed=5, latency_ms=20)
+    config = write_config(tmp_path, stripe={"max_requests_per_second": 40})
+    process = cli_process(config, ["backfill", "--since", SINCE], killed)
+    deadline = time.monotonic() + 30
+    while killed.stats()["requests"] < clean_requests // 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before_rerun = killed.stats()["requests"]
+    assert before_rerun < clean_requests, "killed before it finished"
+    assert not (tmp_path / "nrr.duckdb").exists(), "nothing is published by a killed run"
+
+    result = cli(config, ["backfill", "--since", SINCE], killed)
+
+    assert result.exit_code == 0, result.output
+    rerun_requests = killed.stats()["requests"] - before_rerun
+    assert rerun_requests < clean_requests - before_rerun // 2
+    assert snapshot(tmp_path / "nrr.duckdb") == snapshot(tmp_path / "clean" / "nrr.duckdb")
