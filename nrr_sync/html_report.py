@@ -285,7 +285,7 @@ def cohort_figure(cohorts: list[dict]):
     )
     height = max(360, 22 * len(labels) + 120)
     figure.update_layout(**base_layout("", height))
-    figure.update_layout(hovermode="closest")
+    figure.update_layout(hovermode="closest", margin={"l": 110, "r": 30, "t": 20, "b": 50})
     figure.update_yaxes(autorange="reversed", title_text="First paying month", type="category")
     figure.update_xaxes(
         title_text="Months since first paying month", dtick=3 if len(ages) > 24 else 1

@@ -234,14 +234,14 @@ def write_report_tables(con, history: dict, first: date, months: int) -> None:
                         retained / len(pairs),
                     )
                 )
-    con.executemany("INSERT INTO report.customer_mrr_monthly VALUES (?, ?, ?, ?)", monthly)
-    con.executemany("INSERT INTO report.mrr_movements VALUES (?, ?, ?, ?, ?, ?, ?)", movements)
-    con.executemany(
-        "INSERT INTO report.mrr_summary VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", summary
-    )
-    con.executemany(
-        "INSERT INTO report.retention VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", retention
-    )
+    for table, rows in (
+        ("customer_mrr_monthly", monthly),
+        ("mrr_movements", movements),
+        ("mrr_summary", summary),
+        ("retention", retention),
+    ):
+        with con.appender(f"report.{table}") as appender:
+            appender.append_rows(rows)
     con.execute(
         "INSERT INTO report.data_quality VALUES "
         "('invoice_lines_incomplete', 'warning', 'invoice has more lines than landed', "
