@@ -1,0 +1,140 @@
+-- report.data_quality: one row per finding that may make the numbers wrong or surprising.
+-- severity: error (numbers are wrong until fixed), warning (probably wrong), info (expected,
+-- worth knowing). A clean account has no error rows.
+
+CREATE OR REPLACE TABLE report.data_quality AS
+WITH
+settings AS (SELECT * FROM report.build_info),
+summary AS (SELECT * FROM report.mrr_summary),
+mrr_lines AS (SELECT * FROM report.mrr_lines),
+invoices AS (SELECT * FROM stripe.invoices),
+invoice_lines AS (SELECT * FROM stripe.invoice_lines),
+prices AS (SELECT * FROM stripe.prices),
+subscriptions AS (SELECT * FROM stripe.subscriptions),
+subscription_items AS (SELECT * FROM stripe.subscription_items),
+customers AS (SELECT * FROM stripe.customers),
+
+-- must never happen: the roll-forward identity of mrr_summary
+identity_violations AS (
+    SELECT
+        'roll_forward_identity' AS check, 'error' AS severity,
+        'mrr_end ' || mrr_end || ' <> mrr_start ' || mrr_start || ' + movements '
+            || (new_mrr + expansion_mrr + reactivation_mrr - contraction_mrr - churned_mrr) AS detail,
+        NULL::VARCHAR AS account_id, NULL::VARCHAR AS customer_id, NULL::VARCHAR AS subscription_id,
+        NULL::VARCHAR AS invoice_id, NULL::VARCHAR AS object_id, month
+    FROM summary
+    WHERE mrr_end <> mrr_start + new_mrr + expansion_mrr + reactivation_mrr - contraction_mrr - churned_mrr
+),
+
+-- invoices whose lines were not all landed: MRR from them is incomplete
+incomplete_invoices AS (
+    SELECT
+        'invoice_lines_incomplete', 'error',
+        'invoice has ' || coalesce(landed.lines, 0) || ' landed lines, expected '
+            || coalesce(invoices.line_count::VARCHAR, '?')
+            || CASE WHEN NOT coalesce(invoices.lines_complete, true) THEN ' (not every page was fetched)' ELSE '' END,
+        invoices.account_id, invoices.customer_id, invoices.subscription_id, invoices.id,
+        NULL, NULL::DATE
+    FROM invoices
+    LEFT JOIN (
+        SELECT account_id, invoice_id, count(*) AS lines FROM invoice_lines GROUP BY ALL
+    ) AS landed
+        ON landed.account_id = invoices.account_id AND landed.invoice_id = invoices.id
+    WHERE NOT coalesce(invoices.lines_complete, true)
+        OR coalesce(landed.lines, 0) <> coalesce(invoices.line_count, coalesce(landed.lines, 0))
+),
+
+-- subscription lines whose price was never landed cannot be valued and are left out
+unknown_prices AS (
+    SELECT
+        'unknown_price', 'warning',
+        'line of ' || coalesce(invoices.status, '?') || ' invoice references price '
+            || coalesce(invoice_lines.price_id, 'NULL') || ', which is not in stripe.prices; the line is not counted',
+        invoice_lines.account_id, invoices.customer_id, invoice_lines.subscription_id,
+        invoice_lines.invoice_id, invoice_lines.id, NULL::DATE
+    FROM invoice_lines
+    JOIN invoices
+        ON invoices.account_id = invoice_lines.account_id AND invoices.id = invoice_lines.invoice_id
+    LEFT JOIN prices
+        ON prices.account_id = invoice_lines.account_id AND prices.id = invoice_lines.price_id
+    WHERE prices.id IS NULL
+        AND invoices.status IN ('paid', 'open', 'draft')
+        AND (invoice_lines.parent_type = 'subscription_item_details'
+            OR (invoice_lines.parent_type = 'invoice_item_details' AND invoice_lines.proration))
+),
+
+-- an active subscription should have a counted line covering now; without one its
+-- revenue is missing (an invoice not landed yet, a lookback too short, a metered-only plan)
+uncovered_subscriptions AS (
+    SELECT
+        'active_subscription_without_line', 'warning',
+        'subscription is ' || subscriptions.status || ' but no counted invoice line covers '
+            || strftime(timezone('UTC', settings.as_of), '%Y-%m-%d %H:%M:%S UTC'),
+        subscriptions.account_id, subscriptions.customer_id, subscriptions.id, NULL, NULL,
+        settings.as_of_month
+    FROM subscriptions
+    CROSS JOIN settings
+    WHERE subscriptions.status IN ('active', 'past_due')
+        AND coalesce(subscriptions.created, settings.as_of) < settings.as_of
+        AND EXISTS (
+            SELECT 1
+            FROM subscription_items
+            JOIN prices
+                ON prices.account_id = subscription_items.account_id
+                AND prices.id = subscription_items.price_id
+            WHERE subscription_items.account_id = subscriptions.account_id
+                AND subscription_items.subscription_id = subscriptions.id
+                AND (prices.recurring_usage_type = 'licensed' OR settings.include_metered)
+        )
+        AND NOT EXISTS (
+            SELECT 1
+            FROM mrr_lines
+            WHERE mrr_lines.account_id = subscriptions.account_id
+                AND mrr_lines.subscription_id = subscriptions.id
+                AND mrr_lines.period_start <= settings.as_of
+                AND mrr_lines.period_end > settings.as_of
+        )
+),
+
+-- prorations valued from their own period because the price's full amount is unknown
+ratio_valued_prorations AS (
+    SELECT
+        'proration_valued_by_period_ratio', 'info',
+        'proration line valued from its period length (price amount or quantity unknown); '
+            || 'may be off by a few cents',
+        account_id, customer_id, subscription_id, invoice_id, line_id, NULL::DATE
+    FROM mrr_lines
+    WHERE valuation = 'period_ratio' AND amount <> 0
+),
+
+-- credits larger than the charges at a snapshot: MRR is floored at 0
+negative_mrr AS (
+    SELECT
+        'negative_mrr_floored', 'info',
+        'lines sum to ' || mrr_unrounded::DECIMAL(18, 2) || ' at the snapshot; MRR is floored at 0',
+        account_id, customer_id, NULL, NULL, NULL, month
+    FROM report.customer_mrr_history
+    WHERE mrr_unrounded < 0 AND reported
+),
+
+-- deleted customers keep their paid history: that revenue was real
+deleted_customers AS (
+    SELECT
+        'deleted_customer', 'info',
+        'customer was deleted in Stripe; their invoiced history still counts',
+        customers.account_id, customers.id, NULL, NULL, NULL, NULL::DATE
+    FROM customers
+    WHERE customers.deleted
+        AND EXISTS (
+            SELECT 1 FROM mrr_lines
+            WHERE mrr_lines.account_id = customers.account_id AND mrr_lines.customer_id = customers.id
+        )
+)
+
+SELECT * FROM identity_violations
+UNION ALL SELECT * FROM incomplete_invoices
+UNION ALL SELECT * FROM unknown_prices
+UNION ALL SELECT * FROM uncovered_subscriptions
+UNION ALL SELECT * FROM ratio_valued_prorations
+UNION ALL SELECT * FROM negative_mrr
+UNION ALL SELECT * FROM deleted_customers;
