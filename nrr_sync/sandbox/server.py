@@ -70,12 +70,12 @@ LIST_PARAMS = {
 }
 # Expands that change nothing here (the sandbox's objects already hold these) are accepted.
 LIST_EXPANDS = {
-    "prices": {"data.tiers", "data.product"},
+    "prices": {"data.tiers"},
     "invoices": {"data.lines", "data.lines.data"},
     "subscriptions": {"data.items", "data.items.data"},
 }
 RETRIEVE_EXPANDS = {
-    "prices": {"tiers", "product"},
+    "prices": {"tiers"},
     "invoices": {"lines", "lines.data"},
     "subscriptions": {"items", "items.data"},
 }

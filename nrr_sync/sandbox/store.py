@@ -42,7 +42,7 @@ INDEXED_FIELDS = {
 
 
 def dumps(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def _field_value(obj: dict, field: str):
@@ -68,11 +68,14 @@ class Collection:
         self.indexed_value: dict[str, tuple] = {}  # id -> values of INDEXED_FIELDS
         self.tombstones: dict[str, int] = {}  # deleted id -> created (cursors keep working)
         self.zdict: bytes | None = None
+        self.packer = None  # a compressor primed with zdict; each object deflates a copy
 
     def pack(self, data: bytes) -> bytes:
-        if self.zdict is None:
-            self.zdict = data[-ZDICT_SIZE:]
-        packer = zlib.compressobj(1, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, self.zdict)
+        if self.packer is None:
+            if self.zdict is None:
+                self.zdict = data[-ZDICT_SIZE:]
+            self.packer = zlib.compressobj(1, zlib.DEFLATED, -15, 8, 0, self.zdict)
+        packer = self.packer.copy()
         return packer.compress(data) + packer.flush()
 
     def unpack(self, blob: bytes) -> bytes:
