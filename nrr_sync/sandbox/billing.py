@@ -1,0 +1,734 @@
+"""The billing engine: subscriptions, invoices and events, produced the way Stripe does.
+
+Each customer owns an agenda (a heap of timed actions) and a random stream; running the
+agenda up to a time moves every subscription through Stripe's life cycle: creation
+invoice, renewals (draft, finalized an hour later, paid or failed), prorations, coupons,
+taxes, cancellations, pauses and dunning. The engine keeps compact records; render.py
+turns them into Stripe JSON, truth.py values them per SPEC 6.
+"""
+
+from __future__ import annotations
+
+import calendar
+import heapq
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fractions import Fraction
+
+from .catalog import Catalog, Coupon, Price, TaxRate
+
+HOUR = 3600
+DAY = 86400
+DUNNING_DAYS = 14
+INCOMPLETE_HOURS = 23
+B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def b62(number: int, width: int) -> str:
+    chars = []
+    for _ in range(width):
+        number, digit = divmod(number, 62)
+        chars.append(B62[digit])
+    return "".join(reversed(chars))
+
+
+def round_half_up(value: Fraction) -> int:
+    """Nearest integer, halves away from zero (Stripe's rounding of minor units)."""
+    sign = -1 if value < 0 else 1
+    magnitude = abs(value)
+    return sign * int((magnitude * 2 + 1) // 2)
+
+
+def add_months(anchor: int, months: int) -> int:
+    """``anchor`` moved by ``months``, the day clamped to the month's end (Stripe's anchors)."""
+    dt = datetime.fromtimestamp(anchor, UTC)
+    year, month0 = divmod(dt.month - 1 + months, 12)
+    year += dt.year
+    day = min(dt.day, calendar.monthrange(year, month0 + 1)[1])
+    return calendar.timegm((year, month0 + 1, day, dt.hour, dt.minute, dt.second))
+
+
+def period_end(price: Price, anchor: int, index: int) -> int:
+    """End of the ``index``-th period (0-based) of a cycle anchored at ``anchor``."""
+    n = (index + 1) * price.interval_count
+    if price.interval == "month":
+        return add_months(anchor, n)
+    if price.interval == "year":
+        return add_months(anchor, 12 * n)
+    if price.interval == "week":
+        return anchor + 7 * DAY * n
+    return anchor + DAY * n
+
+
+@dataclass(slots=True)
+class Item:
+    id: str
+    price: Price
+    quantity: int
+    created: int
+
+
+@dataclass(slots=True)
+class Discount:
+    id: str
+    coupon: Coupon
+    start: int
+    end: int | None
+    sub_id: str
+    customer_id: str
+
+
+@dataclass(slots=True)
+class Line:
+    id: str
+    price: Price
+    quantity: int
+    amount: int
+    start: int
+    end: int
+    proration: bool
+    parent_type: str  # subscription_item_details | invoice_item_details
+    sub_id: str | None
+    si_id: str | None
+    ii_id: str | None
+    description: str
+    discount_amount: int = 0
+    discount_id: str | None = None
+    tax_amount: int = 0
+    tax_rate: TaxRate | None = None
+
+
+@dataclass(slots=True)
+class Invoice:
+    id: str
+    customer: Customer
+    sub: Sub | None
+    created: int
+    billing_reason: str
+    period_start: int
+    period_end: int
+    lines: list[Line]
+    status: str = "draft"
+    auto_advance: bool = True
+    finalized_at: int | None = None
+    paid_at: int | None = None
+    voided_at: int | None = None
+    uncollectible_at: int | None = None
+    attempt_count: int = 0
+    next_payment_attempt: int | None = None
+    number: str | None = None
+    discount_ids: tuple[str, ...] = ()
+    deleted: bool = False
+
+    def totals(self) -> tuple[int, int, int, int]:
+        """subtotal, discounts, inclusive tax, exclusive tax."""
+        subtotal = discount = inclusive = exclusive = 0
+        for line in self.lines:
+            subtotal += line.amount
+            discount += line.discount_amount
+            if line.tax_rate is not None:
+                if line.tax_rate.inclusive:
+                    inclusive += line.tax_amount
+                else:
+                    exclusive += line.tax_amount
+        return subtotal, discount, inclusive, exclusive
+
+    def total(self) -> int:
+        subtotal, discount, _inclusive, exclusive = self.totals()
+        return subtotal - discount + exclusive
+
+
+@dataclass(slots=True)
+class Sub:
+    id: str
+    customer: Customer
+    created: int
+    items: list[Item]
+    anchor: int
+    period_index: int
+    period_start: int
+    period_end: int
+    status: str = "active"
+    trial_start: int | None = None
+    trial_end: int | None = None
+    cancel_at_period_end: bool = False
+    cancel_at: int | None = None
+    canceled_at: int | None = None
+    ended_at: int | None = None
+    cancel_reason: str | None = None
+    pause: tuple[str, int | None] | None = None  # behavior, resumes_at
+    discount: Discount | None = None
+    pending: list[Line] = field(default_factory=list)
+    latest_invoice: str | None = None
+    version: int = 0  # bumps when the renewal schedule changes; stale actions are skipped
+    failures: list[tuple[int, str, int]] = field(default_factory=list)  # from, outcome, days
+    missing_payment_method: bool = False
+    scripted: bool = False
+
+    @property
+    def cycle_price(self) -> Price:
+        return self.items[0].price
+
+    @property
+    def live(self) -> bool:
+        return self.status not in ("canceled", "incomplete_expired")
+
+
+@dataclass(slots=True)
+class Customer:
+    idx: int
+    id: str
+    created: int
+    name: str
+    email: str
+    country: str
+    currency: str
+    segment: str
+    invoice_prefix: str
+    rng: random.Random
+    subs: list[Sub] = field(default_factory=list)
+    invoices: list[Invoice] = field(default_factory=list)
+    agenda: list = field(default_factory=list)
+    deleted_at: int | None = None
+    updated: int = 0
+    metadata_extra: tuple[tuple[str, str], ...] = ()
+    invoice_seq: int = 0
+    scripted: bool = False
+    ever_subscribed: bool = False
+
+
+@dataclass(slots=True)
+class Event:
+    id: str
+    created: int
+    type: str
+    kind: str  # customers | subscriptions | invoices | prices | products
+    obj: object
+    state: tuple | None  # snapshot of the object's state at the event
+    previous: tuple | None  # snapshot before, for *.updated
+
+
+class Account:
+    """One Stripe account's history: catalog, customers and the engine that moves them."""
+
+    def __init__(self, account_id: str, seed: str, catalog_factory, now: int):
+        self.id = account_id
+        self.seed = seed
+        self.fragment = b62(int.from_bytes(account_id.encode()[-8:], "big"), 10)[-8:]
+        self.id_rng = random.Random(f"{seed}:{account_id}:ids")
+        self.clock = now
+        self.event_floor = now - 30 * DAY
+        self.catalog: Catalog = catalog_factory(self)
+        self.customers: list[Customer] = []
+        self.events: list[Event] = []
+        self.event_seq = 0
+        self.ticks = 0  # tie-breaker of agenda entries at the same second
+        self.touched: dict[tuple[str, str], object] | None = None  # set during advance()
+        self.random_policy = None  # set by the generator: decisions for unscripted customers
+
+    # -- ids -------------------------------------------------------------------------------
+    def make_id(self, prefix: str, ts: int, rng: random.Random | None = None, long=True) -> str:
+        rng = rng or self.id_rng
+        if not long:
+            return f"{prefix}_{b62(rng.getrandbits(84), 14)}"
+        return f"{prefix}_1{b62(ts, 6)}{self.fragment}{b62(rng.getrandbits(48), 8)}"
+
+    # -- events ----------------------------------------------------------------------------
+    def emit(self, t: int, type_: str, kind: str, obj, previous: tuple | None = None) -> None:
+        if self.touched is not None:
+            self.touched[(kind, obj.id)] = obj
+        if t < self.event_floor:
+            return
+        from .render import snapshot  # render depends on billing, not the other way round
+
+        self.event_seq += 1
+        eid = f"evt_1{b62(t, 6)}{self.fragment}{b62(self.event_seq, 8)}"
+        event = Event(eid, t, type_, kind, obj, snapshot(kind, obj), previous)
+        self.events.append(event)
+        if self.touched is not None:
+            self.touched[("events", eid)] = event
+
+    # -- agenda ----------------------------------------------------------------------------
+    def schedule(self, customer: Customer, t: int, action: str, *args) -> None:
+        self.ticks += 1
+        heapq.heappush(customer.agenda, (t, self.ticks, action, args))
+
+    def run(self, customer: Customer, until: int) -> None:
+        agenda = customer.agenda
+        while agenda and agenda[0][0] <= until:
+            t, _tick, action, args = heapq.heappop(agenda)
+            getattr(self, "do_" + action)(customer, t, *args)
+
+    # -- invoices --------------------------------------------------------------------------
+    def new_line(self, customer, t, price, quantity, amount, start, end, *, sub=None,
+                 item=None, proration=False, parent=None, description=None) -> Line:  # fmt: skip
+        parent = parent or ("invoice_item_details" if proration else "subscription_item_details")
+        ii_id = None
+        if parent == "invoice_item_details" or proration:
+            ii_id = self.make_id("ii", t, customer.rng)
+        if description is None:
+            name = price.product.name
+            qty = f"{quantity} × " if quantity != 1 else "1 × "
+            if proration and amount < 0:
+                description = f"Unused time on {qty}{name}"
+            elif proration:
+                description = f"Remaining time on {qty}{name}"
+            else:
+                description = f"{qty}{name}"
+        return Line(self.make_id("il", t, customer.rng), price, quantity, amount, start, end,
+                    proration, parent, sub.id if sub else None, item.id if item else None, ii_id,
+                    description)  # fmt: skip
+
+    def create_invoice(self, customer: Customer, sub: Sub | None, t: int, reason: str,
+                       lines: list[Line], period: tuple[int, int]) -> Invoice:  # fmt: skip
+        inv = Invoice(self.make_id("in", t, customer.rng), customer, sub, t, reason,
+                      period[0], period[1], lines)  # fmt: skip
+        self.apply_discounts(inv, sub, t)
+        self.apply_taxes(inv)
+        customer.invoices.append(inv)
+        if sub is not None:
+            sub.latest_invoice = inv.id
+        self.emit(t, "invoice.created", "invoices", inv)
+        return inv
+
+    def apply_discounts(self, inv: Invoice, sub: Sub | None, t: int) -> None:
+        discount = sub.discount if sub else None
+        if discount is None:
+            return
+        if discount.end is not None and t >= discount.end:
+            sub.discount = None
+            return
+        coupon = discount.coupon
+        if coupon.percent_off is not None:
+            pct = Fraction(str(coupon.percent_off)) / 100
+            for line in inv.lines:
+                if line.amount:
+                    line.discount_amount = round_half_up(line.amount * pct)
+                    line.discount_id = discount.id
+        else:
+            eligible = [line for line in inv.lines if line.amount > 0 and not line.proration]
+            base = sum(line.amount for line in eligible)
+            total = min(coupon.amount_off, base)
+            given = 0
+            for n, line in enumerate(eligible):
+                share = total - given if n == len(eligible) - 1 else total * line.amount // base
+                line.discount_amount = share
+                line.discount_id = discount.id
+                given += share
+        inv.discount_ids = (discount.id,)
+        if coupon.duration == "once":
+            sub.discount = None
+
+    def apply_taxes(self, inv: Invoice) -> None:
+        country = inv.customer.country
+        for line in inv.lines:
+            behavior = line.price.tax_behavior
+            if behavior == "unspecified":
+                continue
+            rate = self.catalog.tax_rate(country, behavior == "inclusive")
+            if rate is None:
+                continue
+            taxable = line.amount - line.discount_amount
+            pct = Fraction(rate.percentage)
+            if rate.inclusive:
+                line.tax_amount = round_half_up(taxable * pct / (100 + pct))
+            else:
+                line.tax_amount = round_half_up(taxable * pct / 100)
+            line.tax_rate = rate
+
+    def finalize(self, inv: Invoice, t: int) -> None:
+        inv.status = "open"
+        inv.finalized_at = t
+        inv.auto_advance = True
+        customer = inv.customer
+        customer.invoice_seq += 1
+        inv.number = f"{customer.invoice_prefix}-{customer.invoice_seq:04d}"
+        self.emit(t, "invoice.finalized", "invoices", inv)
+
+    def mark_paid(self, inv: Invoice, t: int) -> None:
+        inv.status = "paid"
+        inv.paid_at = t
+        inv.next_payment_attempt = None
+        if inv.total() > 0:
+            inv.attempt_count = max(inv.attempt_count, 1) if inv.attempt_count else 1
+        self.emit(t, "invoice.paid", "invoices", inv)
+
+    def void(self, inv: Invoice, t: int) -> None:
+        inv.status = "void"
+        inv.voided_at = t
+        inv.auto_advance = False
+        inv.next_payment_attempt = None
+        self.emit(t, "invoice.voided", "invoices", inv)
+
+    def mark_uncollectible(self, inv: Invoice, t: int) -> None:
+        inv.status = "uncollectible"
+        inv.uncollectible_at = t
+        inv.auto_advance = False
+        inv.next_payment_attempt = None
+        self.emit(t, "invoice.marked_uncollectible", "invoices", inv)
+
+    # -- subscriptions ---------------------------------------------------------------------
+    def sub_updated(self, sub: Sub, t: int, before: tuple) -> None:
+        self.emit(t, "customer.subscription.updated", "subscriptions", sub, previous=before)
+
+    def snap(self, kind: str, obj) -> tuple:
+        from .render import snapshot
+
+        return snapshot(kind, obj)
+
+    def subscribe(self, customer: Customer, t: int, items: list[tuple[Price, int]], *,
+                  trial_days: int = 0, coupon: Coupon | None = None, first_payment: str = "ok",
+                  missing_payment_method: bool = False, scripted: bool = False) -> Sub:  # fmt: skip
+        rng = customer.rng
+        sub_id = self.make_id("sub", t, rng)
+        sub_items = [Item(self.make_id("si", t, rng, long=False), price, qty, t)
+                     for price, qty in items]  # fmt: skip
+        trial_end = t + trial_days * DAY if trial_days else None
+        anchor = trial_end or t
+        first = sub_items[0].price
+        end = trial_end or period_end(first, anchor, 0)
+        sub = Sub(sub_id, customer, t, sub_items, anchor, -1 if trial_end else 0, t, end,
+                  scripted=scripted)  # fmt: skip
+        sub.missing_payment_method = missing_payment_method
+        if trial_end:
+            sub.status = "trialing"
+            sub.trial_start, sub.trial_end = t, trial_end
+        if coupon is not None:
+            months = coupon.duration_in_months if coupon.duration == "repeating" else None
+            sub.discount = Discount(self.make_id("di", t, rng), coupon, t,
+                                    add_months(t, months) if months else None, sub_id,
+                                    customer.id)  # fmt: skip
+        if first_payment != "ok":
+            sub.status = "incomplete"
+        customer.subs.append(sub)
+        if not customer.ever_subscribed:
+            customer.ever_subscribed = True
+            before = self.snap("customers", customer)
+            customer.updated = t
+            self.emit(t, "customer.updated", "customers", customer, previous=before)
+        self.emit(t, "customer.subscription.created", "subscriptions", sub)
+        lines = []
+        for item in sub.items:
+            amount = 0 if trial_end or item.price.usage_type == "metered" else \
+                item.price.full_amount(item.quantity)  # fmt: skip
+            qty = 0 if item.price.usage_type == "metered" else item.quantity
+            desc = f"Trial period for {item.price.product.name}" if trial_end else None
+            lines.append(self.new_line(customer, t, item.price, qty, amount, t, end, sub=sub,
+                                       item=item, description=desc))  # fmt: skip
+        inv = self.create_invoice(customer, sub, t, "subscription_create", lines, (t, t))
+        self.finalize(inv, t)
+        if first_payment == "ok" or inv.total() <= 0:
+            self.mark_paid(inv, t + 1)
+            if sub.status == "incomplete":
+                sub.status = "active"
+        else:
+            inv.attempt_count = 1
+            self.emit(t + 1, "invoice.payment_failed", "invoices", inv)
+            if first_payment == "recover":
+                self.schedule(customer, t + rng.randint(HOUR, 20 * HOUR), "incomplete_paid",
+                              sub, inv)  # fmt: skip
+            else:
+                self.schedule(customer, t + INCOMPLETE_HOURS * HOUR, "incomplete_expire", sub,
+                              inv)  # fmt: skip
+        self.schedule(customer, end, "renew", sub, sub.version)
+        if self.random_policy and not sub.scripted and sub.status != "incomplete":
+            self.random_policy.period_started(self, sub)
+        return sub
+
+    def do_incomplete_paid(self, customer: Customer, t: int, sub: Sub, inv: Invoice) -> None:
+        before = self.snap("subscriptions", sub)
+        self.mark_paid(inv, t)
+        sub.status = "active"
+        self.sub_updated(sub, t, before)
+        if self.random_policy and not sub.scripted:
+            self.random_policy.period_started(self, sub)
+
+    def do_incomplete_expire(self, customer: Customer, t: int, sub: Sub, inv: Invoice) -> None:
+        before = self.snap("subscriptions", sub)
+        self.void(inv, t)
+        sub.status = "incomplete_expired"
+        sub.ended_at = t
+        sub.version += 1
+        self.sub_updated(sub, t, before)
+        self.subscription_ended(customer, sub, t)
+
+    def do_renew(self, customer: Customer, t: int, sub: Sub, version: int) -> None:
+        if version != sub.version or not sub.live:
+            return
+        if sub.cancel_at is not None and t >= sub.cancel_at:
+            self.end_subscription(sub, t)
+            return
+        if sub.status == "paused":
+            return
+        before = self.snap("subscriptions", sub)
+        if sub.status == "trialing":
+            if sub.missing_payment_method:
+                sub.status = "paused"
+                sub.version += 1
+                self.sub_updated(sub, t, before)
+                self.emit(t, "customer.subscription.paused", "subscriptions", sub)
+                return
+            sub.status = "active"
+        old_start = sub.period_start
+        sub.period_index += 1
+        sub.period_start = t
+        sub.period_end = period_end(sub.cycle_price, sub.anchor, sub.period_index)
+        lines = list(sub.pending)
+        sub.pending = []
+        for item in sub.items:
+            price = item.price
+            if price.usage_type == "metered":
+                usage = customer.rng.randint(0, 20000)
+                lines.append(self.new_line(customer, t, price, usage, price.unit_amount * usage,
+                                           old_start, t, sub=sub, item=item))  # fmt: skip
+            else:
+                lines.append(self.new_line(customer, t, price, item.quantity,
+                                           price.full_amount(item.quantity), t, sub.period_end,
+                                           sub=sub, item=item))  # fmt: skip
+        inv = self.create_invoice(customer, sub, t, "subscription_cycle", lines, (old_start, t))
+        if sub.status == "unpaid":
+            inv.auto_advance = False
+        elif sub.pause is not None:
+            behavior, _ = sub.pause
+            if behavior == "keep_as_draft":
+                inv.auto_advance = False
+            else:
+                self.schedule(customer, t + HOUR, "finalize", inv, behavior)
+        else:
+            self.schedule(customer, t + HOUR, "finalize", inv, "charge")
+        self.sub_updated(sub, t, before)
+        self.schedule(customer, sub.period_end, "renew", sub, sub.version)
+        if self.random_policy and not sub.scripted:
+            self.random_policy.period_started(self, sub)
+
+    def do_finalize(self, customer: Customer, t: int, inv: Invoice, how: str) -> None:
+        if inv.status != "draft" or inv.deleted:
+            return
+        self.finalize(inv, t)
+        if how == "void":
+            self.void(inv, t + 1)
+            return
+        if how == "mark_uncollectible":
+            self.mark_uncollectible(inv, t + 1)
+            return
+        self.attempt_payment(customer, inv, t + 1)
+
+    def attempt_payment(self, customer: Customer, inv: Invoice, t: int) -> None:
+        sub = inv.sub
+        if inv.total() <= 0:
+            self.mark_paid(inv, t)
+            return
+        outcome = None
+        if sub is not None:
+            for n, (since, what, days) in enumerate(sub.failures):
+                if t >= since:
+                    outcome = (what, days)
+                    del sub.failures[n]
+                    break
+            if outcome is None and self.random_policy and not sub.scripted:
+                outcome = self.random_policy.payment_outcome(self, sub, inv)
+        inv.attempt_count += 1
+        if outcome is None:
+            self.mark_paid(inv, t)
+            return
+        what, days = outcome
+        inv.next_payment_attempt = t + 3 * DAY
+        self.emit(t, "invoice.payment_failed", "invoices", inv)
+        before = self.snap("subscriptions", sub)
+        sub.status = "past_due"
+        self.sub_updated(sub, t, before)
+        if what == "recover":
+            self.schedule(customer, t + days * DAY, "dunning_recovered", inv)
+        else:
+            self.schedule(customer, t + DUNNING_DAYS * DAY, "dunning_exhausted", inv, what)
+
+    def do_dunning_recovered(self, customer: Customer, t: int, inv: Invoice) -> None:
+        sub = inv.sub
+        inv.attempt_count += 1
+        self.mark_paid(inv, t)
+        if sub.status == "past_due":
+            before = self.snap("subscriptions", sub)
+            sub.status = "active"
+            self.sub_updated(sub, t, before)
+
+    def do_dunning_exhausted(self, customer: Customer, t: int, inv: Invoice, what: str) -> None:
+        sub = inv.sub
+        inv.attempt_count += 3
+        inv.next_payment_attempt = None
+        if sub.status != "past_due":
+            return
+        before = self.snap("subscriptions", sub)
+        if what == "unpaid":
+            sub.status = "unpaid"
+            self.sub_updated(sub, t, before)
+            return
+        # canceled for non-payment; the invoice is voided, written off or left open
+        sub.status = "canceled"
+        sub.canceled_at = sub.ended_at = t
+        sub.cancel_reason = "payment_failed"
+        sub.version += 1
+        if what == "cancel_void":
+            self.void(inv, t)
+        elif what == "cancel_uncollectible":
+            self.mark_uncollectible(inv, t)
+        self.emit(t, "customer.subscription.deleted", "subscriptions", sub)
+        self.subscription_ended(customer, sub, t)
+
+    def prorate(self, sub: Sub, t: int, price: Price, quantity: int, sign: int) -> int:
+        full = price.full_amount(quantity)
+        remaining = Fraction(sub.period_end - t, sub.period_end - sub.period_start)
+        return sign * round_half_up(full * remaining)
+
+    def change_items(self, customer: Customer, sub: Sub, t: int, new: list[tuple[Price, int]],
+                     proration: str = "create_prorations") -> None:  # fmt: skip
+        """Replace the subscription's items (position i keeps item i's id) at ``t``."""
+        if not sub.live or sub.status in ("incomplete", "paused") or t >= sub.period_end:
+            return
+        before = self.snap("subscriptions", sub)
+        old = [(item.price, item.quantity) for item in sub.items]
+        new_interval = (new[0][0].interval, new[0][0].interval_count)
+        reset = new_interval != (sub.cycle_price.interval, sub.cycle_price.interval_count)
+        if sub.status == "trialing":
+            proration = "none"
+            reset = False
+        prorate = proration != "none"
+        lines: list[Line] = []
+        parent = "subscription_item_details" if proration == "always_invoice" or reset else \
+            "invoice_item_details"  # fmt: skip
+        items: list[Item] = []
+        for n in range(max(len(old), len(new))):
+            item = sub.items[n] if n < len(sub.items) else None
+            credit = (
+                item is not None
+                and prorate
+                and item.price.usage_type != "metered"
+                and (n >= len(new) or new[n] != old[n] or reset)
+            )
+            if credit:
+                amount = self.prorate(sub, t, item.price, item.quantity, -1)
+                if amount:
+                    lines.append(self.new_line(customer, t, item.price, item.quantity, amount,
+                                               t, sub.period_end, sub=sub, item=item,
+                                               proration=True, parent=parent))  # fmt: skip
+            if n >= len(new):
+                continue
+            price, quantity = new[n]
+            if item is None:
+                item = Item(self.make_id("si", t, customer.rng, long=False), price, quantity, t)
+            changed = n >= len(old) or new[n] != old[n]
+            item.price, item.quantity = price, quantity
+            items.append(item)
+            if prorate and (changed or reset) and price.usage_type != "metered" and not reset:
+                amount = self.prorate(sub, t, price, quantity, 1)
+                if amount:
+                    lines.append(self.new_line(customer, t, price, quantity, amount, t,
+                                               sub.period_end, sub=sub, item=item, proration=True,
+                                               parent=parent))  # fmt: skip
+        sub.items = items
+        if reset:
+            # A new interval restarts the billing cycle now and bills the new period at once.
+            sub.anchor = t
+            sub.period_index = 0
+            start = sub.period_start
+            sub.period_start = t
+            sub.period_end = period_end(sub.cycle_price, t, 0)
+            sub.version += 1
+            for item in sub.items:
+                if item.price.usage_type == "metered":
+                    continue
+                lines.append(self.new_line(customer, t, item.price, item.quantity,
+                                           item.price.full_amount(item.quantity), t,
+                                           sub.period_end, sub=sub, item=item))  # fmt: skip
+            self.invoice_now(customer, sub, t, lines, (start, t))
+            self.schedule(customer, sub.period_end, "renew", sub, sub.version)
+        elif proration == "always_invoice" and lines:
+            self.invoice_now(customer, sub, t, lines, (t, t))
+        else:
+            sub.pending.extend(lines)
+        self.sub_updated(sub, t, before)
+
+    def invoice_now(self, customer, sub, t, lines, period, reason="subscription_update"):
+        lines = list(sub.pending) + lines
+        sub.pending = []
+        inv = self.create_invoice(customer, sub, t, reason, lines, period)
+        self.finalize(inv, t)
+        self.attempt_payment(customer, inv, t + 1)
+        return inv
+
+    def cancel(self, customer: Customer, sub: Sub, t: int, mode: str,
+               reason: str = "cancellation_requested") -> None:  # fmt: skip
+        """mode: period_end | now | now_prorate (credit for the unused time, invoiced now)."""
+        if not sub.live or sub.status == "incomplete":
+            return
+        before = self.snap("subscriptions", sub)
+        sub.canceled_at = t
+        sub.cancel_reason = reason
+        if mode == "period_end" and sub.status not in ("paused", "unpaid"):
+            sub.cancel_at_period_end = True
+            sub.cancel_at = sub.period_end
+            self.sub_updated(sub, t, before)
+            return
+        if mode == "now_prorate" and sub.status in ("active", "past_due"):
+            credits = []
+            for item in sub.items:
+                if item.price.usage_type == "metered":
+                    continue
+                amount = self.prorate(sub, t, item.price, item.quantity, -1)
+                if amount:
+                    credits.append(self.new_line(customer, t, item.price, item.quantity, amount,
+                                                 t, sub.period_end, sub=sub, item=item,
+                                                 proration=True))  # fmt: skip
+            if credits:
+                self.invoice_now(customer, sub, t, credits, (t, t))
+        if sub.status == "unpaid":
+            for inv in customer.invoices:
+                if inv.sub is sub and inv.status == "open":
+                    self.mark_uncollectible(inv, t)
+        self.end_subscription(sub, t)
+
+    def end_subscription(self, sub: Sub, t: int) -> None:
+        sub.status = "canceled"
+        sub.ended_at = t
+        sub.version += 1
+        sub.pending = []
+        self.emit(t, "customer.subscription.deleted", "subscriptions", sub)
+        self.subscription_ended(sub.customer, sub, t)
+
+    def subscription_ended(self, customer: Customer, sub: Sub, t: int) -> None:
+        if self.random_policy and not sub.scripted:
+            self.random_policy.subscription_ended(self, customer, sub, t)
+
+    def pause_collection(self, sub: Sub, t: int, behavior: str, resumes_at: int | None) -> None:
+        if sub.status not in ("active",):
+            return
+        before = self.snap("subscriptions", sub)
+        sub.pause = (behavior, resumes_at)
+        self.sub_updated(sub, t, before)
+        if resumes_at:
+            self.schedule(sub.customer, resumes_at, "resume_collection", sub)
+
+    def do_resume_collection(self, customer: Customer, t: int, sub: Sub) -> None:
+        if sub.pause is None or not sub.live:
+            return
+        before = self.snap("subscriptions", sub)
+        sub.pause = None
+        self.sub_updated(sub, t, before)
+
+    # -- actions scheduled by policies and scripts -----------------------------------------
+    def do_call(self, customer: Customer, t: int, fn, args) -> None:
+        fn(self, customer, t, *args)
+
+    def delete_customer(self, customer: Customer, t: int) -> None:
+        for sub in customer.subs:
+            if sub.live:
+                self.cancel(customer, sub, t, "now", reason="cancellation_requested")
+        customer.deleted_at = t
+        self.emit(t, "customer.deleted", "customers", customer)
+
+    def update_customer(self, customer: Customer, t: int, key: str, value: str) -> None:
+        before = self.snap("customers", customer)
+        customer.metadata_extra = tuple(sorted(dict(customer.metadata_extra, **{key: value})
+                                               .items()))  # fmt: skip
+        customer.updated = t
+        self.emit(t, "customer.updated", "customers", customer, previous=before)

@@ -1,0 +1,544 @@
+"""Engine records -> Stripe JSON in the pinned API version's shapes (basil line and later:
+``invoice.parent.subscription_details``, ``line.parent.*_details``, ``line.pricing``,
+``subscription.items.data[].current_period_*``). Key sets follow Stripe's own examples
+(fixtures3.json); fields the sandbox does not model carry Stripe's empty values.
+
+Objects are rendered on demand from compact records; events keep a small snapshot of the
+object's changing state so ``data.object`` shows the object as it was at the event.
+"""
+
+from __future__ import annotations
+
+from .billing import Customer, Invoice, Item, Line, Sub
+from .catalog import Price, Product
+
+API_VERSION = "2026-10-28.endive"
+
+
+def snapshot(kind: str, obj) -> tuple | None:
+    if kind == "subscriptions":
+        sub: Sub = obj
+        return (
+            sub.status, sub.cancel_at_period_end, sub.cancel_at, sub.canceled_at, sub.ended_at,
+            sub.cancel_reason, sub.pause, sub.discount,
+            tuple((i.id, i.price, i.quantity, i.created) for i in sub.items),
+            sub.period_start, sub.period_end, sub.trial_start, sub.trial_end, sub.latest_invoice,
+            sub.anchor,
+        )  # fmt: skip
+    if kind == "invoices":
+        inv: Invoice = obj
+        return (
+            inv.status, inv.auto_advance, inv.finalized_at, inv.paid_at, inv.voided_at,
+            inv.uncollectible_at, inv.attempt_count, inv.next_payment_attempt, inv.number,
+        )  # fmt: skip
+    if kind == "customers":
+        c: Customer = obj
+        return (c.email, c.ever_subscribed, c.metadata_extra, c.updated, c.invoice_seq)
+    return None
+
+
+def customer(c: Customer, state: tuple | None = None) -> dict:
+    email, subscribed, extra, _updated, seq = state or snapshot("customers", c)
+    metadata = {"segment": c.segment}
+    metadata.update(extra)
+    return {
+        "id": c.id,
+        "object": "customer",
+        "address": {
+            "city": None,
+            "country": c.country,
+            "line1": None,
+            "line2": None,
+            "postal_code": None,
+            "state": None,
+        },  # fmt: skip
+        "balance": 0,
+        "created": c.created,
+        "currency": c.currency if subscribed else None,
+        "default_source": None,
+        "delinquent": False,
+        "description": None,
+        "discount": None,
+        "email": email,
+        "invoice_prefix": c.invoice_prefix,
+        "invoice_settings": {
+            "custom_fields": None,
+            "default_payment_method": None,
+            "footer": None,
+            "rendering_options": None,
+        },  # fmt: skip
+        "livemode": False,
+        "metadata": metadata,
+        "name": c.name,
+        "next_invoice_sequence": seq + 1,
+        "phone": None,
+        "preferred_locales": [],
+        "shipping": None,
+        "tax_exempt": "none",
+        "test_clock": None,
+    }
+
+
+def deleted(kind: str, object_id: str) -> dict:
+    return {"id": object_id, "object": kind, "deleted": True}
+
+
+def product(p: Product, default_price: str | None = None) -> dict:
+    return {
+        "id": p.id,
+        "object": "product",
+        "active": p.active,
+        "created": p.created,
+        "default_price": default_price,
+        "description": p.description,
+        "images": [],
+        "livemode": False,
+        "marketing_features": [],
+        "metadata": {"sandbox_key": p.key},
+        "name": p.name,
+        "package_dimensions": None,
+        "shippable": None,
+        "statement_descriptor": None,
+        "tax_code": None,
+        "type": "service",
+        "unit_label": None,
+        "updated": p.updated,
+        "url": None,
+    }
+
+
+def price(p: Price) -> dict:
+    """The price with its ``tiers`` (Stripe returns them only under expand[]=tiers: the
+    server strips them otherwise)."""
+    obj = {
+        "id": p.id,
+        "object": "price",
+        "active": p.active,
+        "billing_scheme": p.billing_scheme,
+        "created": p.created,
+        "currency": p.currency,
+        "custom_unit_amount": None,
+        "livemode": False,
+        "lookup_key": p.key,
+        "metadata": {},
+        "nickname": p.nickname,
+        "product": p.product.id,
+        "recurring": None,
+        "tax_behavior": p.tax_behavior,
+        "tiers_mode": p.tiers_mode,
+        "transform_quantity": None,
+        "type": "recurring" if p.recurring else "one_time",
+        "unit_amount": p.unit_amount,
+        "unit_amount_decimal": None if p.unit_amount is None else str(p.unit_amount),
+    }
+    if p.recurring:
+        obj["recurring"] = {
+            "interval": p.interval,
+            "interval_count": p.interval_count,
+            "meter": p.meter,
+            "trial_period_days": None,
+            "usage_type": p.usage_type,
+        }
+    if p.transform:
+        obj["transform_quantity"] = {"divide_by": p.transform[0], "round": p.transform[1]}
+    if p.billing_scheme == "tiered":
+        obj["tiers"] = [
+            {
+                "flat_amount": flat,
+                "flat_amount_decimal": str(flat),
+                "unit_amount": unit,
+                "unit_amount_decimal": str(unit),
+                "up_to": up_to,
+            }
+            for up_to, unit, flat in p.tiers
+        ]
+    return obj
+
+
+def plan(p: Price) -> dict:
+    return {
+        "id": p.id,
+        "object": "plan",
+        "active": p.active,
+        "amount": p.unit_amount,
+        "amount_decimal": None if p.unit_amount is None else str(p.unit_amount),
+        "billing_scheme": p.billing_scheme,
+        "created": p.created,
+        "currency": p.currency,
+        "interval": p.interval,
+        "interval_count": p.interval_count,
+        "livemode": False,
+        "metadata": {},
+        "meter": p.meter,
+        "nickname": p.nickname,
+        "product": p.product.id,
+        "tiers_mode": p.tiers_mode,
+        "transform_usage": None
+        if not p.transform
+        else {"divide_by": p.transform[0], "round": p.transform[1]},
+        "trial_period_days": None,
+        "usage_type": p.usage_type,
+    }
+
+
+def discount(d) -> dict:
+    return {
+        "id": d.id,
+        "object": "discount",
+        "checkout_session": None,
+        "customer": d.customer_id,
+        "customer_account": None,
+        "end": d.end,
+        "invoice": None,
+        "invoice_item": None,
+        "promotion_code": None,
+        "source": {"coupon": d.coupon.id, "type": "coupon"},
+        "start": d.start,
+        "subscription": d.sub_id,
+        "subscription_item": None,
+    }
+
+
+def subscription_item(sub_id: str, item: tuple, period: tuple[int, int]) -> dict:
+    item_id, p, quantity, created = item
+    obj = {
+        "id": item_id,
+        "object": "subscription_item",
+        "billing_thresholds": None,
+        "created": created,
+        "current_period_end": period[1],
+        "current_period_start": period[0],
+        "discounts": [],
+        "metadata": {},
+        "plan": plan(p),
+        "price": price(p),
+        "quantity": quantity,
+        "subscription": sub_id,
+        "tax_rates": [],
+    }
+    if p.usage_type == "metered":
+        del obj["quantity"]
+    return obj
+
+
+def subscription(sub: Sub, state: tuple | None = None) -> dict:
+    (status, cancel_at_period_end, cancel_at, canceled_at, ended_at, reason, pause, disc,
+     items, period_start, period_end, trial_start, trial_end, latest_invoice,
+     anchor) = state or snapshot("subscriptions", sub)  # fmt: skip
+    c = sub.customer
+    item_dicts = [subscription_item(sub.id, item, (period_start, period_end)) for item in items]
+    return {
+        "id": sub.id,
+        "object": "subscription",
+        "application": None,
+        "application_fee_percent": None,
+        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+        "billing_cycle_anchor": anchor,
+        "billing_cycle_anchor_config": None,
+        "billing_mode": {"type": "classic"},
+        "billing_schedules": [],
+        "billing_thresholds": None,
+        "cancel_at": cancel_at,
+        "cancel_at_period_end": cancel_at_period_end,
+        "canceled_at": canceled_at,
+        "cancellation_details": {"comment": None, "feedback": None, "reason": reason},
+        "collection_method": "charge_automatically",
+        "created": sub.created,
+        "currency": items[0][1].currency,
+        "customer": c.id,
+        "customer_account": None,
+        "days_until_due": None,
+        "default_payment_method": None,
+        "default_source": None,
+        "default_tax_rates": [],
+        "description": None,
+        "discounts": [disc.id] if disc is not None else [],
+        "ended_at": ended_at,
+        "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+        "items": {
+            "object": "list",
+            "data": item_dicts,
+            "has_more": False,
+            "total_count": len(item_dicts),
+            "url": f"/v1/subscription_items?subscription={sub.id}",
+        },
+        "latest_invoice": latest_invoice,
+        "livemode": False,
+        "managed_payments": {"enabled": False},
+        "metadata": {},
+        "next_pending_invoice_item_invoice": None,
+        "on_behalf_of": None,
+        "pause_collection": None
+        if pause is None
+        else {"behavior": pause[0], "resumes_at": pause[1]},
+        "payment_settings": {
+            "payment_method_options": None,
+            "payment_method_types": None,
+            "save_default_payment_method": "off",
+        },
+        "pending_invoice_item_interval": None,
+        "pending_setup_intent": None,
+        "pending_update": None,
+        "schedule": None,
+        "start_date": sub.created,
+        "status": status,
+        "test_clock": None,
+        "transfer_data": None,
+        "trial_end": trial_end,
+        "trial_settings": {
+            "end_behavior": {
+                "missing_payment_method": "pause"
+                if sub.missing_payment_method
+                else "create_invoice"
+            }
+        },
+        "trial_start": trial_start,
+    }
+
+
+def line_item(line: Line, inv: Invoice) -> dict:
+    details = {
+        "invoice_item": line.ii_id,
+        "proration": line.proration,
+        "proration_details": {"credited_items": None},
+        "subscription": line.sub_id,
+    }
+    if line.parent_type == "subscription_item_details":
+        details["subscription_item"] = line.si_id
+        parent = {"invoice_item_details": None, "subscription_item_details": details}
+    else:
+        parent = {"invoice_item_details": details, "subscription_item_details": None}
+    parent["type"] = line.parent_type
+    taxes = []
+    if line.tax_rate is not None:
+        taxes.append(
+            {
+                "amount": line.tax_amount,
+                "tax_behavior": "inclusive" if line.tax_rate.inclusive else "exclusive",
+                "tax_rate_details": {"tax_rate": line.tax_rate.id},
+                "taxability_reason": "standard_rated",
+                "taxable_amount": line.amount
+                - line.discount_amount
+                - (line.tax_amount if line.tax_rate.inclusive else 0),
+                "type": "tax_rate_details",
+            }
+        )
+    discount_amounts = []
+    if line.discount_id is not None:
+        discount_amounts.append({"amount": line.discount_amount, "discount": line.discount_id})
+    p = line.price
+    return {
+        "id": line.id,
+        "object": "line_item",
+        "amount": line.amount,
+        "currency": p.currency,
+        "description": line.description,
+        "discount_amounts": discount_amounts,
+        "discountable": True,
+        "discounts": [line.discount_id] if line.discount_id else [],
+        "invoice": inv.id,
+        "livemode": False,
+        "metadata": {},
+        "parent": parent,
+        "period": {"end": line.end, "start": line.start},
+        "pretax_credit_amounts": [],
+        "pricing": {
+            "price_details": {"price": p.id, "product": p.product.id},
+            "type": "price_details",
+            "unit_amount_decimal": None if p.unit_amount is None else str(p.unit_amount),
+        },
+        "quantity": line.quantity,
+        "quantity_decimal": str(line.quantity),
+        "subscription": line.sub_id,
+        "subtotal": line.amount,
+        "taxes": taxes,
+    }
+
+
+def invoice(inv: Invoice, state: tuple | None = None) -> dict:
+    (status, auto_advance, finalized_at, paid_at, voided_at, uncollectible_at, attempt_count,
+     next_attempt, number) = state or snapshot("invoices", inv)  # fmt: skip
+    c = inv.customer
+    subtotal, discount_total, inclusive, exclusive = inv.totals()
+    total = subtotal - discount_total + exclusive
+    due = max(total, 0)
+    paid = due if status == "paid" else 0
+    remaining = due - paid if status in ("open", "draft") else 0
+    lines = [line_item(line, inv) for line in inv.lines]
+    discounts: dict[str, int] = {}
+    taxes: dict[str, dict] = {}
+    for line in inv.lines:
+        if line.discount_id:
+            discounts[line.discount_id] = discounts.get(line.discount_id, 0) + line.discount_amount
+        if line.tax_rate is not None:
+            entry = taxes.setdefault(line.tax_rate.id, {
+                "amount": 0,
+                "tax_behavior": "inclusive" if line.tax_rate.inclusive else "exclusive",
+                "tax_rate_details": {"tax_rate": line.tax_rate.id},
+                "taxability_reason": "standard_rated",
+                "taxable_amount": 0,
+                "type": "tax_rate_details",
+            })  # fmt: skip
+            entry["amount"] += line.tax_amount
+            entry["taxable_amount"] += (
+                line.amount
+                - line.discount_amount
+                - (line.tax_amount if line.tax_rate.inclusive else 0)
+            )
+    sub = inv.sub
+    parent = None
+    if sub is not None:
+        parent = {
+            "quote_details": None,
+            "subscription_details": {"metadata": {}, "subscription": sub.id},
+            "type": "subscription_details",
+        }
+    draft = status == "draft"
+    return {
+        "id": inv.id,
+        "object": "invoice",
+        "account_country": "US",
+        "account_name": "Sandbox SaaS Inc.",
+        "account_tax_ids": None,
+        "amount_due": due,
+        "amount_overpaid": 0,
+        "amount_paid": paid,
+        "amount_remaining": remaining,
+        "amount_shipping": 0,
+        "application": None,
+        "attempt_count": attempt_count,
+        "attempted": attempt_count > 0,
+        "auto_advance": auto_advance,
+        "automatic_tax": {
+            "disabled_reason": None,
+            "enabled": False,
+            "liability": None,
+            "provider": None,
+            "status": None,
+        },  # fmt: skip
+        "automatically_finalizes_at": inv.created + 3600 if draft and auto_advance else None,
+        "billing_reason": inv.billing_reason,
+        "collection_method": "charge_automatically",
+        "created": inv.created,
+        "currency": inv.lines[0].price.currency if inv.lines else c.currency,
+        "custom_fields": None,
+        "customer": c.id,
+        "customer_account": None,
+        "customer_address": {
+            "city": None,
+            "country": c.country,
+            "line1": None,
+            "line2": None,
+            "postal_code": None,
+            "state": None,
+        },  # fmt: skip
+        "customer_email": c.email,
+        "customer_name": c.name,
+        "customer_phone": None,
+        "customer_shipping": None,
+        "customer_tax_exempt": "none",
+        "customer_tax_ids": [],
+        "default_payment_method": None,
+        "default_source": None,
+        "default_tax_rates": [],
+        "description": None,
+        "discounts": list(inv.discount_ids),
+        "due_date": None,
+        "effective_at": finalized_at,
+        "ending_balance": None if draft else min(total, 0),
+        "footer": None,
+        "from_invoice": None,
+        "hosted_invoice_url": None if draft else f"https://invoice.sandbox.invalid/{inv.id}",
+        "invoice_pdf": None if draft else f"https://invoice.sandbox.invalid/{inv.id}/pdf",
+        "issuer": {"type": "self"},
+        "last_finalization_error": None,
+        "latest_revision": None,
+        "lines": {
+            "object": "list",
+            "data": lines,
+            "has_more": False,
+            "total_count": len(lines),
+            "url": f"/v1/invoices/{inv.id}/lines",
+        },
+        "livemode": False,
+        "metadata": {},
+        "next_payment_attempt": next_attempt,
+        "number": number,
+        "on_behalf_of": None,
+        "parent": parent,
+        "payment_settings": {
+            "default_mandate": None,
+            "payment_method_options": None,
+            "payment_method_types": None,
+        },  # fmt: skip
+        "period_end": inv.period_end,
+        "period_start": inv.period_start,
+        "post_payment_credit_notes_amount": 0,
+        "pre_payment_credit_notes_amount": 0,
+        "receipt_number": None,
+        "rendering": None,
+        "shipping_cost": None,
+        "shipping_details": None,
+        "starting_balance": 0,
+        "statement_descriptor": None,
+        "status": status,
+        "status_transitions": {
+            "finalized_at": finalized_at,
+            "marked_uncollectible_at": uncollectible_at,
+            "paid_at": paid_at,
+            "voided_at": voided_at,
+        },
+        "subtotal": subtotal,
+        "subtotal_excluding_tax": subtotal - inclusive,
+        "test_clock": None,
+        "total": total,
+        "total_discount_amounts": [{"amount": a, "discount": d} for d, a in discounts.items()],
+        "total_excluding_tax": subtotal - discount_total - inclusive,
+        "total_pretax_credit_amounts": [],
+        "total_taxes": list(taxes.values()),
+        "webhooks_delivered_at": inv.created,
+    }
+
+
+def render(kind: str, obj, state: tuple | None = None) -> dict:
+    if kind == "customers":
+        return customer(obj, state)
+    if kind == "subscriptions":
+        return subscription(obj, state)
+    if kind == "invoices":
+        return invoice(obj, state)
+    if kind == "prices":
+        return price(obj)
+    if kind == "products":
+        return product(obj)
+    raise ValueError(kind)
+
+
+def event(ev, api_version: str = API_VERSION) -> dict:
+    obj = render(ev.kind, ev.obj, ev.state)
+    data = {"object": obj}
+    if ev.previous is not None:
+        before = render(ev.kind, ev.obj, ev.previous)
+        data["previous_attributes"] = {
+            key: value for key, value in before.items() if obj.get(key) != value
+        }
+    return {
+        "id": ev.id,
+        "object": "event",
+        "api_version": api_version,
+        "created": ev.created,
+        "data": data,
+        "livemode": False,
+        "pending_webhooks": 0,
+        "request": {"id": None, "idempotency_key": None},
+        "type": ev.type,
+    }
+
+
+def items_of(sub: Sub) -> list[dict]:
+    period = (sub.period_start, sub.period_end)
+    return [subscription_item(sub.id, (i.id, i.price, i.quantity, i.created), period)
+            for i in sub.items]  # fmt: skip
+
+
+__all__ = ["Item", "render", "event", "deleted", "snapshot", "items_of"]
