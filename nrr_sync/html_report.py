@@ -266,11 +266,14 @@ def cohort_figure(cohorts: list[dict]):
     import plotly.graph_objects as go
 
     labels, ages, matrix = cohort_matrix(cohorts)
+    sizes = {f"{row['cohort']:%b %Y}": row["cohort_customers"] for row in cohorts}
+    customdata = [[sizes.get(label, 0)] * len(ages) for label in labels]
     figure = go.Figure(
         go.Heatmap(
             z=matrix,
             x=ages,
             y=labels,
+            customdata=customdata,
             colorscale=[[0, "#c0392b"], [0.5, "#f7f4ea"], [1, "#1e8a5a"]],
             zmid=100,
             zmin=0,
@@ -278,7 +281,8 @@ def cohort_figure(cohorts: list[dict]):
             colorbar={"title": {"text": "NRR"}, "ticksuffix": "%"},
             texttemplate="%{z:.0f}" if len(ages) <= 40 else "",
             textfont={"size": 9},
-            hovertemplate="Cohort %{y}, month %{x}: %{z:.1f}% of starting MRR<extra></extra>",
+            hovertemplate="Cohort %{y} (%{customdata} customers), month %{x}: "
+            "%{z:.1f}% of starting MRR<extra></extra>",
             xgap=1,
             ygap=1,
         )

@@ -831,7 +831,9 @@ def print_cursors(state: dict[str, tuple[str, float | None]], now: float) -> Non
         return
     rows = []
     for key, value, _updated in shown:
-        instant = parse_instant(value) if key.startswith(("events:", "report:as_of")) else None
+        instant = (
+            cursor_instant(value) if key.startswith("events:") or key.endswith(":as_of") else None
+        )
         if instant:
             rows.append([key, format_instant(instant), format_age(now - instant.timestamp())])
         else:
@@ -840,6 +842,21 @@ def print_cursors(state: dict[str, tuple[str, float | None]], now: float) -> Non
         typer.echo(text_table(["key", "value", "age"], rows, "  "))
     if checkpoints:
         typer.echo(f"  {len(checkpoints):,} backfill slice checkpoints")
+
+
+def cursor_instant(value: str | None) -> datetime | None:
+    """A cursor is an instant, unix seconds, or JSON like {"created": 1768435200, ...}."""
+    if value and value.lstrip().startswith("{"):
+        try:
+            created = json.loads(value).get("created")
+        except (ValueError, AttributeError):
+            return None
+        return datetime.fromtimestamp(created, UTC) if isinstance(created, int | float) else None
+    return parse_instant(value)
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count:,} {word}" + ("s" if count != 1 and word in ("error", "warning") else "")
 
 
 def print_findings(findings: list[tuple[str, str, int]] | None) -> None:
@@ -853,7 +870,7 @@ def print_findings(findings: list[tuple[str, str, int]] | None) -> None:
     totals: dict[str, int] = {}
     for _, severity, count in findings:
         totals[severity] = totals.get(severity, 0) + count
-    typer.echo("  " + ", ".join(f"{count:,} {severity}" for severity, count in totals.items()))
+    typer.echo("  " + ", ".join(plural(count, severity) for severity, count in totals.items()))
     typer.echo(
         text_table(
             ["check", "severity", "findings"],

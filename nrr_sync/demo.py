@@ -1,0 +1,181 @@
+"""``nrr-sync demo``: the whole job against the built-in Stripe sandbox, no account needed.
+
+Starts the sandbox on a free loopback port, backfills from it into a demo DuckDB file
+exactly as a real backfill would, prints the report and writes the HTML report next to
+the file.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+from .config import Config, DatabaseSettings, ReportingSettings, StripeSettings, SyncSettings
+from .errors import ConfigError
+
+DEMO_CUSTOMERS = 300
+DEMO_SINCE = "2023-01"
+DEMO_KEY_ENV = "NRR_SYNC_DEMO_STRIPE_KEY"
+MONTHS_SHOWN = 13
+
+
+def demo_config(url: str, db_path: Path, fx_rates: dict[str, float]) -> Config:
+    """A config for the sandbox: its URL, and no client-side rate limit (it has none)."""
+    return Config(
+        stripe=StripeSettings(
+            api_key_env=DEMO_KEY_ENV,
+            api_base=url,
+            max_requests_per_second=1000,
+            max_requests_per_second_per_endpoint=1000,
+        ),
+        database=DatabaseSettings(path=str(db_path), lock_timeout_seconds=5),
+        sync=SyncSettings(backfill_since=DEMO_SINCE),
+        reporting=ReportingSettings(
+            currency="usd", fx_rates={k: v for k, v in fx_rates.items() if k != "usd"}
+        ),
+        source="the demo",
+    )
+
+
+@contextmanager
+def environment(name: str, value: str):
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
+def refuse_foreign_database(db_path: Path, sandbox_accounts: list[str]) -> None:
+    """The demo replaces its file: never let it replace a database holding real data."""
+    if not db_path.exists():
+        return
+    from .report import has_table, open_published
+
+    with open_published(db_path) as con:
+        if not has_table(con, "stripe", "customers"):
+            found = []
+        else:
+            rows = con.execute("SELECT DISTINCT account_id FROM stripe.customers").fetchall()
+            found = [row[0] for row in rows]
+    foreign = sorted(set(found) - set(sandbox_accounts))
+    if foreign:
+        raise ConfigError(
+            f"{db_path} holds data of Stripe account {', '.join(foreign)}, not demo data; "
+            "the demo would replace it. Pass another file with --db."
+        )
+
+
+def run(db_path: str | Path = "nrr-demo.duckdb", quiet: bool = False) -> int:
+    from . import report, sync
+    from .sandbox.generator import DEFAULT_FX, SandboxOptions
+    from .sandbox.server import start
+
+    db_path = Path(db_path).expanduser().resolve()
+    if db_path.is_dir():
+        raise ConfigError(f"--db {db_path} is a directory; give a file name like nrr-demo.duckdb.")
+    say = (lambda *a, **k: None) if quiet else typer.echo
+    began = time.monotonic()
+    options = SandboxOptions(customers=DEMO_CUSTOMERS, start=DEMO_SINCE)
+    say(
+        f"Starting the Stripe sandbox: {DEMO_CUSTOMERS} customers billed since {DEMO_SINCE} …",
+        err=True,
+    )
+    with start(options) as sandbox:
+        refuse_foreign_database(db_path, list(sandbox.world.account_ids))
+        config = demo_config(sandbox.url, db_path, dict(options.fx or DEFAULT_FX))
+        say(f"Sandbox serving Stripe's API at {sandbox.url}; backfilling into {db_path}", err=True)
+        with environment(DEMO_KEY_ENV, sandbox.api_key):
+            sync.run_backfill(config, since=DEMO_SINCE, restart=True)
+        requests = sandbox.stats().get("requests")
+    took = time.monotonic() - began
+    say(
+        f"Backfilled and built in {took:.1f} s"
+        + (f" ({requests:,} API requests)" if isinstance(requests, int) else "")
+        + ".\n",
+        err=True,
+    )
+
+    html_path = db_path.with_suffix(".html")
+    html_note = write_html(config, html_path)
+    if not quiet:
+        report.show(config, from_month=last_months(config), output_format="table")
+        typer.echo("")
+        typer.echo(next_steps(db_path, html_note))
+    else:
+        typer.echo(f"Demo database: {db_path}")
+    return 0
+
+
+def last_months(config: Config) -> str | None:
+    """The first of the last MONTHS_SHOWN months, so the demo's table fits a screen."""
+    from .report import open_published
+
+    with open_published(config.database.path) as con:
+        latest = con.execute("SELECT max(month) FROM report.mrr_summary").fetchone()[0]
+    if latest is None:
+        return None
+    index = latest.year * 12 + latest.month - 1 - (MONTHS_SHOWN - 1)
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def write_html(config: Config, html_path: Path) -> str:
+    from . import html_report, report
+
+    try:
+        html_report.require_plotly()
+    except ConfigError:
+        return (
+            "No HTML report: plotly is not installed. Get it with  pip install 'nrr-sync[html]'  "
+            "and run the report command below with --html."
+        )
+    with report.open_published(config.database.path) as con:
+        data = report.read_report(
+            con, database=config.database.path, currency=config.reporting.currency
+        )
+        html_data = html_report.read_html_data(con, data, None, None)
+    html_report.write(html_data, html_path)
+    return f"HTML report with charts: {html_path}  (open it in a browser; works offline)"
+
+
+def next_steps(db_path: Path, html_note: str) -> str:
+    name = db_path.name
+    relative = os.path.relpath(db_path) if db_path.is_relative_to(Path.cwd()) else str(db_path)
+    retention = (
+        "SELECT month, nrr, grr, logo_retention FROM report.retention "
+        "WHERE window_months = 12 AND segment_type = 'all' ORDER BY month"
+    )
+    python_example = (
+        f"python -c \"import duckdb; duckdb.connect('{relative}', read_only=True)"
+        ".table('report.mrr_summary').show()\""
+    )
+    return f"""{html_note}
+
+The demo data is in {relative}. Query it like any DuckDB file (read-only, so it never
+gets in the way of the nightly job):
+
+  duckdb -readonly {relative} "{retention}"
+
+  {python_example}
+
+  NRR_SYNC_DATABASE={relative} nrr-sync report --window 3 --segment currency
+  NRR_SYNC_DATABASE={relative} nrr-sync report --format csv > mrr.csv
+
+Tables: report.mrr_summary (roll-forward), report.mrr_movements, report.customer_mrr_monthly,
+report.retention (NRR / GRR / logos), report.data_quality; landing data in stripe.*.
+
+Use your own Stripe account:
+  1. In the Stripe Dashboard create a restricted key with Read access to Customers,
+     Products, Prices, Subscriptions, Invoices and Events.
+  2. Copy config.example.yaml to config.yaml; set reporting.currency and fx_rates.
+  3. export STRIPE_API_KEY=rk_live_...
+  4. nrr-sync backfill --since 2024-01     then nightly:  nrr-sync sync
+(The demo file {name} is separate; delete it whenever you like.)"""
