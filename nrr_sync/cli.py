@@ -150,7 +150,8 @@ def report(
     segment: Annotated[
         str,
         typer.Option(
-            help="Segment type: all, currency, country, cohort, product or metadata:<key>."
+            help="Retention by segment type: all, currency, country, cohort, product or "
+            "metadata:<key> (one block per segment; the roll-forward is the whole account)."
         ),
     ] = "all",
     from_month: Annotated[
@@ -158,13 +159,24 @@ def report(
     ] = None,
     to_month: Annotated[str | None, typer.Option("--to", help="Last month shown, YYYY-MM.")] = None,
     output_format: Annotated[
-        str, typer.Option("--format", help="table, csv, json or markdown.")
+        str,
+        typer.Option(
+            "--format",
+            help="table, csv, json or markdown. csv/json carry money as exact decimal strings.",
+        ),
     ] = "table",
     html: Annotated[
-        Path | None, typer.Option(help="Also write a self-contained HTML report with charts.")
+        Path | None,
+        typer.Option(
+            help="Also write one self-contained HTML file with charts, viewable offline "
+            "(needs: pip install 'nrr-sync\\[html]')."
+        ),
     ] = None,
 ) -> None:
-    """MRR roll-forward and NRR / GRR / logo retention by month."""
+    """MRR roll-forward and NRR / GRR / logo retention by month.
+
+    Reads the database read-only: never waits for or blocks the job or an analyst's session.
+    """
 
     def work():
         from . import report as report_module
@@ -193,7 +205,10 @@ def report(
 
 @app.command()
 def status(ctx: typer.Context) -> None:
-    """Last runs, cursors, row counts, SQL versions, data-quality findings, freshness."""
+    """Last runs, cursors, row counts, SQL versions, data-quality findings, freshness.
+
+    Exits 1 when the last success is over 36 h old or the last run failed (for monitoring).
+    """
 
     def work():
         from . import report as report_module
@@ -210,7 +225,10 @@ def demo(
         "nrr-demo.duckdb"
     ),
 ) -> None:
-    """Run the whole job against the built-in Stripe sandbox: no account, no network."""
+    """Run the whole job against the built-in Stripe sandbox: no account, no network.
+
+    Backfills a generated account into --db, prints the report, writes the HTML next to it.
+    """
 
     def work():
         from . import demo as demo_module
