@@ -34,7 +34,7 @@ PAGE_SIZE = 100
 LIVE_RATE, TEST_RATE, ENDPOINT_RATE, HEADROOM = 100.0, 25.0, 25.0, 0.8
 # After a 429 an endpoint runs at half speed; it recovers step by step once quiet.
 SLOWDOWN_SECONDS = 5.0
-PAUSE_AFTER_429 = 0.5
+PAUSE_AFTER_429 = 0.25
 REQUEST_TIMEOUT = (10, 60)  # connect, read (seconds)
 
 _KEY_PATTERN = re.compile(r"\b([sr]k_(?:live|test)_)[A-Za-z0-9_*]+")

@@ -84,7 +84,7 @@ def test_a_429_halves_the_endpoint_budget_until_it_has_been_quiet():
     assert limiter.endpoint_rate("/v1/invoices") == 10
     assert limiter.endpoint_rate("/v1/customers") == 20
     # everyone pauses briefly after a 429
-    assert limiter.acquire("/v1/customers") == pytest.approx(0.5)
+    assert limiter.acquire("/v1/customers") == pytest.approx(0.25)
     clock.now += 60
     for _ in range(3):
         limiter.acquire("/v1/invoices")

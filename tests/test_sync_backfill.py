@@ -47,7 +47,7 @@ def test_backfill_lands_exactly_the_sandbox_objects_of_every_account(tmp_path, s
         landed_lines.setdefault((account, invoice_id), set()).add(line_id)
     assert {k: v for k, v in expected_lines.items() if v} == landed_lines
     # contents, not only ids: the raw object is Stripe's, prices with their tiers
-    some_customer = world.objects(world.account_ids[1], "customers")[0]
+    some_customer = next(iter(world.objects(world.account_ids[1], "customers")))
     (raw,) = query(
         db,
         "SELECT raw::VARCHAR FROM stripe.customers WHERE account_id = ? AND id = ?",
@@ -115,8 +115,9 @@ def test_second_backfill_and_a_sync_without_changes_change_nothing(tmp_path, san
 def test_faults_and_rate_limits_give_the_data_of_a_clean_run(tmp_path, sandbox_factory):
     clean = sandbox_factory(customers=40, seed=11, latency_ms=1)
     faulty = sandbox_factory(
-        customers=40, seed=11, latency_ms=1, fault_rate=0.05, drop_rate=0.02, rate_limit=30
+        customers=40, seed=11, latency_ms=1, fault_rate=0.05, drop_rate=0.02, rate_limit=12
     )
+    faulty.set_knobs(burst_429=3)
     (tmp_path / "clean").mkdir()
     (tmp_path / "faulty").mkdir()
     clean_config = write_config(tmp_path / "clean")

@@ -1,0 +1,187 @@
+"""Incremental sync against the sandbox: after the clock moves, sync lands exactly the
+changes (the same data a fresh backfill would land), at a cost that follows the changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sync_helpers import cli, query, snapshot, write_config
+
+from nrr_sync import landing
+
+SINCE = "2023-01"
+DAY = 86400
+
+
+def without_deleted(data: dict) -> dict:
+    """Stripe lists no deleted customers/products/prices; sync keeps them, flagged."""
+    cleaned = {}
+    for kind, rows in data.items():
+        cleaned[kind] = rows
+        if kind in ("customers", "products", "prices"):
+            columns = [c for c in landing.COLUMNS[kind] if c != "synced_at"]
+            deleted = columns.index("deleted")
+            cleaned[kind] = {row for row in rows if row[deleted] != "true"}
+    return cleaned
+
+
+def fresh_backfill(tmp_path: Path, sandbox, name: str = "fresh") -> dict:
+    (tmp_path / name).mkdir()
+    config = write_config(tmp_path / name)
+    result = cli(config, ["backfill", "--since", SINCE], sandbox)
+    assert result.exit_code == 0, result.output
+    return snapshot(tmp_path / name / "nrr.duckdb")
+
+
+def test_sync_after_a_day_lands_exactly_the_changes(tmp_path, sandbox_factory):
+    sandbox = sandbox_factory(customers=60, seed=3, latency_ms=1)
+    config = write_config(tmp_path)
+    db = tmp_path / "nrr.duckdb"
+    assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
+    before = snapshot(db)
+
+    changes = sandbox.advance(3 * DAY)
+    result = cli(config, ["sync"], sandbox)
+
+    assert result.exit_code == 0, result.output
+    assert changes["changes"], "the sandbox changed something"
+    after = snapshot(db)
+    assert after != before
+    assert without_deleted(after) == fresh_backfill(tmp_path, sandbox)
+    (as_of,) = query(db, "SELECT value FROM meta.sync_state WHERE key = 'report:as_of'")[0]
+    assert as_of == "2026-01-18T00:00:00Z"
+
+
+def sync_requests_after(tmp_path: Path, sandbox, days: int) -> tuple[int, int, int]:
+    """(backfill requests, sync requests, objects the sync re-fetched)."""
+    config = write_config(tmp_path)
+    assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
+    backfill_requests = sandbox.stats()["requests"]
+    sandbox.advance(days * DAY)
+    sandbox.reset_stats()
+    assert cli(config, ["sync"], sandbox).exit_code == 0
+    sync_requests = sandbox.stats()["requests"]
+    objects = query(
+        tmp_path / "nrr.duckdb",
+        "SELECT objects::VARCHAR FROM meta.sync_runs WHERE command = 'sync'",
+    )[0][0]
+    return backfill_requests, sync_requests, objects
+
+
+def test_sync_cost_follows_the_changes_not_the_account_size(tmp_path, sandbox_factory):
+    small = sandbox_factory(customers=30, seed=4, latency_ms=1)
+    large = sandbox_factory(customers=120, seed=4, latency_ms=1)
+    (tmp_path / "small").mkdir()
+    (tmp_path / "large").mkdir()
+
+    _, small_sync, _ = sync_requests_after(tmp_path / "small", small, 1)
+    large_backfill, large_sync, _ = sync_requests_after(tmp_path / "large", large, 1)
+
+    # a day's changes of even the large account cost a fraction of its backfill
+    assert large_sync < large_backfill / 3
+    # and requests track the changed objects: account + event pages + one per object
+    for sandbox, requests in ((small, small_sync), (large, large_sync)):
+        by_endpoint = sandbox.stats()["by_endpoint"]
+        retrieves = sum(n for endpoint, n in by_endpoint.items() if endpoint.endswith("{id}"))
+        assert requests - retrieves <= 2 + by_endpoint.get("/v1/events", 0) + by_endpoint.get(
+            "/v1/invoices/{id}/lines", 0
+        ) + by_endpoint.get("/v1/subscription_items", 0)
+        assert "/v1/customers" not in by_endpoint and "/v1/invoices" not in by_endpoint
+
+
+def test_a_cursor_older_than_stripes_event_retention_refreshes_everything(
+    tmp_path, sandbox_factory, caplog
+):
+    sandbox = sandbox_factory(customers=30, seed=6, latency_ms=1)
+    config = write_config(tmp_path)
+    assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
+
+    sandbox.advance(31 * DAY)
+    result = cli(config, ["sync"], sandbox)
+
+    assert result.exit_code == 0, result.output
+    assert "Stripe keeps events for 30 days only" in caplog.text
+    assert snapshot(tmp_path / "nrr.duckdb") == fresh_backfill(tmp_path, sandbox)
+
+
+def test_first_sync_backfills_from_the_configured_month(tmp_path, sandbox_factory):
+    sandbox = sandbox_factory(customers=20, seed=8, latency_ms=1)
+    config = write_config(tmp_path, sync={"backfill_since": "2024-01"})
+
+    result = cli(config, ["sync"], sandbox)
+
+    assert result.exit_code == 0, result.output
+    db = tmp_path / "nrr.duckdb"
+    state = dict(query(db, "SELECT key, value FROM meta.sync_state"))
+    assert state["report:since"] == "2024-01"
+    assert query(db, "SELECT count(*) FROM stripe.customers")[0][0] > 0
+
+
+def test_first_sync_without_a_backfill_month_says_what_to_run(tmp_path, sandbox_factory):
+    sandbox = sandbox_factory(customers=5, latency_ms=1)
+    config = write_config(tmp_path)
+
+    result = cli(config, ["sync"], sandbox)
+
+    assert result.exit_code == 2
+    assert "nrr-sync backfill --since YYYY-MM" in result.output
+    assert "sync.backfill_since" in result.output
+    assert sandbox.stats()["requests"] == 0
+
+
+class DeletingWorld:
+    """A generated world whose next ``advance`` also deletes one customer and one invoice,
+    with the events Stripe sends for that."""
+
+    def __init__(self, world):
+        self.world = world
+        self.deleted: dict[str, str] = {}
+
+    def __getattr__(self, name):
+        return getattr(self.world, name)
+
+    def advance(self, seconds: int):
+        changes = list(self.world.advance(seconds))
+        account = self.world.account_ids[0]
+        invoice = next(iter(self.world.objects(account, "invoices")))
+        customer = next(iter(self.world.objects(account, "customers")))
+        for n, (kind, obj) in enumerate((("invoices", invoice), ("customers", customer))):
+            event = {
+                "id": f"evt_test_deleted_{n}",
+                "object": "event",
+                "type": f"{obj['object']}.deleted",
+                "created": self.world.now - 10,
+                "data": {"object": obj},
+            }
+            changes += [(account, kind, None, obj["id"]), (account, "events", event, event["id"])]
+            self.deleted[kind] = obj["id"]
+        return changes
+
+
+def test_sync_removes_deleted_invoices_and_flags_deleted_customers(tmp_path, sandbox_factory):
+    from nrr_sync.sandbox.generator import SandboxOptions, generate
+
+    world = DeletingWorld(generate(SandboxOptions(customers=20, seed=9)))
+    sandbox = sandbox_factory(world=world, latency_ms=1)
+    config = write_config(tmp_path)
+    db = tmp_path / "nrr.duckdb"
+    assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
+    invoice_id = next(iter(world.objects(world.account_ids[0], "invoices")))["id"]
+    count_lines = "SELECT count(*) FROM stripe.invoice_lines WHERE invoice_id = ?"
+    assert query(db, count_lines, [invoice_id])[0][0] > 0
+
+    sandbox.advance(DAY)
+    result = cli(config, ["sync"], sandbox)
+
+    assert result.exit_code == 0, result.output
+    assert world.deleted["invoices"] == invoice_id
+    assert query(db, "SELECT count(*) FROM stripe.invoices WHERE id = ?", [invoice_id]) == [(0,)]
+    lines = query(
+        db, "SELECT count(*) FROM stripe.invoice_lines WHERE invoice_id = ?", [invoice_id]
+    )
+    assert lines == [(0,)]
+    flagged = query(
+        db, "SELECT deleted FROM stripe.customers WHERE id = ?", [world.deleted["customers"]]
+    )
+    assert flagged == [(True,)]
+    assert without_deleted(snapshot(db)) == fresh_backfill(tmp_path, sandbox)
