@@ -416,10 +416,10 @@ def footnotes(data: ReportData) -> list[str]:
             "* month in progress: MRR valued at the data's as-of time "
             f"({format_instant(data.as_of)})."
         )
+    months = f"{data.window} month{'s' if data.window > 1 else ''}"
     notes.append(
-        f"NRR / GRR / Logos {data.window}m: the customers paying {data.window} month"
-        f"{'s' if data.window > 1 else ''} before each month, and what they pay at its end "
-        "(blank where the report does not reach that far back)."
+        f"NRR / GRR / Logos {data.window}m: what the customers paying {months} earlier pay at "
+        "the month's end; blank before the report reaches back that far."
     )
     return notes
 
@@ -753,7 +753,8 @@ def read_migrations(con) -> list[dict]:
     rows = fetch_dicts(
         con,
         f"SELECT version::VARCHAR AS version, name, {kind} AS kind, "
-        "epoch(applied_at) AS applied FROM meta.sql_migrations ORDER BY version",
+        "epoch(applied_at) AS applied FROM meta.sql_migrations "
+        "ORDER BY left(version::VARCHAR, 1) = 'R', version",
     )
     for row in rows:
         applied = row.pop("applied")
