@@ -14,6 +14,7 @@ import time
 import urllib.request
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlencode
 
 import pytest
 import requests
@@ -258,6 +259,20 @@ def walk(list_method, params=None, options=None) -> list[dict]:
         if not page.has_more:
             return found
         params["starting_after"] = page.data[-1].id
+
+
+def raw_walk(sandbox, path: str, params: dict | None = None, account: str | None = None):
+    """Every object of a list as the JSON on the wire (the SDK turns decimal strings into
+    Decimal objects, which would hide what the server sent)."""
+    params = dict(params or {}, limit=100)
+    headers = {"Stripe-Account": account} if account else {}
+    found = []
+    while True:
+        page = get(sandbox, path + "?" + urlencode(params, doseq=True), **headers).json()
+        found.extend(page["data"])
+        if not page["has_more"]:
+            return found
+        params["starting_after"] = page["data"][-1]["id"]
 
 
 def get(sandbox, path: str, key: str = SANDBOX_API_KEY, **headers):
@@ -705,3 +720,121 @@ def test_urllib_client_gets_json(sandbox):
     )
     with urllib.request.urlopen(request, timeout=10) as answer:
         assert json.loads(answer.read())["id"] == MAIN
+
+
+# -- the generated world ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def generated():
+    """A generated world of two accounts, served once for the read-only tests below."""
+    pytest.importorskip("nrr_sync.sandbox.generator")
+    from nrr_sync.sandbox.generator import SandboxOptions
+    from nrr_sync.sandbox.server import start
+
+    with start(SandboxOptions(customers=40, seed=11, accounts=2)) as sandbox:
+        yield sandbox
+
+
+def served_shape(kind: str, obj: dict) -> dict:
+    """What a list returns for a world object: embedded lists cut to 10, no price tiers."""
+    obj = dict(obj)
+    for field in ("lines", "items"):
+        if isinstance(obj.get(field), dict):
+            embedded = dict(obj[field])
+            embedded["has_more"] = len(embedded["data"]) > 10
+            embedded["data"] = embedded["data"][:10]
+            obj[field] = embedded
+    if kind == "prices":
+        obj.pop("tiers", None)
+    return obj
+
+
+def test_generated_world_lists_match_its_objects_in_every_account(generated):
+    world = generated.world
+    for account_id in world.account_ids:
+        client = client_for(generated, stripe_account=account_id)
+        params = {
+            "customers": {},
+            "products": {},
+            "prices": {},
+            "subscriptions": {"status": "all"},
+            "invoices": {},
+            "events": {},
+        }
+        for kind, extra in params.items():
+            served = walk(getattr(client.v1, kind).list, {"limit": 100, **extra})
+            expected = newest_first(world.objects(account_id, kind))
+            assert [o["id"] for o in served] == [o["id"] for o in expected], (account_id, kind)
+            raw = raw_walk(generated, f"/v1/{kind}", extra, account_id)
+            assert raw == [served_shape(kind, o) for o in expected], (account_id, kind)
+
+
+def test_generated_long_invoices_and_subscriptions_page_out_in_full(generated):
+    world = generated.world
+    account_id = world.account_ids[0]
+    client = client_for(generated)
+    long_invoices = [
+        i for i in world.objects(account_id, "invoices") if len(i["lines"]["data"]) > 10
+    ]
+    assert long_invoices, "the history has invoices with more than 10 lines"
+    for invoice in long_invoices[:3]:
+        lines = walk(
+            lambda params, options, invoice_id=invoice["id"]: client.v1.invoices.line_items.list(
+                invoice_id, params=params, options=options
+            ),
+            {"limit": 3},
+        )
+        assert [line["id"] for line in lines] == [line["id"] for line in invoice["lines"]["data"]]
+        raw = raw_walk(generated, f"/v1/invoices/{invoice['id']}/lines")
+        assert raw == invoice["lines"]["data"]
+    for subscription in world.objects(account_id, "subscriptions"):
+        items = walk(
+            client.v1.subscription_items.list, {"subscription": subscription["id"], "limit": 2}
+        )
+        assert [i["id"] for i in items] == [i["id"] for i in subscription["items"]["data"]]
+        raw = raw_walk(generated, "/v1/subscription_items", {"subscription": subscription["id"]})
+        assert raw == subscription["items"]["data"]
+
+
+def test_generated_tiered_prices_show_tiers_when_expanded(generated):
+    world = generated.world
+    tiered = [p for p in world.objects(world.account_ids[0], "prices") if p.get("tiers")]
+    assert tiered
+    expanded = {p["id"]: p for p in raw_walk(generated, "/v1/prices", {"expand[]": "data.tiers"})}
+    for price in tiered:
+        assert expanded[price["id"]] == price
+
+
+def test_generated_deleted_customers_retrieve_as_deleted(generated):
+    world = generated.world
+    deleted = world.deleted_ids(world.account_ids[0], "customers")
+    if not deleted:
+        pytest.skip("no customer deleted in this history")
+    answer = client_for(generated).v1.customers.retrieve(deleted[0])
+    assert answer.to_dict() == {"id": deleted[0], "object": "customer", "deleted": True}
+
+
+def test_generated_date_header_is_the_generated_now(generated):
+    answer = get(generated, "/v1/account")
+    assert parsedate_to_datetime(answer.headers["Date"]).timestamp() == generated.world.now
+
+
+def test_advancing_a_generated_world_serves_the_new_invoices_and_events(sandbox_factory):
+    pytest.importorskip("nrr_sync.sandbox.generator")
+    sandbox = sandbox_factory(customers=30, seed=5)
+    client = client_for(sandbox)
+    before = sandbox.world.now
+    summary = requests.post(sandbox.url + "/_sandbox/advance", data={"days": 35}, timeout=60)
+    assert summary.json()["now"] == before + 35 * DAY
+    new_invoices = walk(client.v1.invoices.list, {"created": {"gt": before}, "limit": 100})
+    assert new_invoices, "a month of life renews subscriptions"
+    world_ids = {i["id"] for i in sandbox.world.objects(sandbox.world.account_ids[0], "invoices")}
+    assert {i["id"] for i in new_invoices} <= world_ids
+    events = walk(client.v1.events.list, {"created": {"gt": before}, "type": "invoice.*"})
+    assert events
+    everything = walk(client.v1.invoices.list, {"limit": 100})
+    assert [i["id"] for i in everything] == [
+        i["id"]
+        for i in newest_first(sandbox.world.objects(sandbox.world.account_ids[0], "invoices"))
+    ]

@@ -278,6 +278,11 @@ class Sandbox:
             store = AccountStore(account_id)
             for kind in OBJECT_NAMES:
                 store.load(kind, world.objects(account_id, kind))
+            # Deleted before "now": a deleted customer still retrieves as deleted.
+            deleted_ids = getattr(world, "deleted_ids", None)
+            for kind in ("customers", "invoices") if deleted_ids else ():
+                for object_id in deleted_ids(account_id, kind):
+                    store.collections[kind].tombstones.setdefault(object_id, None)
             self.stores[account_id] = store
         self.reset_stats()
 

@@ -66,7 +66,7 @@ class Collection:
             field: {} for field in INDEXED_FIELDS[kind]
         }
         self.indexed_value: dict[str, tuple] = {}  # id -> values of INDEXED_FIELDS
-        self.tombstones: dict[str, int] = {}  # deleted id -> created (cursors keep working)
+        self.tombstones: dict[str, int | None] = {}  # deleted id -> created (for cursors)
         self.zdict: bytes | None = None
         self.packer = None  # a compressor primed with zdict; each object deflates a copy
 
@@ -149,7 +149,7 @@ class Collection:
     def cursor_key(self, object_id: str) -> tuple[int, str] | None:
         """Where an object sits in the order (also a deleted one), None if never seen."""
         key = self.key_of.get(object_id)
-        if key is None and object_id in self.tombstones:
+        if key is None and self.tombstones.get(object_id) is not None:
             key = (self.tombstones[object_id], object_id)
         return key
 
