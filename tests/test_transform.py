@@ -1,0 +1,143 @@
+"""The SQL runner (SPEC 5.1): migrations once, report models in one transaction."""
+
+import shutil
+
+import duckdb
+import pytest
+from stripe_objects import build_report, price, renewals
+
+from nrr_sync import transform
+from nrr_sync.config import Config, ReportingSettings
+from nrr_sync.errors import BuildError
+
+
+@pytest.fixture
+def sql_copy(tmp_path):
+    """A private copy of sql/ that a test may edit."""
+    directory = tmp_path / "sql"
+    shutil.copytree(transform.sql_dir(), directory)
+    return directory
+
+
+@pytest.fixture
+def con(tmp_path):
+    connection = duckdb.connect(str(tmp_path / "nrr.duckdb"))
+    yield connection
+    connection.close()
+
+
+def test_sql_dir_is_the_checkout_sql_folder():
+    directory = transform.sql_dir()
+    assert (directory / "V001__landing.sql").exists()
+    assert [path.name[:4] for path in transform.sql_files("R")][:2] == ["R001", "R002"]
+
+
+def test_migrations_are_applied_once_and_recorded_with_checksums(con):
+    first = transform.migrate(con)
+    assert first[:2] == ["V001__landing.sql", "V002__meta.sql"]
+    assert transform.migrate(con) == []
+    rows = con.execute(
+        "SELECT version, name, kind, checksum FROM meta.sql_migrations ORDER BY version"
+    ).fetchall()
+    assert rows[0][:3] == ("V001", "V001__landing.sql", "migration")
+    assert rows[0][3] == transform.checksum(transform.sql_dir() / "V001__landing.sql")
+    assert len(rows[0][3]) == 64
+
+
+def test_a_new_migration_file_is_applied_on_the_next_run(con, sql_copy):
+    transform.migrate(con, sql_copy)
+    (sql_copy / "V900__extra_index.sql").write_text(
+        "CREATE INDEX IF NOT EXISTS lines_by_invoice ON stripe.invoice_lines (invoice_id);"
+    )
+    assert transform.migrate(con, sql_copy) == ["V900__extra_index.sql"]
+    assert transform.migrate(con, sql_copy) == []
+
+
+def test_an_edited_applied_migration_is_refused(con, sql_copy):
+    transform.migrate(con, sql_copy)
+    migration = sql_copy / "V002__meta.sql"
+    migration.write_text(migration.read_text() + "\n-- tweak\n")
+    with pytest.raises(BuildError) as raised:
+        transform.migrate(con, sql_copy)
+    assert "sql/V002__meta.sql was edited after it was applied" in str(raised.value)
+    assert "add a new V### file instead" in str(raised.value)
+    assert raised.value.exit_code == 6
+
+
+def test_build_records_models_and_returns_row_counts(tmp_path):
+    plan = price("price_basic", 10000)
+    invoices = renewals("cus_a", "s", plan, "2024-01-01", 2)
+    con = build_report(tmp_path / "nrr.duckdb", invoices=invoices, prices=[plan],
+                       since="2024-01", as_of="2024-02-15")  # fmt: skip
+    result = transform.build(con, Config())
+    assert result["migrations"] == []
+    assert set(result["models"]) == {path.name for path in transform.sql_files("R")}
+    assert result["rows"]["customer_mrr_monthly"] == 2
+    assert result["rows"]["mrr_summary"] == 2
+    models = con.execute("SELECT count(*) FROM meta.sql_migrations WHERE kind = 'model'").fetchone()
+    assert models == (len(transform.sql_files("R")),)
+
+
+def test_settings_and_rates_are_tables_so_models_run_by_hand(tmp_path):
+    plan = price("price_basic", 10000)
+    invoices = renewals("cus_a", "s", plan, "2024-01-01", 1)
+    con = build_report(tmp_path / "nrr.duckdb", invoices=invoices, prices=[plan],
+                       since="2024-01", as_of="2024-01-31",
+                       fx_rates={"eur": 1.1})  # fmt: skip
+    settings = con.execute(
+        "SELECT reporting_currency, strftime(since_month, '%Y-%m'), as_of::VARCHAR "
+        "FROM meta.build_settings"
+    ).fetchone()
+    assert settings == ("usd", "2024-01", "2024-01-31 00:00:00+00")
+    rates = con.execute("SELECT currency, rate::VARCHAR FROM meta.fx_rates ORDER BY 1").fetchall()
+    assert rates == [("eur", "1.10000000"), ("usd", "1.00000000")]
+    for path in transform.sql_files("R"):
+        con.execute(path.read_text())
+    assert con.execute("SELECT count(*) FROM report.customer_mrr_monthly").fetchone() == (1,)
+
+
+def test_since_and_as_of_default_to_the_data_when_the_sync_set_none(tmp_path):
+    plan = price("price_basic", 10000)
+    con = build_report(tmp_path / "nrr.duckdb", prices=[plan],
+                       invoices=renewals("cus_a", "s", plan, "2024-01-01", 1))  # fmt: skip
+    info = con.execute("SELECT strftime(since_month, '%Y-%m') FROM report.build_info").fetchone()
+    assert info == ("2024-01",)
+    months = con.execute("SELECT min(month), bool_and(reported) FROM report.months").fetchone()
+    assert str(months[0]) == "2023-12-01"  # the month before since, for the first movements
+
+
+def test_a_failing_model_leaves_the_previous_report_tables_intact(tmp_path, sql_copy):
+    plan = price("price_basic", 10000)
+    invoices = renewals("cus_a", "s", plan, "2024-01-01", 2)
+    con = build_report(tmp_path / "nrr.duckdb", invoices=invoices, prices=[plan],
+                       since="2024-01", as_of="2024-02-15")  # fmt: skip
+    before = con.execute("SELECT * FROM report.customer_mrr_monthly ORDER BY month").fetchall()
+    (sql_copy / "R999__broken.sql").write_text(
+        "CREATE OR REPLACE TABLE report.mrr_summary AS SELECT 1 AS wrong;\n"
+        "SELECT no_such_column FROM report.months;\n"
+    )
+    with pytest.raises(BuildError) as raised:
+        reporting = ReportingSettings(currency="eur", fx_rates={"usd": 0.9})
+        transform.build(con, Config(reporting=reporting), sql_copy)
+    assert "sql/R999__broken.sql" in str(raised.value)
+    assert "no_such_column" in str(raised.value)
+    assert raised.value.exit_code == 6
+    after = con.execute("SELECT * FROM report.customer_mrr_monthly ORDER BY month").fetchall()
+    assert after == before
+    assert con.execute("SELECT count(*) FROM report.mrr_summary").fetchone() == (2,)
+    assert con.execute("SELECT reporting_currency FROM meta.build_settings").fetchone() == ("usd",)
+
+
+def test_a_currency_without_a_rate_fails_the_build_and_lists_it(tmp_path):
+    euro = price("price_eur", 9000, currency="eur")
+    pound = price("price_gbp", 9000, currency="gbp", product="prod_gbp")
+    invoices = renewals("cus_a", "s1", euro, "2024-01-01", 1) + renewals(
+        "cus_b", "s2", pound, "2024-01-01", 1
+    )
+    with pytest.raises(BuildError) as raised:
+        build_report(tmp_path / "nrr.duckdb", invoices=invoices, prices=[euro, pound],
+                     since="2024-01", as_of="2024-01-31")  # fmt: skip
+    message = str(raised.value)
+    assert "No fx rate for currencies eur, gbp" in message
+    assert "reporting.fx_rates" in message
+    assert raised.value.exit_code == 6
