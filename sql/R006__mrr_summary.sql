@@ -49,8 +49,7 @@ SELECT
     coalesce(balances.customers_end, 0)::BIGINT AS customers_end,
     coalesce(movement_totals.new_customers, 0)::BIGINT AS new_customers,
     coalesce(movement_totals.reactivated_customers, 0)::BIGINT AS reactivated_customers,
-    coalesce(movement_totals.churned_customers, 0)::BIGINT AS churned_customers,
-    months.snapshot_at
+    coalesce(movement_totals.churned_customers, 0)::BIGINT AS churned_customers
 FROM months
 LEFT JOIN balances ON balances.month = months.month
 LEFT JOIN movement_totals ON movement_totals.month = months.month

@@ -75,6 +75,7 @@ uncovered_subscriptions AS (
     FROM subscriptions
     CROSS JOIN settings
     WHERE subscriptions.status IN ('active', 'past_due')
+        AND subscriptions.pause_collection_behavior IS NULL
         AND coalesce(subscriptions.created, settings.as_of) < settings.as_of
         AND EXISTS (
             SELECT 1
@@ -96,6 +97,20 @@ uncovered_subscriptions AS (
         )
 ),
 
+-- collection paused: Stripe drafts or voids the invoices, so the subscription has MRR 0
+paused_subscriptions AS (
+    SELECT
+        'paused_collection', 'info',
+        'subscription is ' || subscriptions.status || ' with collection paused ('
+            || subscriptions.pause_collection_behavior || '); its MRR is 0 while paused',
+        subscriptions.account_id, subscriptions.customer_id, subscriptions.id, NULL, NULL,
+        settings.as_of_month
+    FROM subscriptions
+    CROSS JOIN settings
+    WHERE subscriptions.status IN ('active', 'past_due')
+        AND subscriptions.pause_collection_behavior IS NOT NULL
+),
+
 -- prorations valued from their own period because the price's full amount is unknown
 ratio_valued_prorations AS (
     SELECT
@@ -107,7 +122,8 @@ ratio_valued_prorations AS (
     WHERE valuation = 'period_ratio' AND amount <> 0
 ),
 
--- credits larger than the charges at a snapshot: MRR is floored at 0
+-- credits larger than the charges at a snapshot: MRR is floored at 0 (customers who had
+-- MRR > 0 at some month end)
 negative_mrr AS (
     SELECT
         'negative_mrr_floored', 'info',
@@ -135,6 +151,7 @@ SELECT * FROM identity_violations
 UNION ALL SELECT * FROM incomplete_invoices
 UNION ALL SELECT * FROM unknown_prices
 UNION ALL SELECT * FROM uncovered_subscriptions
+UNION ALL SELECT * FROM paused_subscriptions
 UNION ALL SELECT * FROM ratio_valued_prorations
 UNION ALL SELECT * FROM negative_mrr
 UNION ALL SELECT * FROM deleted_customers;

@@ -472,7 +472,7 @@ def movements(con) -> list[tuple]:
 
 def summary(con, month: str) -> dict:
     cursor = con.execute(
-        "SELECT * EXCLUDE (snapshot_at) FROM report.mrr_summary WHERE strftime(month, '%Y-%m') = ?",
+        "SELECT * FROM report.mrr_summary WHERE strftime(month, '%Y-%m') = ?",
         [month],
     )
     names = [column[0] for column in cursor.description]
