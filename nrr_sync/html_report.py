@@ -18,6 +18,7 @@ from . import __version__
 from .errors import ConfigError
 from .report import (
     ReportData,
+    describe_accounts,
     fetch_dicts,
     format_count,
     format_instant,
@@ -477,7 +478,7 @@ def page(data: HtmlData) -> str:
     def chart(figure, div_id: str) -> str:
         return figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=config)
 
-    accounts = ", ".join(report.accounts) or "unknown account"
+    accounts = describe_accounts(report.accounts)
     first, last = report.months[0]["month"], report.months[-1]["month"]
     roll_headers, roll = roll_forward_rows(report)
     retention_headers, retention = retention_rows(data)

@@ -401,8 +401,16 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join("| " + " | ".join(str(cell) for cell in cells) + " |" for cells in lines)
 
 
+def describe_accounts(accounts: list[str], shown: int = 3) -> str:
+    if not accounts:
+        return "unknown account"
+    if len(accounts) <= shown:
+        return ", ".join(accounts)
+    return f"{', '.join(accounts[:shown])} and {len(accounts) - shown} more accounts"
+
+
 def title(data: ReportData) -> str:
-    accounts = ", ".join(data.accounts) if data.accounts else "unknown account"
+    accounts = describe_accounts(data.accounts)
     return (
         f"MRR roll-forward in {data.currency.upper()} · {accounts} · "
         f"data as of {format_instant(data.as_of)}"
