@@ -60,3 +60,16 @@ def test_demo_refuses_to_replace_a_database_with_real_data(tmp_path):
     assert result.exit_code == 2
     assert "acct_real" in result.stderr and "--db" in result.stderr
     assert database.read_bytes() == before
+
+
+def test_demo_without_plotly_says_how_to_get_the_html_report(tmp_path, monkeypatch):
+    import sys
+
+    from nrr_sync import demo
+    from nrr_sync.config import Config, DatabaseSettings
+
+    monkeypatch.setitem(sys.modules, "plotly", None)  # as if not installed
+    config = Config(database=DatabaseSettings(path=str(tmp_path / "nrr-demo.duckdb")))
+    note = demo.write_html(config, tmp_path / "nrr-demo.html")
+    assert "pip install 'nrr-sync[html]'" in note
+    assert not (tmp_path / "nrr-demo.html").exists()

@@ -136,6 +136,13 @@ def test_segment_json_lists_segment_rows(config_file):
     assert all(isinstance(row["mrr_start"], str) for row in segments)
 
 
+def test_report_never_changes_the_database_file(config_file, report_db):
+    before = (report_db.read_bytes(), report_db.stat().st_mtime_ns)
+    assert report(config_file, "--segment", "currency").exit_code == 0
+    assert (report_db.read_bytes(), report_db.stat().st_mtime_ns) == before
+    assert not report_db.with_name(report_db.name + ".wal").exists()
+
+
 def test_report_reads_while_an_analyst_session_is_open(config_file, report_db):
     analyst = subprocess.Popen(
         [
