@@ -164,3 +164,15 @@ def test_html_screenshot_looks_like_a_full_report(html_file, tmp_path):
     keep = os.environ.get("NRR_SYNC_SCREENSHOT_DIR")
     if keep:
         shutil.copyfile(png, Path(keep) / "nrr-report.png")
+
+
+def test_html_with_less_than_a_year_of_history_says_so(tmp_path):
+    database = make_report_db(tmp_path / "nrr.duckdb", months=5, as_of="2024-05-10T00:00:00Z")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"database:\n  path: {database}\n")
+    path = tmp_path / "short.html"
+    result = CliRunner().invoke(app, ["--config", str(config), "report", "--html", str(path)])
+    assert result.exit_code == 0, result.output
+    text = path.read_text()
+    assert text.count("needs 12 months of history") == 3
+    assert "January 2024 – May 2024" in text
