@@ -153,6 +153,7 @@ class ReportData:
     accounts: list[str]
     months: list[dict]  # mrr_summary rows plus nrr / grr / logo_retention of segment 'all'
     segments: list[dict] = field(default_factory=list)  # retention rows of segment_type
+    configured_currency: str | None = None  # reporting.currency now; may differ from the build
 
     @property
     def complete_months(self) -> list[dict]:
@@ -213,9 +214,11 @@ def read_report(
     segments = read_retention(con, window, segment, where, params) if segment != "all" else []
 
     as_of = state_value(con, "report:as_of")
+    built_in = built_currency(con)
     return ReportData(
         database=database,
-        currency=currency,
+        currency=built_in or currency,
+        configured_currency=currency,
         window=window,
         segment_type=segment,
         as_of=parse_instant(as_of),
@@ -239,6 +242,14 @@ def read_retention(con, window: int, segment_type: str, where: str, params: list
         for column in RETENTION_MONEY:
             row[column] = money(row[column])
     return rows
+
+
+def built_currency(con) -> str | None:
+    """The reporting currency the report tables were built in (the config may have moved on)."""
+    if not has_table(con, "meta", "build_settings"):
+        return None
+    row = con.execute("SELECT reporting_currency FROM meta.build_settings LIMIT 1").fetchone()
+    return row[0].lower() if row and row[0] else None
 
 
 def available_segment_types(con) -> list[str]:
@@ -424,6 +435,11 @@ def footnotes(data: ReportData) -> list[str]:
             "* month in progress: MRR valued at the data's as-of time "
             f"({format_instant(data.as_of)})."
         )
+    if data.configured_currency and data.configured_currency != data.currency:
+        notes.append(
+            f"Built in {data.currency.upper()}; the config now says "
+            f"{data.configured_currency.upper()}: run `nrr-sync build` to recompute."
+        )
     months = f"{data.window} month{'s' if data.window > 1 else ''}"
     notes.append(
         f"NRR / GRR / Logos {data.window}m: what the customers paying {months} earlier pay at "
@@ -597,6 +613,7 @@ def status(config: Config) -> int:
         counts = row_counts(con)
         migrations = read_migrations(con)
         findings = read_findings(con)
+        currency = built_currency(con) or config.reporting.currency
     runs = merge_runs(runs, sidecar_runs)
 
     size_mb = path.stat().st_size / 1e6
@@ -607,7 +624,7 @@ def status(config: Config) -> int:
     typer.echo(
         f"Data       as of {format_instant(as_of)}"
         + (f", reported from {since}" if since else "")
-        + f", currency {config.reporting.currency.upper()}"
+        + f", currency {currency.upper()}"
     )
 
     print_runs(runs, now)

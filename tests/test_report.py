@@ -266,3 +266,16 @@ def test_database_held_by_a_writer_is_reported_busy(config_file, report_db):
     finally:
         writer.kill()
         writer.wait()
+
+
+def test_currency_is_the_one_the_tables_were_built_in(config_file, report_db):
+    import duckdb
+
+    with duckdb.connect(str(report_db)) as con:
+        con.execute("CREATE TABLE meta.build_settings (reporting_currency VARCHAR)")
+        con.execute("INSERT INTO meta.build_settings VALUES ('eur')")
+    result = report(config_file, "--from", "2025-06")
+    assert result.exit_code == 0, result.output
+    assert "MRR roll-forward in EUR" in result.stdout
+    assert "Built in EUR; the config now says USD: run `nrr-sync build`" in result.stdout
+    assert json.loads(report(config_file, "--format", "json").stdout)["currency"] == "eur"
