@@ -13,8 +13,7 @@ import calendar
 import heapq
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from fractions import Fraction
+from datetime import date
 
 from .catalog import Catalog, Coupon, Price, TaxRate
 
@@ -25,28 +24,42 @@ INCOMPLETE_HOURS = 23
 B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
+PAIRS = [a + b for a in B62 for b in B62]
+
+
 def b62(number: int, width: int) -> str:
-    chars = []
-    for _ in range(width):
-        number, digit = divmod(number, 62)
-        chars.append(B62[digit])
-    return "".join(reversed(chars))
+    """``number`` in base 62, ``width`` characters (width even or odd), most significant first."""
+    out = ""
+    for _ in range(width // 2):
+        number, pair = divmod(number, 3844)
+        out = PAIRS[pair] + out
+    if width % 2:
+        out = B62[number % 62] + out
+    return out
 
 
-def round_half_up(value: Fraction) -> int:
-    """Nearest integer, halves away from zero (Stripe's rounding of minor units)."""
-    sign = -1 if value < 0 else 1
-    magnitude = abs(value)
-    return sign * int((magnitude * 2 + 1) // 2)
+def divide_half_up(numerator: int, denominator: int) -> int:
+    """numerator / denominator to the nearest integer, halves away from zero (Stripe's
+    rounding of minor units); denominator > 0."""
+    quotient = (2 * abs(numerator) + denominator) // (2 * denominator)
+    return -quotient if numerator < 0 else quotient
+
+
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def add_months(anchor: int, months: int) -> int:
     """``anchor`` moved by ``months``, the day clamped to the month's end (Stripe's anchors)."""
-    dt = datetime.fromtimestamp(anchor, UTC)
-    year, month0 = divmod(dt.month - 1 + months, 12)
-    year += dt.year
-    day = min(dt.day, calendar.monthrange(year, month0 + 1)[1])
-    return calendar.timegm((year, month0 + 1, day, dt.hour, dt.minute, dt.second))
+    days, seconds = divmod(anchor, DAY)
+    day = date.fromordinal(days + EPOCH_ORDINAL)
+    year, month0 = divmod(day.month - 1 + months, 12)
+    year += day.year
+    last = MONTH_DAYS[month0]
+    if month0 == 1 and calendar.isleap(year):
+        last = 29
+    moved = date(year, month0 + 1, min(day.day, last))
+    return (moved.toordinal() - EPOCH_ORDINAL) * DAY + seconds
 
 
 def period_end(price: Price, anchor: int, index: int) -> int:
@@ -81,7 +94,8 @@ class Discount:
 
 @dataclass(slots=True)
 class Line:
-    id: str
+    """An invoice line; its id is the invoice's id core plus its position (render.py)."""
+
     price: Price
     quantity: int
     amount: int
@@ -92,7 +106,7 @@ class Line:
     sub_id: str | None
     si_id: str | None
     ii_id: str | None
-    description: str
+    description: str | None  # None: Stripe's default text (render.py)
     discount_amount: int = 0
     discount_id: str | None = None
     tax_amount: int = 0
@@ -186,7 +200,7 @@ class Customer:
     currency: str
     segment: str
     invoice_prefix: str
-    rng: random.Random
+    rng: random.Random | None
     subs: list[Sub] = field(default_factory=list)
     invoices: list[Invoice] = field(default_factory=list)
     agenda: list = field(default_factory=list)
@@ -255,10 +269,19 @@ class Account:
         heapq.heappush(customer.agenda, (t, self.ticks, action, args))
 
     def run(self, customer: Customer, until: int) -> None:
+        """Carry out the customer's agenda up to ``until``. The customer's random stream
+        lives only while it runs (a Mersenne Twister is 5 kB: too big to keep 100k of);
+        a later run reseeds it from the clock at which that run starts."""
         agenda = customer.agenda
+        if not agenda or agenda[0][0] > until:
+            customer.rng = None
+            return
+        if customer.rng is None:
+            customer.rng = random.Random(f"{self.seed}:{self.id}:{customer.idx}:{self.clock}")
         while agenda and agenda[0][0] <= until:
             t, _tick, action, args = heapq.heappop(agenda)
             getattr(self, "do_" + action)(customer, t, *args)
+        customer.rng = None
 
     # -- invoices --------------------------------------------------------------------------
     def new_line(self, customer, t, price, quantity, amount, start, end, *, sub=None,
@@ -267,16 +290,7 @@ class Account:
         ii_id = None
         if parent == "invoice_item_details" or proration:
             ii_id = self.make_id("ii", t, customer.rng)
-        if description is None:
-            name = price.product.name
-            qty = f"{quantity} × " if quantity != 1 else "1 × "
-            if proration and amount < 0:
-                description = f"Unused time on {qty}{name}"
-            elif proration:
-                description = f"Remaining time on {qty}{name}"
-            else:
-                description = f"{qty}{name}"
-        return Line(self.make_id("il", t, customer.rng), price, quantity, amount, start, end,
+        return Line(price, quantity, amount, start, end,
                     proration, parent, sub.id if sub else None, item.id if item else None, ii_id,
                     description)  # fmt: skip
 
@@ -301,10 +315,10 @@ class Account:
             return
         coupon = discount.coupon
         if coupon.percent_off is not None:
-            pct = Fraction(str(coupon.percent_off)) / 100
+            basis_points = round(coupon.percent_off * 100)
             for line in inv.lines:
                 if line.amount:
-                    line.discount_amount = round_half_up(line.amount * pct)
+                    line.discount_amount = divide_half_up(line.amount * basis_points, 10000)
                     line.discount_id = discount.id
         else:
             eligible = [line for line in inv.lines if line.amount > 0 and not line.proration]
@@ -330,11 +344,11 @@ class Account:
             if rate is None:
                 continue
             taxable = line.amount - line.discount_amount
-            pct = Fraction(rate.percentage)
+            pct = rate.percentage
             if rate.inclusive:
-                line.tax_amount = round_half_up(taxable * pct / (100 + pct))
+                line.tax_amount = divide_half_up(taxable * pct, 100 + pct)
             else:
-                line.tax_amount = round_half_up(taxable * pct / 100)
+                line.tax_amount = divide_half_up(taxable * pct, 100)
             line.tax_rate = rate
 
     def finalize(self, inv: Invoice, t: int) -> None:
@@ -372,7 +386,10 @@ class Account:
     def sub_updated(self, sub: Sub, t: int, before: tuple) -> None:
         self.emit(t, "customer.subscription.updated", "subscriptions", sub, previous=before)
 
-    def snap(self, kind: str, obj) -> tuple:
+    def snap(self, kind: str, obj, t: int) -> tuple | None:
+        """The object's state before a change at ``t``, if an event will need it."""
+        if t < self.event_floor and self.touched is None:
+            return None
         from .render import snapshot
 
         return snapshot(kind, obj)
@@ -404,7 +421,7 @@ class Account:
         customer.subs.append(sub)
         if not customer.ever_subscribed:
             customer.ever_subscribed = True
-            before = self.snap("customers", customer)
+            before = self.snap("customers", customer, t)
             customer.updated = t
             self.emit(t, "customer.updated", "customers", customer, previous=before)
         self.emit(t, "customer.subscription.created", "subscriptions", sub)
@@ -437,7 +454,7 @@ class Account:
         return sub
 
     def do_incomplete_paid(self, customer: Customer, t: int, sub: Sub, inv: Invoice) -> None:
-        before = self.snap("subscriptions", sub)
+        before = self.snap("subscriptions", sub, t)
         self.mark_paid(inv, t)
         sub.status = "active"
         self.sub_updated(sub, t, before)
@@ -445,7 +462,7 @@ class Account:
             self.random_policy.period_started(self, sub)
 
     def do_incomplete_expire(self, customer: Customer, t: int, sub: Sub, inv: Invoice) -> None:
-        before = self.snap("subscriptions", sub)
+        before = self.snap("subscriptions", sub, t)
         self.void(inv, t)
         sub.status = "incomplete_expired"
         sub.ended_at = t
@@ -461,7 +478,7 @@ class Account:
             return
         if sub.status == "paused":
             return
-        before = self.snap("subscriptions", sub)
+        before = self.snap("subscriptions", sub, t)
         if sub.status == "trialing":
             if sub.missing_payment_method:
                 sub.status = "paused"
@@ -535,7 +552,7 @@ class Account:
         what, days = outcome
         inv.next_payment_attempt = t + 3 * DAY
         self.emit(t, "invoice.payment_failed", "invoices", inv)
-        before = self.snap("subscriptions", sub)
+        before = self.snap("subscriptions", sub, t)
         sub.status = "past_due"
         self.sub_updated(sub, t, before)
         if what == "recover":
@@ -548,7 +565,7 @@ class Account:
         inv.attempt_count += 1
         self.mark_paid(inv, t)
         if sub.status == "past_due":
-            before = self.snap("subscriptions", sub)
+            before = self.snap("subscriptions", sub, t)
             sub.status = "active"
             self.sub_updated(sub, t, before)
 
@@ -558,7 +575,7 @@ class Account:
         inv.next_payment_attempt = None
         if sub.status != "past_due":
             return
-        before = self.snap("subscriptions", sub)
+        before = self.snap("subscriptions", sub, t)
         if what == "unpaid":
             sub.status = "unpaid"
             self.sub_updated(sub, t, before)
@@ -577,15 +594,14 @@ class Account:
 
     def prorate(self, sub: Sub, t: int, price: Price, quantity: int, sign: int) -> int:
         full = price.full_amount(quantity)
-        remaining = Fraction(sub.period_end - t, sub.period_end - sub.period_start)
-        return sign * round_half_up(full * remaining)
+        return sign * divide_half_up(full * (sub.period_end - t), sub.period_end - sub.period_start)
 
     def change_items(self, customer: Customer, sub: Sub, t: int, new: list[tuple[Price, int]],
                      proration: str = "create_prorations") -> None:  # fmt: skip
         """Replace the subscription's items (position i keeps item i's id) at ``t``."""
         if not sub.live or sub.status in ("incomplete", "paused") or t >= sub.period_end:
             return
-        before = self.snap("subscriptions", sub)
+        before = self.snap("subscriptions", sub, t)
         old = [(item.price, item.quantity) for item in sub.items]
         new_interval = (new[0][0].interval, new[0][0].interval_count)
         reset = new_interval != (sub.cycle_price.interval, sub.cycle_price.interval_count)
@@ -661,7 +677,7 @@ class Account:
         """mode: period_end | now | now_prorate (credit for the unused time, invoiced now)."""
         if not sub.live or sub.status == "incomplete":
             return
-        before = self.snap("subscriptions", sub)
+        before = self.snap("subscriptions", sub, t)
         sub.canceled_at = t
         sub.cancel_reason = reason
         if mode == "period_end" and sub.status not in ("paused", "unpaid"):
@@ -702,7 +718,7 @@ class Account:
     def pause_collection(self, sub: Sub, t: int, behavior: str, resumes_at: int | None) -> None:
         if sub.status not in ("active",):
             return
-        before = self.snap("subscriptions", sub)
+        before = self.snap("subscriptions", sub, t)
         sub.pause = (behavior, resumes_at)
         self.sub_updated(sub, t, before)
         if resumes_at:
@@ -711,7 +727,7 @@ class Account:
     def do_resume_collection(self, customer: Customer, t: int, sub: Sub) -> None:
         if sub.pause is None or not sub.live:
             return
-        before = self.snap("subscriptions", sub)
+        before = self.snap("subscriptions", sub, t)
         sub.pause = None
         self.sub_updated(sub, t, before)
 
@@ -727,7 +743,7 @@ class Account:
         self.emit(t, "customer.deleted", "customers", customer)
 
     def update_customer(self, customer: Customer, t: int, key: str, value: str) -> None:
-        before = self.snap("customers", customer)
+        before = self.snap("customers", customer, t)
         customer.metadata_extra = tuple(sorted(dict(customer.metadata_extra, **{key: value})
                                                .items()))  # fmt: skip
         customer.updated = t

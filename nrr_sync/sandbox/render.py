@@ -9,7 +9,7 @@ object's changing state so ``data.object`` shows the object as it was at the eve
 
 from __future__ import annotations
 
-from .billing import Customer, Invoice, Item, Line, Sub
+from .billing import Customer, Invoice, Item, Line, Sub, b62
 from .catalog import Price, Product
 
 API_VERSION = "2026-10-28.endive"
@@ -296,7 +296,17 @@ def subscription(sub: Sub, state: tuple | None = None) -> dict:
     }
 
 
-def line_item(line: Line, inv: Invoice) -> dict:
+def line_description(line: Line) -> str:
+    if line.description is not None:
+        return line.description
+    name = line.price.product.name
+    if line.proration:
+        what = "Unused time on" if line.amount < 0 else "Remaining time on"
+        return f"{what} {line.quantity} × {name}"
+    return f"{line.quantity} × {name}"
+
+
+def line_item(line: Line, inv: Invoice, position: int) -> dict:
     details = {
         "invoice_item": line.ii_id,
         "proration": line.proration,
@@ -328,11 +338,11 @@ def line_item(line: Line, inv: Invoice) -> dict:
         discount_amounts.append({"amount": line.discount_amount, "discount": line.discount_id})
     p = line.price
     return {
-        "id": line.id,
+        "id": f"il_{inv.id[3:]}{b62(position, 2)}",
         "object": "line_item",
         "amount": line.amount,
         "currency": p.currency,
-        "description": line.description,
+        "description": line_description(line),
         "discount_amounts": discount_amounts,
         "discountable": True,
         "discounts": [line.discount_id] if line.discount_id else [],
@@ -364,7 +374,7 @@ def invoice(inv: Invoice, state: tuple | None = None) -> dict:
     due = max(total, 0)
     paid = due if status == "paid" else 0
     remaining = due - paid if status in ("open", "draft") else 0
-    lines = [line_item(line, inv) for line in inv.lines]
+    lines = [line_item(line, inv, n) for n, line in enumerate(inv.lines)]
     discounts: dict[str, int] = {}
     taxes: dict[str, dict] = {}
     for line in inv.lines:

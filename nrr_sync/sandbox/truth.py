@@ -79,6 +79,8 @@ def line_monthly(line: Line, opts: TruthOptions) -> Fraction | None:
         return None
     if price.usage_type == "metered" and not opts.include_metered:
         return None
+    if line.tax_rate is None and not line.discount_amount and not line.proration:
+        return Fraction(line.amount) / price.months()
     net = line.amount
     if opts.subtract_discounts:
         net -= line.discount_amount
@@ -94,19 +96,20 @@ def line_monthly(line: Line, opts: TruthOptions) -> Fraction | None:
     return sign * full * Fraction(net, line.amount) / months
 
 
-def month_starts(first: int, last: int, tz: str) -> list[int]:
-    """Instants at which the months from ``first``'s month to ``last``'s month begin,
-    plus the start of the month after."""
+def snapshot_instants(first: int, now: int, tz: str) -> tuple[list[int], list[str]]:
+    """The instants at which months are valued, from ``first``'s month through ``now``'s:
+    each month's last second, the month of now at ``now``; and the months' labels."""
     zone = ZoneInfo(tz)
     start = datetime.fromtimestamp(first, zone)
-    end = datetime.fromtimestamp(last, zone)
+    end = datetime.fromtimestamp(now, zone)
     year, month = start.year, start.month
-    starts = []
+    instants, labels = [], []
     while (year, month) <= (end.year, end.month):
-        starts.append(_month_start(year, month, zone))
+        labels.append(f"{year:04d}-{month:02d}-01")
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    starts.append(_month_start(year, month, zone))
-    return starts
+        instants.append(_month_start(year, month, zone) - 1)
+    instants[-1] = now
+    return instants, labels
 
 
 def _month_start(year: int, month: int, zone: ZoneInfo) -> int:
@@ -117,60 +120,60 @@ def _month_start(year: int, month: int, zone: ZoneInfo) -> int:
 
 def to_cents(value: Fraction) -> Decimal:
     """max(0, value) rounded half-up to cents."""
-    if value <= 0:
-        return Decimal("0.00")
-    cents = int((value * 200 + 1) // 2)
-    return Decimal(cents).scaleb(-2).quantize(Decimal("0.01"))
+    numerator, denominator = value.numerator, value.denominator
+    if numerator <= 0:
+        return ZERO
+    cents = (200 * numerator + denominator) // (2 * denominator)
+    return Decimal(cents).scaleb(-2)
 
 
-def customer_truth(customer: Customer, now: int, history_start: int, opts: TruthOptions,
-                   rates: dict[str, Fraction]) -> list[tuple[str, Decimal]]:  # fmt: skip
-    """[(YYYY-MM-01, mrr)] for one customer."""
-    contributions: list[tuple[int, int, Fraction]] = []
-    first_start = None
+ZERO = Decimal("0.00")
+
+
+def customer_truth(customer: Customer, now: int, opts: TruthOptions,
+                   rates: dict[str, Fraction], instants: list[int], labels: list[str],
+                   cache: dict) -> list[tuple[str, Decimal]]:  # fmt: skip
+    """[(YYYY-MM-01, mrr)] for one customer; ``cache`` memoizes line values across calls."""
+    totals: dict[int, Fraction] = {}
     for inv in customer.invoices:
         if inv.created > now or not invoice_counts(inv, opts):
             continue
         sub = inv.sub
+        cut = None
+        if (
+            opts.churn_recognition == "canceled_at"
+            and sub is not None
+            and sub.canceled_at is not None
+            and sub.canceled_at <= now
+        ):
+            cut = sub.canceled_at
         for line in inv.lines:
-            monthly = line_monthly(line, opts)
-            if monthly is None or monthly == 0:
+            key = (line.price.id, line.proration, line.amount, line.discount_amount,
+                   line.tax_amount, line.quantity, line.sub_id is None)  # fmt: skip
+            value = cache.get(key)
+            if value is None:
+                monthly = line_monthly(line, opts)
+                if monthly is None:
+                    value = cache[key] = 0
+                else:
+                    currency = line.price.currency
+                    scale = 1 if currency in ZERO_DECIMAL else 100
+                    value = cache[key] = monthly * rates[currency] / scale
+            if not value:
                 continue
-            end = line.end
-            if (
-                opts.churn_recognition == "canceled_at"
-                and sub is not None
-                and sub.canceled_at is not None
-                and sub.canceled_at <= now
-            ):
-                end = min(end, sub.canceled_at)
+            end = line.end if cut is None else min(line.end, cut)
             if end <= line.start:
                 continue
-            currency = line.price.currency
-            scale = 1 if currency in ZERO_DECIMAL else 100
-            value = monthly * rates[currency] / scale
-            contributions.append((line.start, end, value))
-            first_start = line.start if first_start is None else min(first_start, line.start)
-    if not contributions:
-        return []
-    starts = month_starts(min(first_start, history_start), now, opts.timezone)
-    # snapshot instants: each month's last second; the month of now at now
-    instants = [b - 1 for b in starts[1:]]
-    instants[-1] = now
-    totals = [Fraction(0)] * len(instants)
-    for start, end, value in contributions:
-        lo = bisect_left(instants, start)
-        hi = bisect_left(instants, end)
-        for k in range(lo, hi):
-            totals[k] += value
+            lo = bisect_left(instants, line.start)
+            hi = bisect_left(instants, end)
+            for k in range(lo, hi):
+                totals[k] = totals[k] + value if k in totals else value
     rows = []
     started = False
-    zone = ZoneInfo(opts.timezone)
-    for k, total in enumerate(totals):
-        mrr = to_cents(total)
-        if not started and mrr <= 0:
+    for k in range(min(totals, default=len(instants)), len(instants)):
+        mrr = to_cents(totals[k]) if k in totals else ZERO
+        if not started and not mrr:
             continue
         started = True
-        month = datetime.fromtimestamp(starts[k], zone)
-        rows.append((f"{month.year:04d}-{month.month:02d}-01", mrr))
+        rows.append((labels[k], mrr))
     return rows
