@@ -466,6 +466,13 @@ tbody tr:hover { background: #f3f6f9; }
 details summary { cursor: pointer; color: var(--accent); font-weight: 600; margin: 6px 0 10px; }
 footer { color: var(--muted); font-size: 12px; margin-top: 8px; }
 footer p { margin: 4px 0; }
+@media print {
+  body { background: #fff; }
+  main { padding: 0; }
+  section, .card { break-inside: avoid; border-color: #ccc; }
+  .scroll { max-height: none; overflow: visible; }
+  details { display: none; }
+}
 """.replace("FONT", FONT)
 
 
