@@ -32,8 +32,8 @@ SQL_FILE = re.compile(r"^(?P<kind>[VR])(?P<number>\d{3,})__(?P<title>[A-Za-z0-9_
 
 REPORT_TABLES = (
     "mrr_lines",
+    "build_info",
     "months",
-    "customer_mrr_history",
     "customer_mrr_monthly",
     "mrr_movements",
     "mrr_summary",
@@ -156,6 +156,8 @@ def build(con: duckdb.DuckDBPyConnection, config: Config, directory: Path | None
     current = "the build settings"
     try:
         write_settings(con, config)
+        # models are recorded as last run; a removed or renamed file leaves no stale row
+        con.execute("DELETE FROM meta.sql_migrations WHERE kind = 'model'")
         for path in sql_files("R", directory):
             current = f"sql/{path.name}"
             started = time.perf_counter()

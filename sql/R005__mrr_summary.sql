@@ -6,7 +6,7 @@
 CREATE OR REPLACE TABLE report.mrr_summary AS
 WITH
 months AS (SELECT * FROM report.months WHERE reported),
-history AS (SELECT * FROM report.customer_mrr_history WHERE reported),
+history AS (SELECT * FROM report.customer_mrr_monthly),
 movements AS (SELECT * FROM report.mrr_movements),
 
 balances AS (

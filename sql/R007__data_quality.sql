@@ -129,8 +129,8 @@ negative_mrr AS (
         'negative_mrr_floored', 'info',
         'lines sum to ' || mrr_unrounded::DECIMAL(18, 2) || ' at the snapshot; MRR is floored at 0',
         account_id, customer_id, NULL, NULL, NULL, month
-    FROM report.customer_mrr_history
-    WHERE mrr_unrounded < 0 AND reported
+    FROM report.customer_mrr_monthly
+    WHERE mrr_unrounded < 0
 ),
 
 -- deleted customers keep their paid history: that revenue was real

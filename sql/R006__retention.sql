@@ -13,11 +13,11 @@ CREATE OR REPLACE TABLE report.retention AS
 WITH
 settings AS (SELECT * FROM report.build_info),
 months AS (SELECT * FROM report.months),
-history AS (SELECT * FROM report.customer_mrr_history),
+history AS (SELECT * FROM report.customer_mrr_monthly),
 -- every customer with history, landed or not (a missing customer falls in '(none)')
 customers AS (
     SELECT known.account_id, known.customer_id, stripe_customers.country, stripe_customers.metadata
-    FROM (SELECT DISTINCT account_id, customer_id FROM report.customer_mrr_history) AS known
+    FROM (SELECT DISTINCT account_id, customer_id FROM report.customer_mrr_monthly) AS known
     LEFT JOIN stripe.customers AS stripe_customers
         ON stripe_customers.account_id = known.account_id
         AND stripe_customers.id = known.customer_id
@@ -44,7 +44,7 @@ cohort_members AS MATERIALIZED (
         start_history.mrr AS mrr_start,
         coalesce(end_history.mrr, 0) AS mrr_end,
         start_history.billing_currency,
-        start_history.top_product_id,
+        start_history.product_id,
         start_history.first_mrr_month
     FROM history AS start_history
     JOIN window_months
@@ -84,13 +84,13 @@ segmented AS (
     WHERE list_contains(settings.segments, 'cohort')
     UNION ALL
     SELECT cohort_members.month, cohort_members.window_months, 'product',
-        coalesce(products.name, cohort_members.top_product_id, '(none)'),
+        coalesce(products.name, cohort_members.product_id, '(none)'),
         cohort_members.mrr_start, cohort_members.mrr_end
     FROM cohort_members
     CROSS JOIN settings
     LEFT JOIN products
         ON products.account_id = cohort_members.account_id
-        AND products.product_id = cohort_members.top_product_id
+        AND products.product_id = cohort_members.product_id
     WHERE list_contains(settings.segments, 'product')
     UNION ALL
     SELECT cohort_members.month, cohort_members.window_months, customer_segments.segment_type,

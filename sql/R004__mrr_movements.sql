@@ -8,7 +8,7 @@
 -- churn:        > 0 -> 0
 
 CREATE OR REPLACE TABLE report.mrr_movements AS
-WITH history AS (SELECT * FROM report.customer_mrr_history WHERE reported),
+WITH history AS (SELECT * FROM report.customer_mrr_monthly),
 
 changes AS (
     SELECT *
