@@ -129,7 +129,7 @@ def percent_text(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:.1f}%"
 
 
-def base_layout(currency: str, height: int) -> dict:
+def base_layout(height: int) -> dict:
     return {
         "template": "plotly_white",
         "height": height,
@@ -206,7 +206,7 @@ def movements_figure(data: ReportData):
         col=1,
     )
     code = data.currency.upper()
-    figure.update_layout(**base_layout(data.currency, 620), barmode="relative")
+    figure.update_layout(**base_layout(620), barmode="relative")
     figure.update_yaxes(tickformat=",.0f", title_text=code, rangemode="tozero", row=1, col=1)
     figure.update_yaxes(tickformat=",.0f", title_text=code, zeroline=True, row=2, col=1)
     figure.update_xaxes(tickformat="%b %Y", dtick="M3" if len(months) > 18 else "M1")
@@ -242,7 +242,7 @@ def trend_figure(retention: dict[int, list[dict]]):
                 col=column,
             )
         figure.add_hline(y=100, line={"color": "#9aa5b1", "width": 1, "dash": "dash"}, col=column)
-    figure.update_layout(**base_layout("", 360))
+    figure.update_layout(**base_layout(360))
     figure.update_yaxes(ticksuffix="%", tickformat=".0f")
     figure.update_xaxes(tickformat="%b %y", nticks=6)
     return figure
@@ -289,7 +289,7 @@ def cohort_figure(cohorts: list[dict]):
         )
     )
     height = max(360, 22 * len(labels) + 120)
-    figure.update_layout(**base_layout("", height))
+    figure.update_layout(**base_layout(height))
     figure.update_layout(hovermode="closest", margin={"l": 110, "r": 30, "t": 20, "b": 50})
     figure.update_yaxes(autorange="reversed", title_text="First paying month", type="category")
     figure.update_xaxes(
@@ -355,7 +355,7 @@ def headline_cards(data: HtmlData) -> str:
     return '<div class="cards">' + "".join(cards) + "</div>"
 
 
-def html_table(headers: list[str], rows: list[list[str]], first_left: bool = True) -> str:
+def html_table(headers: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"

@@ -601,7 +601,7 @@ def status(config: Config) -> int:
     sidecar_runs = read_sidecar_runs(path)
     if not path.exists():
         typer.echo(f"Database   {path} does not exist yet.")
-        print_runs(sidecar_runs, now)
+        print_runs(sidecar_runs)
         typer.echo(
             "\nNo data yet: run `nrr-sync backfill --since YYYY-MM` (or `nrr-sync demo` to try "
             "the tool on the built-in sandbox)."
@@ -627,7 +627,7 @@ def status(config: Config) -> int:
         + f", currency {currency.upper()}"
     )
 
-    print_runs(runs, now)
+    print_runs(runs)
     print_cursors(state, now)
     typer.echo("\nRows")
     if counts:
@@ -821,7 +821,7 @@ def run_ok(run: dict) -> bool:
     return str(run.get("outcome") or "").lower() in ("ok", "success", "succeeded")
 
 
-def print_runs(runs: list[dict], now: float) -> None:
+def print_runs(runs: list[dict]) -> None:
     typer.echo("\nLast runs")
     if not runs:
         typer.echo("  none recorded")
