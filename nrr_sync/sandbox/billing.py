@@ -579,6 +579,8 @@ class Account:
         if what == "unpaid":
             sub.status = "unpaid"
             self.sub_updated(sub, t, before)
+            if self.random_policy and not sub.scripted:
+                self.random_policy.became_unpaid(self, sub, t)
             return
         # canceled for non-payment; the invoice is voided, written off or left open
         sub.status = "canceled"
@@ -698,9 +700,13 @@ class Account:
             if credits:
                 self.invoice_now(customer, sub, t, credits, (t, t))
         if sub.status == "unpaid":
+            # write off what stays unpaid; the renewal drafts made meanwhile are deleted
             for inv in customer.invoices:
                 if inv.sub is sub and inv.status == "open":
                     self.mark_uncollectible(inv, t)
+                elif inv.sub is sub and inv.status == "draft" and not inv.deleted:
+                    inv.deleted = True
+                    self.emit(t, "invoice.deleted", "invoices", inv)
         self.end_subscription(sub, t)
 
     def end_subscription(self, sub: Sub, t: int) -> None:
