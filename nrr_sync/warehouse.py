@@ -44,21 +44,15 @@ def delete_rows(con: duckdb.DuckDBPyConnection, kind: str, keys: Iterable[tuple[
             ap.append_rows(keys)
 
 
-def load_objects(
-    con: duckdb.DuckDBPyConnection,
-    account_id: str,
-    kind: str,
-    objects: Iterable[dict],
-    synced_at: datetime | None = None,
-) -> int:
-    """Land complete Stripe objects of one kind.
+def landing_rows(
+    account_id: str, kind: str, objects: Iterable[dict], synced_at: datetime
+) -> dict[str, list[tuple]]:
+    """The landing rows of complete Stripe objects of one kind, per table.
 
-    Invoices carry their lines in ``lines.data`` and subscriptions their items in
-    ``items.data``; both are landed with their parent. The caller is responsible for
-    having fetched every page of those lists (``has_more`` false); an invoice whose
-    ``lines.has_more`` is still true is recorded with ``lines_complete = false``.
+    Invoices bring their lines (``lines.data``) and subscriptions their items
+    (``items.data``). An invoice whose ``lines.has_more`` is still true is recorded
+    with ``lines_complete = false``.
     """
-    synced_at = synced_at or landing.now_utc()
     objects = list(objects)
     if kind == "invoices":
         invoices, lines = [], []
@@ -78,18 +72,35 @@ def load_objects(
                 landing.invoice_line_row(account_id, invoice["id"], line, synced_at)
                 for line in invoice_lines
             )
-        upsert_rows(con, "invoices", invoices)
-        upsert_rows(con, "invoice_lines", lines)
-        return len(invoices)
+        return {"invoices": invoices, "invoice_lines": lines}
+    rows: dict[str, list[tuple]] = {}
     if kind == "subscriptions":
-        items = [
+        rows["subscription_items"] = [
             landing.subscription_item_row(account_id, item, synced_at)
             for subscription in objects
             for item in (subscription.get("items") or {}).get("data") or []
         ]
-        upsert_rows(con, "subscription_items", items)
     build_row = landing.ROW_BUILDERS[kind]
-    return upsert_rows(con, kind, [build_row(account_id, obj, synced_at) for obj in objects])
+    rows[kind] = [build_row(account_id, obj, synced_at) for obj in objects]
+    return rows
+
+
+def load_objects(
+    con: duckdb.DuckDBPyConnection,
+    account_id: str,
+    kind: str,
+    objects: Iterable[dict],
+    synced_at: datetime | None = None,
+) -> int:
+    """Land complete Stripe objects of one kind (see ``landing_rows``).
+
+    The caller is responsible for having fetched every page of the embedded lists
+    (``has_more`` false).
+    """
+    rows = landing_rows(account_id, kind, objects, synced_at or landing.now_utc())
+    for table, table_rows in rows.items():
+        upsert_rows(con, table, table_rows)
+    return len(rows[kind])
 
 
 def delete_children(

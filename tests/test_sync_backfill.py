@@ -6,7 +6,6 @@ import json
 import signal
 import time
 
-import pytest
 from sync_helpers import cli, cli_process, landed_ids, query, snapshot, world_ids, write_config
 
 SINCE = "2023-01"  # the sandbox history starts here, so every invoice is in range
@@ -145,7 +144,6 @@ def test_faults_and_rate_limits_give_the_data_of_a_clean_run(tmp_path, sandbox_f
     assert retries > 0 and limited > 0
 
 
-@pytest.mark.slow
 def test_backfill_killed_midway_resumes_without_refetching_finished_slices(
     tmp_path, sandbox_factory
 ):
@@ -156,11 +154,12 @@ def test_backfill_killed_midway_resumes_without_refetching_finished_slices(
     clean_requests = clean.stats()["requests"]
 
     killed = sandbox_factory(customers=80, seed=5, latency_ms=20)
-    config = write_config(tmp_path, stripe={"max_requests_per_second": 40})
+    rate = 10  # requests per second: the killed run commits a few times before the kill
+    config = write_config(tmp_path, stripe={"max_requests_per_second": rate})
     process = cli_process(config, ["backfill", "--since", SINCE], killed)
     deadline = time.monotonic() + 30
-    while killed.stats()["requests"] < clean_requests // 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while killed.stats()["requests"] < clean_requests * 0.6 and time.monotonic() < deadline:
+        time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
     before_rerun = killed.stats()["requests"]
@@ -171,5 +170,7 @@ def test_backfill_killed_midway_resumes_without_refetching_finished_slices(
 
     assert result.exit_code == 0, result.output
     rerun_requests = killed.stats()["requests"] - before_rerun
-    assert rerun_requests < clean_requests - before_rerun // 2
+    # at most the last second of pages (uncommitted) and the requests in flight are repeated
+    in_flight = 4
+    assert rerun_requests <= clean_requests - before_rerun + rate + in_flight + 2
     assert snapshot(tmp_path / "nrr.duckdb") == snapshot(tmp_path / "clean" / "nrr.duckdb")
