@@ -47,7 +47,8 @@ def full_amount(price: dict, quantity: int) -> int:
 
 def spec_mrr(invoices, subscriptions, prices, now: int, fx: dict[str, float],
              currency: str = "usd", subtract_discounts: bool = True,
-             include_open: bool = True) -> dict[tuple[str, str], Decimal]:  # fmt: skip
+             include_open: bool = True, include_metered: bool = False,
+             churn_recognition: str = "period_end") -> dict[tuple[str, str], Decimal]:  # fmt: skip
     """{(customer_id, 'YYYY-MM-01'): mrr} for every month with a contribution; the month of
     `now` valued at now, other months at their last second."""
     subs = {s["id"]: s for s in subscriptions}
@@ -81,9 +82,14 @@ def spec_mrr(invoices, subscriptions, prices, now: int, fx: dict[str, float],
             if not details.get("subscription"):
                 continue
             price = price_by_id[line["pricing"]["price_details"]["price"]]
-            if price["type"] != "recurring" or price["recurring"]["usage_type"] != "licensed":
+            if price["type"] != "recurring":
+                continue
+            if price["recurring"]["usage_type"] == "metered" and not include_metered:
                 continue
             start, end = line["period"]["start"], line["period"]["end"]
+            canceled_at = sub and sub["canceled_at"]
+            if churn_recognition == "canceled_at" and canceled_at and canceled_at <= now:
+                end = min(end, canceled_at)
             if end <= start:
                 continue
             amount = line["amount"]
@@ -194,6 +200,8 @@ def compare(world, opts=None):
         fx,
         subtract_discounts=opts.subtract_discounts if opts else True,
         include_open=opts.include_open_invoices if opts else True,
+        include_metered=opts.include_metered if opts else False,
+        churn_recognition=opts.churn_recognition if opts else "period_end",
     )
     truth = {(c, m): v for a, c, m, v in world.truth(opts) if a == account}
     assert truth
@@ -211,13 +219,21 @@ def test_truth_equals_spec_mrr_computed_from_the_invoices(seed):
     assert sum(truth.values()) > 0
 
 
-def test_truth_follows_the_reporting_options():
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"include_open_invoices": False},
+        {"subtract_discounts": False},
+        {"include_metered": True},
+        {"churn_recognition": "canceled_at"},
+    ],
+)
+def test_truth_follows_the_reporting_options(option):
     world = generate(SandboxOptions(seed=5, customers=150))
-    opts = TruthOptions(fx=tuple(world.options.fx.items()), include_open_invoices=False,
-                        subtract_discounts=False)  # fmt: skip
-    with_discounts = compare(world, opts)
+    opts = TruthOptions(fx=tuple(world.options.fx.items()), **option)
+    changed = compare(world, opts)
     default = compare(world)
-    assert sum(with_discounts.values()) > sum(default.values())
+    assert changed != default
 
 
 def test_truth_after_advance_still_equals_spec_mrr():
