@@ -78,6 +78,9 @@ history AS (
             ),
             0
         )::DECIMAL(18, 2) AS mrr_previous,
+        lag(customer_months.product_id) OVER (
+            PARTITION BY grid.account_id, grid.customer_id ORDER BY grid.month_index
+        ) AS previous_product_id,
         customer_months.mrr_unrounded,
         customer_months.billing_currency,
         customer_months.product_id
@@ -98,6 +101,7 @@ SELECT
     first_mrr_month,     -- first month with MRR > 0, lookback months included
     billing_currency,    -- currency of the customer's largest MRR this month
     product_id,          -- product of the customer's largest MRR this month
+    previous_product_id, -- the same, the month before (what a churned customer paid for)
     month_index,         -- year * 12 + month - 1, for window arithmetic
     mrr_unrounded        -- sum of the line values before the floor at 0 and rounding
 FROM history

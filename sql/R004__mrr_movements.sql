@@ -31,5 +31,7 @@ SELECT
     mrr_previous AS mrr_before,
     mrr AS mrr_after,
     (mrr - mrr_previous)::DECIMAL(18, 2) AS amount,
+    -- the product of the customer's largest MRR; for churn, the one they left
+    CASE WHEN mrr = 0 THEN previous_product_id ELSE product_id END AS product_id,
     month_complete
 FROM changes;

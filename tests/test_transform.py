@@ -1,6 +1,9 @@
 """The SQL runner (SPEC 5.1): migrations once, report models in one transaction."""
 
+import re
 import shutil
+from datetime import date
+from decimal import Decimal
 
 import duckdb
 import pytest
@@ -141,3 +144,20 @@ def test_a_currency_without_a_rate_fails_the_build_and_lists_it(tmp_path):
     assert "No fx rate for currencies eur, gbp" in message
     assert "reporting.fx_rates" in message
     assert raised.value.exit_code == 6
+
+
+def test_the_example_queries_of_the_tables_doc_run(tmp_path):
+    basic, pro = price("price_basic", 10000), price("price_pro", 20000, product="prod_pro")
+    invoices = (
+        renewals("cus_a", "s1", basic, "2024-01-01", 3)
+        + renewals("cus_a", "s1", pro, "2024-04-01", 2)
+        + renewals("cus_b", "s2", pro, "2024-01-01", 2)
+    )
+    con = build_report(tmp_path / "nrr.duckdb", invoices=invoices, prices=[basic, pro],
+                       since="2024-01", as_of="2024-05-20")  # fmt: skip
+    doc = (transform.sql_dir().parent / "docs" / "tables.md").read_text()
+    queries = re.findall(r"```sql\n(.*?)```", doc, re.S)
+    assert len(queries) >= 3
+    results = [con.execute(query.replace("cus_...", "cus_a")).fetchall() for query in queries]
+    churned_by_product = results[1]
+    assert churned_by_product == [(date(2024, 3, 1), "prod_pro", Decimal("200.00"), 1)]
