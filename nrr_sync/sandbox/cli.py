@@ -126,6 +126,7 @@ def serve(
         options = generation_options(seed, customers, start, now, accounts, currency, fx)
         from .server import start as start_server
 
+        typer.echo(f"Generating the sandbox ({customers} customers per account)...", err=True)
         try:
             sandbox = start_server(
                 options,
