@@ -196,8 +196,9 @@ def test_events_cover_the_last_30_days_only(world, objects):
     assert {"customer.created", "customer.updated", "customer.deleted",
             "customer.subscription.created", "customer.subscription.updated",
             "customer.subscription.deleted", "invoice.created", "invoice.finalized",
-            "invoice.paid", "invoice.payment_failed", "invoice.deleted", "product.created",
-            "price.created"} <= types  # fmt: skip
+            "invoice.paid", "invoice.payment_failed", "invoice.deleted", "invoice.voided",
+            "invoice.marked_uncollectible", "product.created", "product.updated",
+            "price.created", "price.updated"} <= types  # fmt: skip
     assert len({e["id"] for e in events}) == len(events)
 
 

@@ -32,6 +32,7 @@ class Product:
     description: str | None = None
     active: bool = True
     updated: int = 0
+    default_price: str | None = None
 
 
 @dataclass(slots=True)
@@ -170,6 +171,8 @@ def build_catalog(make_id, created: int, launch_time: int) -> Catalog:
         return prod
 
     def add(price: Price) -> Price:
+        if price.product.default_price is None:  # the first: usd, the shortest interval
+            price.product.default_price = price.id
         prices.append(price)
         by_key[price.key] = price
         return price

@@ -260,6 +260,11 @@ def archetypes(start: int, now: int) -> list[Scenario]:
         c = scenario(ago(months, 2.8))
         sub = c.subscribe(c.created, [("pro_month_usd", 1)])
         c.fail_payment(later(c.created, 3, -1), sub, outcome, days=4)
+    # dunning ending within the last 30 days (invoice.voided / marked_uncollectible events)
+    for outcome, days in (("cancel_void", 25), ("cancel_uncollectible", 24)):
+        c = scenario(ago(4, days))
+        sub = c.subscribe(c.created, [("pro_month_usd", 1)])
+        c.fail_payment(ago(0, days + 2), sub, outcome)
     # past due right now (renewal a few days ago failed, retries still running)
     c = scenario(ago(5, 4.0))
     sub = c.subscribe(c.created, [("starter_month_usd", 1)])
@@ -698,12 +703,23 @@ class World:
         return acct
 
     def _catalog_events(self, acct: Account) -> None:
+        """The launch of a product shortly before now, and two recent catalog edits."""
         for product in acct.catalog.products:
             if product.created >= acct.event_floor:
                 acct.emit(product.created, "product.created", "products", product)
         for price in acct.catalog.prices:
             if price.created >= acct.event_floor:
                 acct.emit(price.created, "price.created", "prices", price)
+        support = next(p for p in acct.catalog.products if p.key == "support")
+        t = self.now - 3 * DAY
+        before = render.snapshot("products", support)
+        support.description, support.updated = "24/7 support with a 1-hour response", t
+        acct.emit(t, "product.updated", "products", support, previous=before)
+        insights = acct.catalog.price("insights_month_usd")
+        t = self.now - 2 * DAY
+        before = render.snapshot("prices", insights)
+        insights.nickname = "Insights (launch price)"
+        acct.emit(t, "price.updated", "prices", insights, previous=before)
 
     # -- objects ---------------------------------------------------------------------------
     def objects(self, account_id: str, kind: str) -> Iterator[dict]:
@@ -716,13 +732,9 @@ class World:
                 if c.created <= now and c.deleted_at is None:
                     yield render.customer(c)
         elif kind == "products":
-            defaults = {}
-            for p in acct.catalog.prices:
-                if p.interval == "month" and p.currency == "usd" and p.product.key not in defaults:
-                    defaults[p.product.key] = p.id
             for p in acct.catalog.products:
                 if p.created <= now:
-                    yield render.product(p, defaults.get(p.key))
+                    yield render.product(p)
         elif kind == "prices":
             for p in acct.catalog.prices:
                 if p.created <= now:
@@ -791,8 +803,6 @@ class World:
                     changes.append((account_id, kind, render.event(obj), object_id))
                 elif is_deleted(kind, obj):
                     changes.append((account_id, kind, None, object_id))
-                elif kind == "products":
-                    changes.append((account_id, kind, render.product(obj), object_id))
                 else:
                     changes.append((account_id, kind, render.render(kind, obj), object_id))
             acct.touched = None

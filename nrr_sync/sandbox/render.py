@@ -34,6 +34,10 @@ def snapshot(kind: str, obj) -> tuple | None:
     if kind == "customers":
         c: Customer = obj
         return (c.email, c.ever_subscribed, c.metadata_extra, c.updated, c.invoice_seq)
+    if kind == "products":
+        return (obj.name, obj.description, obj.active, obj.updated)
+    if kind == "prices":
+        return (obj.nickname, obj.active)
     return None
 
 
@@ -83,37 +87,39 @@ def deleted(kind: str, object_id: str) -> dict:
     return {"id": object_id, "object": kind, "deleted": True}
 
 
-def product(p: Product, default_price: str | None = None) -> dict:
+def product(p: Product, state: tuple | None = None) -> dict:
+    name, description, active, updated = state or snapshot("products", p)
     return {
         "id": p.id,
         "object": "product",
-        "active": p.active,
+        "active": active,
         "created": p.created,
-        "default_price": default_price,
-        "description": p.description,
+        "default_price": p.default_price,
+        "description": description,
         "images": [],
         "livemode": False,
         "marketing_features": [],
         "metadata": {"sandbox_key": p.key},
-        "name": p.name,
+        "name": name,
         "package_dimensions": None,
         "shippable": None,
         "statement_descriptor": None,
         "tax_code": None,
         "type": "service",
         "unit_label": None,
-        "updated": p.updated,
+        "updated": updated,
         "url": None,
     }
 
 
-def price(p: Price) -> dict:
+def price(p: Price, state: tuple | None = None) -> dict:
     """The price with its ``tiers`` (Stripe returns them only under expand[]=tiers: the
     server strips them otherwise)."""
+    nickname, active = state or snapshot("prices", p)
     obj = {
         "id": p.id,
         "object": "price",
-        "active": p.active,
+        "active": active,
         "billing_scheme": p.billing_scheme,
         "created": p.created,
         "currency": p.currency,
@@ -121,7 +127,7 @@ def price(p: Price) -> dict:
         "livemode": False,
         "lookup_key": p.key,
         "metadata": {},
-        "nickname": p.nickname,
+        "nickname": nickname,
         "product": p.product.id,
         "recurring": None,
         "tax_behavior": p.tax_behavior,
@@ -516,9 +522,9 @@ def render(kind: str, obj, state: tuple | None = None) -> dict:
     if kind == "invoices":
         return invoice(obj, state)
     if kind == "prices":
-        return price(obj)
+        return price(obj, state)
     if kind == "products":
-        return product(obj)
+        return product(obj, state)
     raise ValueError(kind)
 
 
