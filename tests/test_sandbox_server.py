@@ -706,12 +706,17 @@ def test_latency_does_not_serialize_concurrent_requests(sandbox_factory, world):
     assert time.monotonic() - started < 0.2 * 3
 
 
-def test_server_stops_and_frees_its_port(sandbox_factory, world):
+def test_server_stops_and_frees_its_port_and_kept_alive_connections(sandbox_factory, world):
     sandbox = sandbox_factory(world=world)
     port = sandbox.port
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {SANDBOX_API_KEY}"
+    assert session.get(sandbox.url + "/v1/account", timeout=5).status_code == 200
     sandbox.stop()
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0
+    with pytest.raises(requests.ConnectionError):
+        session.get(sandbox.url + "/v1/account", timeout=5)
 
 
 def test_urllib_client_gets_json(sandbox):

@@ -817,6 +817,29 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
+    def __init__(self, *args, **kwargs):
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address):
+        with self.connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self.connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Hang up on kept-alive clients too: a stopped server answers nobody."""
+        with self.connections_lock:
+            connections = list(self.connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
 
 class RunningSandbox:
     """A sandbox server serving in a background thread; a context manager."""
@@ -854,6 +877,7 @@ class RunningSandbox:
         self.stopped = True
         self.httpd.shutdown()
         self.httpd.server_close()
+        self.httpd.close_connections()
         self.thread.join(timeout=5)
 
     def __enter__(self) -> RunningSandbox:
