@@ -39,6 +39,7 @@ customer_months AS (
         account_id,
         customer_id,
         month,
+        (year(month) * 12 + month(month) - 1)::INTEGER AS month_index,
         sum(product_mrr) AS mrr_unrounded,
         round(greatest(sum(product_mrr), 0), 2)::DECIMAL(18, 2) AS mrr,
         arg_max(currency, (product_mrr, currency)) AS billing_currency,
@@ -54,7 +55,7 @@ first_mrr_months AS (
     GROUP BY ALL
 ),
 
--- dense: every month from the first with MRR > 0, so churned months show as 0
+-- dense: every reported month from the first with MRR > 0, so churned months show as 0
 customer_month_grid AS (
     SELECT
         first_mrr_months.account_id,
@@ -65,30 +66,29 @@ customer_month_grid AS (
         months.month_complete,
         months.reported
     FROM first_mrr_months
-    JOIN months ON months.month >= first_mrr_months.first_mrr_month
+    JOIN months
+        ON months.month >= first_mrr_months.first_mrr_month
+        AND months.reported
 ),
 
 history AS (
     SELECT
         grid.*,
-        coalesce(customer_months.mrr, 0)::DECIMAL(18, 2) AS mrr,
-        coalesce(
-            lag(customer_months.mrr) OVER (
-                PARTITION BY grid.account_id, grid.customer_id ORDER BY grid.month_index
-            ),
-            0
-        )::DECIMAL(18, 2) AS mrr_previous,
-        lag(customer_months.product_id) OVER (
-            PARTITION BY grid.account_id, grid.customer_id ORDER BY grid.month_index
-        ) AS previous_product_id,
-        customer_months.mrr_unrounded,
-        customer_months.billing_currency,
-        customer_months.product_id
+        coalesce(this_month.mrr, 0)::DECIMAL(18, 2) AS mrr,
+        coalesce(previous_month.mrr, 0)::DECIMAL(18, 2) AS mrr_previous,
+        previous_month.product_id AS previous_product_id,
+        this_month.mrr_unrounded,
+        this_month.billing_currency,
+        this_month.product_id
     FROM customer_month_grid AS grid
-    LEFT JOIN customer_months
-        ON customer_months.account_id = grid.account_id
-        AND customer_months.customer_id = grid.customer_id
-        AND customer_months.month = grid.month
+    LEFT JOIN customer_months AS this_month
+        ON this_month.account_id = grid.account_id
+        AND this_month.customer_id = grid.customer_id
+        AND this_month.month_index = grid.month_index
+    LEFT JOIN customer_months AS previous_month
+        ON previous_month.account_id = grid.account_id
+        AND previous_month.customer_id = grid.customer_id
+        AND previous_month.month_index = grid.month_index - 1
 )
 
 SELECT
