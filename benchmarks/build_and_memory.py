@@ -1,0 +1,228 @@
+"""Build time, peak memory and load rate at 100k customers and over 1M invoices (SPEC 8).
+
+1. Backfill peak memory: ``nrr-sync backfill`` from a sandbox without latency or limits,
+   on a small account and on one with over a million invoices; the peak RSS of the
+   nrr-sync process (``wait4`` rusage) must follow the batch size, not the account size.
+   End-to-end load rate = landed rows / backfill wall time.
+2. Build: the SQL models (``transform.build``) on the large backfilled database —
+   100k customers x 37 months (2023-01 to 2026-01) — timed in a child process with its
+   peak RSS; and the whole ``nrr-sync build`` command (working copy, build, publish).
+3. Load rate into DuckDB alone: the generator's objects landed with
+   ``warehouse.load_objects`` in batches, no HTTP, objects per second.
+
+    python benchmarks/build_and_memory.py            # 105,000 and 10,000 customers
+    python benchmarks/build_and_memory.py --quick    # 400 and 100 customers
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+SINCE = "2023-01"
+
+BUILD_ONLY = """
+import json, sys, time
+import duckdb
+from nrr_sync import transform
+from nrr_sync.config import load_config
+con = duckdb.connect(sys.argv[1])
+config = load_config(sys.argv[2])
+started = time.perf_counter()
+result = transform.build(con, config)
+seconds = time.perf_counter() - started
+con.close()
+print(json.dumps({"seconds": seconds, "models": result.get("models"), "rows": result.get("rows")}))
+"""
+
+LOAD_ONLY = """
+import json, sys, time
+import duckdb
+from nrr_sync import landing, transform, warehouse
+from nrr_sync.sandbox.generator import SandboxOptions, generate
+customers, batch, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+world = generate(SandboxOptions(customers=customers, seed=7))
+account = world.account_ids[0]
+con = duckdb.connect(path)
+transform.migrate(con)
+loaded, seconds, rows = 0, 0.0, 0
+for kind in ("customers", "products", "prices", "subscriptions", "invoices"):
+    objects = iter(world.objects(account, kind))
+    while True:
+        chunk = [obj for _, obj in zip(range(batch), objects)]
+        if not chunk:
+            break
+        chunk = json.loads(json.dumps(chunk))  # as parsed from an HTTP answer
+        started = time.perf_counter()
+        con.begin()
+        warehouse.load_objects(con, account, kind, chunk)
+        con.commit()
+        seconds += time.perf_counter() - started
+        loaded += len(chunk)
+for kind in landing.KINDS:
+    rows += con.execute(f"SELECT count(*) FROM stripe.{kind}").fetchone()[0]
+print(json.dumps({"objects": loaded, "rows": rows, "seconds": seconds}))
+"""
+
+
+def child(script: str, *args: str) -> tuple[dict, float, float]:
+    """Run a Python snippet in a child process: (its JSON answer, wall s, peak RSS MiB)."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.monotonic() - started
+    output, errors = process.stdout.read(), process.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"child failed: {errors.decode()[-3000:]}")
+    return json.loads(output.decode().strip().splitlines()[-1]), seconds, usage.ru_maxrss / 1024
+
+
+def backfill(customers: int, workdir: Path, concurrency: int) -> dict:
+    directory = workdir / f"backfill-{customers}"
+    with common.start_sandbox(customers=customers) as sandbox:
+        config = common.write_config(
+            directory,
+            max_requests_per_second=common.NO_LIMIT,
+            max_requests_per_second_per_endpoint=common.NO_LIMIT,
+            concurrency=concurrency,
+        )
+        run = common.check(common.run_nrr_sync(config, ["backfill", "--since", SINCE], sandbox))
+        requests = sandbox.stats()["requests"]
+        sandbox_rss = sandbox.peak_rss_mib()
+    db = directory / "nrr.duckdb"
+    counts = common.landed_counts(db)
+    rows = sum(counts.values())
+    return {
+        "customers": customers,
+        "config": config,
+        "db": db,
+        "counts": counts,
+        "requests": requests,
+        "seconds": round(run.seconds, 1),
+        "peak_rss_mib": round(run.peak_rss_mib),
+        "cpu_seconds": round(run.cpu_seconds, 1),
+        "rows_per_second": round(rows / run.seconds),
+        "db_mib": round(db.stat().st_size / 2**20),
+        "sandbox_generation_seconds": round(sandbox.generation_seconds, 1),
+        "sandbox_peak_rss_mib": round(sandbox_rss),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    arguments = common.parser(__doc__.splitlines()[0])
+    arguments.add_argument("--customers", type=int, default=105_000, help="The large account.")
+    arguments.add_argument("--small", type=int, default=10_000, help="The small account.")
+    arguments.add_argument("--load-customers", type=int, default=10_000)
+    arguments.add_argument("--batch", type=int, default=2000, help="Objects per load (part 3).")
+    arguments.add_argument("--concurrency", type=int, default=8)
+    args = arguments.parse_args(argv)
+    if args.quick:
+        args.customers, args.small, args.load_customers = 400, 100, 200
+
+    print(common.header("build time, peak memory and load rate"), flush=True)
+    with tempfile.TemporaryDirectory(prefix="nrr-bench-") as scratch:
+        workdir = args.workdir or Path(scratch)
+        backfills = []
+        for customers in (args.small, args.customers):
+            result = backfill(customers, workdir, args.concurrency)
+            backfills.append(result)
+            print(
+                f"  backfill of {customers:,} customers ({result['counts']['invoices']:,} "
+                f"invoices): {result['seconds']} s, peak RSS {result['peak_rss_mib']} MiB",
+                flush=True,
+            )
+        large = backfills[-1]
+
+        copy = workdir / "build-copy.duckdb"
+        shutil.copyfile(large["db"], copy)
+        built, build_wall, build_rss = child(BUILD_ONLY, str(copy), str(large["config"]))
+        copy.unlink()
+        command = common.check(common.run_nrr_sync(large["config"], ["build"], None))
+        print(f"  build: {built['seconds']:.1f} s, peak RSS {build_rss:.0f} MiB", flush=True)
+
+        load_db = workdir / "load.duckdb"
+        loaded, _, load_rss = child(
+            LOAD_ONLY, str(args.load_customers), str(args.batch), str(load_db)
+        )
+        load_db.unlink()
+        print(f"  load: {loaded['objects'] / loaded['seconds']:,.0f} objects/s", flush=True)
+
+    rows = [
+        [
+            f"backfill {b['customers']:,} customers",
+            b["counts"]["invoices"],
+            sum(b["counts"].values()),
+            b["requests"],
+            b["seconds"],
+            b["peak_rss_mib"],
+            b["rows_per_second"],
+        ]
+        for b in backfills
+    ]
+    print()
+    print(
+        common.table(
+            ["run", "invoices", "rows landed", "requests", "wall s", "peak RSS MiB", "rows/s"],
+            rows,
+        )
+    )
+    print()
+    summary = [
+        ["build (SQL models only)", f"{built['seconds']:.2f} s", f"{build_rss:.0f} MiB"],
+        [
+            "nrr-sync build (copy, build, publish)",
+            f"{command.seconds:.2f} s",
+            f"{command.peak_rss_mib:.0f} MiB",
+        ],
+        [
+            f"load_objects, batches of {args.batch:,} ({args.load_customers:,} customers)",
+            f"{loaded['objects'] / loaded['seconds']:,.0f} objects/s "
+            f"({loaded['rows'] / loaded['seconds']:,.0f} rows/s)",
+            f"{load_rss:.0f} MiB",
+        ],
+    ]
+    print(common.table(["measure", "value", "peak RSS"], summary))
+    slowest = sorted((built.get("models") or {}).items(), key=lambda kv: -kv[1])[:4]
+    print(f"\nslowest models (ms): {slowest}")
+
+    results = {
+        "backfills": [{k: v for k, v in b.items() if k not in ("config", "db")} for b in backfills],
+        "build_seconds": round(built["seconds"], 2),
+        "build_models_ms": built.get("models"),
+        "build_rows": built.get("rows"),
+        "build_peak_rss_mib": round(build_rss),
+        "build_command_seconds": round(command.seconds, 2),
+        "build_command_peak_rss_mib": round(command.peak_rss_mib),
+        "load_objects": loaded["objects"],
+        "load_rows": loaded["rows"],
+        "load_objects_per_second": round(loaded["objects"] / loaded["seconds"]),
+        "load_rows_per_second": round(loaded["rows"] / loaded["seconds"]),
+        "load_peak_rss_mib": round(load_rss),
+    }
+    params = {
+        "customers": args.customers,
+        "small": args.small,
+        "load_customers": args.load_customers,
+        "batch": args.batch,
+        "concurrency": args.concurrency,
+        "quick": args.quick,
+    }
+    path = common.record("build_and_memory", params, results, args.results)
+    print(f"\nrecorded in {path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
