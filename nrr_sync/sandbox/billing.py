@@ -364,8 +364,8 @@ class Account:
         inv.status = "paid"
         inv.paid_at = t
         inv.next_payment_attempt = None
-        if inv.total() > 0:
-            inv.attempt_count = max(inv.attempt_count, 1) if inv.attempt_count else 1
+        if inv.total() > 0 and not inv.attempt_count:
+            inv.attempt_count = 1
         self.emit(t, "invoice.paid", "invoices", inv)
 
     def void(self, inv: Invoice, t: int) -> None:
@@ -420,8 +420,8 @@ class Account:
             sub.status = "incomplete"
         customer.subs.append(sub)
         if not customer.ever_subscribed:
-            customer.ever_subscribed = True
             before = self.snap("customers", customer, t)
+            customer.ever_subscribed = True
             customer.updated = t
             self.emit(t, "customer.updated", "customers", customer, previous=before)
         self.emit(t, "customer.subscription.created", "subscriptions", sub)

@@ -816,6 +816,10 @@ class World:
                                        fx=tuple(sorted(self.options.fx.items())))  # fmt: skip
         rates = {cur: Fraction(str(rate)) for cur, rate in opts.fx}
         rates[opts.currency] = Fraction(1)
+        billed = {p.currency for acct in self.accounts.values() for p in acct.catalog.prices}
+        missing = sorted(billed - set(rates))
+        if missing:
+            raise ValueError(f"no fx rate to {opts.currency} for: {', '.join(missing)}")
         rows = []
         for account_id, acct in self.accounts.items():
             first = min([self.start] + [s.created for c in acct.customers for s in c.subs])
