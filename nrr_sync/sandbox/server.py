@@ -49,7 +49,7 @@ INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
 
 PAGING = {"limit", "starting_after", "ending_before", "expand"}
 
-# kind -> (object name in messages, id prefix)
+# kind -> the object name Stripe uses in messages ("No such customer: ...")
 OBJECT_NAMES = {
     "customers": "customer",
     "products": "product",
@@ -270,7 +270,6 @@ class Sandbox:
         self.lock = threading.Lock()  # guards the stores and the world
         self.stats_lock = threading.Lock()  # guards stats, rate windows, knobs, randomness
         self.random = random.Random(seed)
-        self.request_number = 0
         self.response_number = 0
         self.windows: dict[str, collections.deque] = collections.defaultdict(collections.deque)
         self.stores: dict[str, AccountStore] = {}
@@ -335,7 +334,6 @@ class Sandbox:
     def admit(self, template: str) -> str | None:
         """Count a request and decide its fate: None (serve it), or drop / fault / 429."""
         with self.stats_lock:
-            self.request_number += 1
             counters = self.counters
             counters["requests"] += 1
             counters["by_endpoint"][template] += 1
