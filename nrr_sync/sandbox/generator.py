@@ -816,8 +816,17 @@ class World:
                                        fx=tuple(sorted(self.options.fx.items())))  # fmt: skip
         rates = {cur: Fraction(str(rate)) for cur, rate in opts.fx}
         rates[opts.currency] = Fraction(1)
-        billed = {p.currency for acct in self.accounts.values() for p in acct.catalog.prices}
-        missing = sorted(billed - set(rates))
+        priced = {p.currency for acct in self.accounts.values() for p in acct.catalog.prices}
+        missing = sorted(priced - set(rates))
+        if missing:  # fail only for the currencies that were billed, like the report build
+            billed = {
+                line.price.currency
+                for acct in self.accounts.values()
+                for c in acct.customers
+                for inv in c.invoices
+                for line in inv.lines
+            }
+            missing = sorted(billed - set(rates))
         if missing:
             raise ValueError(f"no fx rate to {opts.currency} for: {', '.join(missing)}")
         rows = []
