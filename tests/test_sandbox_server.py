@@ -843,3 +843,34 @@ def test_advancing_a_generated_world_serves_the_new_invoices_and_events(sandbox_
         i["id"]
         for i in newest_first(sandbox.world.objects(sandbox.world.account_ids[0], "invoices"))
     ]
+
+
+def test_a_page_touches_only_its_own_objects_however_large_the_account():
+    from nrr_sync.sandbox.store import AccountStore
+
+    store = AccountStore(MAIN)
+    store.load(
+        "invoices",
+        (
+            {
+                "id": f"in_{n:06d}",
+                "object": "invoice",
+                "created": 1_600_000_000 + n // 3,
+                "customer": f"cus_{n % 5000:05d}",
+                "status": INVOICE_STATUSES[n % 5],
+            }
+            for n in range(30_000)
+        ),
+    )
+    invoices = store.collections["invoices"]
+    unpacked = []
+    original = invoices.unpack
+    invoices.unpack = lambda blob: unpacked.append(blob) or original(blob)
+    data, has_more = invoices.page(
+        invoices.key_lists(None, None), limit=100, high=invoices.key_of["in_015000"]
+    )
+    assert [json.loads(d)["id"] for d in data][:2] == ["in_014999", "in_014998"]
+    assert has_more and len(unpacked) == 100
+    unpacked.clear()
+    data, _ = invoices.page(invoices.key_lists("customer", ["cus_00042"]), limit=100)
+    assert len(data) == 6 and len(unpacked) == 6
