@@ -12,11 +12,10 @@ customer's own random stream, so customers are independent of each other).
 
 from __future__ import annotations
 
-import calendar
 import gc
 import math
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -852,12 +851,3 @@ def is_deleted(kind: str, obj) -> bool:
 
 def generate(options: SandboxOptions | None = None) -> World:
     return World(options or SandboxOptions())
-
-
-def month_end(year: int, month: int) -> int:
-    """The last second of a month (UTC), handy in tests."""
-    return calendar.timegm((year, month, calendar.monthrange(year, month)[1], 23, 59, 59))
-
-
-__all__ = ["DEFAULT_FX", "SandboxOptions", "Scenario", "World", "generate", "TruthOptions",
-           "Change", "KINDS", "Iterable"]  # fmt: skip

@@ -9,7 +9,7 @@ object's changing state so ``data.object`` shows the object as it was at the eve
 
 from __future__ import annotations
 
-from .billing import Customer, Invoice, Item, Line, Sub, b62
+from .billing import Customer, Invoice, Line, Sub, b62
 from .catalog import Price, Product
 
 API_VERSION = "2026-10-28.endive"
@@ -547,12 +547,3 @@ def event(ev, api_version: str = API_VERSION) -> dict:
         "request": {"id": None, "idempotency_key": None},
         "type": ev.type,
     }
-
-
-def items_of(sub: Sub) -> list[dict]:
-    period = (sub.period_start, sub.period_end)
-    return [subscription_item(sub.id, (i.id, i.price, i.quantity, i.created), period)
-            for i in sub.items]  # fmt: skip
-
-
-__all__ = ["Item", "render", "event", "deleted", "snapshot", "items_of"]
