@@ -282,3 +282,9 @@ def test_advance_past_a_month_end_adds_a_truth_month_and_new_customers():
     world.advance(40 * 86400)
     assert max(row[2] for row in world.truth()) == "2026-02-01"
     assert {c["id"] for c in world.objects(account, "customers")} - customers
+
+
+def test_an_account_of_scripted_customers_only_advances_without_new_sign_ups():
+    world = generate(SandboxOptions(customers=0))
+    assert world.truth() == []
+    assert world.advance(86400) == []

@@ -790,7 +790,7 @@ class World:
             acct.clock = old
             arrivals = acct.arrivals
             t = old
-            while True:
+            while acct.arrival_rate > 0:
                 t += int(arrivals.expovariate(acct.arrival_rate)) + 1
                 if t > new:
                     break
