@@ -112,6 +112,11 @@ class RateLimiter:
             self._endpoints[endpoint] = _Bucket(self._endpoint_rate)
         return self._endpoints[endpoint]
 
+    def budget(self, endpoint: str) -> float:
+        """Requests per second ``endpoint`` may get: its own budget within the global one."""
+        with self._lock:
+            return min(self._global.rate, self._bucket(endpoint).rate)
+
     def acquire(self, endpoint: str) -> float:
         """Wait for a request slot on ``endpoint``; returns the seconds waited."""
         with self._lock:
@@ -243,6 +248,9 @@ class StripeApi:
             max_network_retries=0,
             http_client=stripe.RequestsClient(timeout=REQUEST_TIMEOUT),
         )
+
+    def endpoint_budget(self, path: str) -> float:
+        return self.limiter.budget(endpoint_of(path))
 
     def get(self, path: str, params: dict | None = None, *, account: str | None = None) -> dict:
         """GET ``path`` and return the JSON body; raises an NrrSyncError subclass on failure."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import queue
 import threading
@@ -381,13 +382,46 @@ def _start_backfill(job: Job, since: str) -> list[Slice]:
 @dataclass
 class PageResult:
     piece: Slice
-    objects: list[dict]
+    rows: dict[str, list[tuple]]  # landing rows per table (built by the worker)
     rest: Slice | None  # the slice's unfetched remainder, None when done
-    split_off: Slice | None  # a new slice split off the remainder
+    split_off: list[Slice]  # new slices split off the remainder
 
 
 class _Stop:
     pass
+
+
+class SlicePlanner:
+    """Decides how many pieces a slice's remainder is split into.
+
+    Enough slices of a kind must be in flight to keep its endpoint busy at the rate
+    limit (budget x seconds per page, plus a margin); every extra slice costs one
+    partial page at its end, so no more than that.
+    """
+
+    def __init__(self, api: StripeApi, slices: list[Slice], concurrency: int):
+        self.api = api
+        self.concurrency = concurrency
+        self.live: Counter[str] = Counter(piece.kind for piece in slices)
+        self.page_seconds: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def pieces(self, kind: str, remaining_pages: float) -> int:
+        with self.lock:
+            seconds = self.page_seconds.get(kind, 0.5)
+            wanted = math.ceil(self.api.endpoint_budget(LIST_PATHS[kind]) * seconds * 1.25) + 1
+            wanted = min(wanted, self.concurrency)
+            pieces = min(1 + max(0, wanted - self.live[kind]), int(remaining_pages // 2), 8)
+            pieces = max(pieces, 1)
+            self.live[kind] += pieces - 1
+            return pieces
+
+    def page_done(self, kind: str, seconds: float, slice_done: bool) -> None:
+        with self.lock:
+            previous = self.page_seconds.get(kind, seconds)
+            self.page_seconds[kind] = 0.8 * previous + 0.2 * seconds
+            if slice_done:
+                self.live[kind] -= 1
 
 
 def _fetch_slices(job: Job, slices: list[Slice]) -> None:
@@ -396,10 +430,14 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
         return
     api = job.api
     workers = job.config.stripe.concurrency
+    planner = SlicePlanner(api, slices, workers)
+    synced_at = landing.now_utc()
     tasks: queue.Queue = queue.Queue()
-    results: queue.Queue = queue.Queue(maxsize=2 * workers)
+    results: queue.Queue = queue.Queue(maxsize=workers)
     for piece in slices:
         tasks.put(piece)
+    # Extra line / item pages of long invoices and subscriptions, fetched side by side.
+    sub_requests = ThreadPoolExecutor(max_workers=workers)
 
     def work() -> None:
         while True:
@@ -407,12 +445,14 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
             if piece is _Stop:
                 return
             try:
-                result = _fetch_page(api, piece, split=tasks.qsize() < workers)
+                started = time.monotonic()
+                result = _fetch_page(api, piece, planner, sub_requests, synced_at)
+                planner.page_done(piece.kind, time.monotonic() - started, result.rest is None)
             except BaseException as error:  # handed to the writer, which stops the run
                 results.put(error)
                 return
             results.put(result)
-            for follow_up in (result.rest, result.split_off):
+            for follow_up in (result.rest, *result.split_off):
                 if follow_up is not None:
                     tasks.put(follow_up)
 
@@ -420,7 +460,6 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
     for thread in threads:
         thread.start()
     live = len(slices)
-    con = job.con
     try:
         while live:
             # Pages are landed about once a second in one transaction, rows and their
@@ -433,45 +472,53 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
                 if isinstance(item, BaseException):
                     raise item
                 live += batch.add(item)
-            con.begin()
-            try:
-                batch.land()
-                con.commit()
-            except BaseException:
-                con.rollback()
-                raise
+            batch.commit(job.con)
     finally:
         api.stopping.set()
         for _ in threads:
             tasks.put(_Stop)
+        sub_requests.shutdown(wait=False, cancel_futures=True)
 
 
-def _fetch_page(api: StripeApi, piece: Slice, *, split: bool) -> PageResult:
+def _fetch_page(
+    api: StripeApi,
+    piece: Slice,
+    planner: SlicePlanner,
+    sub_requests: ThreadPoolExecutor,
+    synced_at: datetime,
+) -> PageResult:
     params = dict(LIST_PARAMS.get(piece.kind, {}))
     params["created"] = {"gte": piece.gte, "lt": piece.lt}
     if piece.after:
         params["starting_after"] = piece.after
     page = api.list_page(LIST_PATHS[piece.kind], params, account=piece.header)
     objects = page["data"]
-    for obj in objects:
-        if piece.kind == "invoices":
-            api.complete_invoice(obj, account=piece.header)
-        elif piece.kind == "subscriptions":
-            api.complete_subscription(obj, account=piece.header)
+    complete = {"invoices": api.complete_invoice, "subscriptions": api.complete_subscription}
+    if piece.kind in complete:
+        pending = [
+            sub_requests.submit(complete[piece.kind], obj, account=piece.header)
+            for obj in objects
+            if (obj.get("lines" if piece.kind == "invoices" else "items") or {}).get("has_more")
+        ]
+        for future in pending:
+            future.result()
+    rows = warehouse.landing_rows(piece.account, piece.kind, objects, synced_at)
     if not page.get("has_more") or not objects:
-        return PageResult(piece, objects, None, None)
+        return PageResult(piece, rows, None, [])
     last = objects[-1]
     top = int(last["created"]) + 1  # the remainder: created in [gte, top), after `last`
-    rest = Slice(piece.id, piece.account, piece.header, piece.kind, piece.gte, top, last["id"])
     low = max(piece.gte, SPLIT_FLOOR)
-    if split and top - low >= 2:
-        middle = low + (top - low) // 2
-        rest.gte = middle
-        new = Slice(
-            uuid.uuid4().hex[:10], piece.account, piece.header, piece.kind, piece.gte, middle
-        )
-        return PageResult(piece, objects, rest, new)
-    return PageResult(piece, objects, rest, None)
+    # Pages left, judged by the time this page's objects spanned (recent pages are
+    # usually the densest, so this rather overestimates).
+    remaining_pages = (top - low) / max(piece.lt - top + 1, 1)
+    pieces = planner.pieces(piece.kind, remaining_pages) if top - low >= 8 else 1
+    edges = [piece.gte] + [low + (top - low) * i // pieces for i in range(1, pieces)] + [top]
+    rest = Slice(piece.id, piece.account, piece.header, piece.kind, edges[-2], top, last["id"])
+    split_off = [
+        Slice(uuid.uuid4().hex[:10], piece.account, piece.header, piece.kind, lower, upper)
+        for lower, upper in zip(edges[:-2], edges[1:-1], strict=True)
+    ]
+    return PageResult(piece, rows, rest, split_off)
 
 
 class PageBatch:
@@ -479,28 +526,42 @@ class PageBatch:
 
     def __init__(self, job: Job):
         self.job = job
-        self.synced_at = landing.now_utc()
         self.rows: dict[str, list[tuple]] = {}
         self.state: dict[str, str | None] = {}
 
     def add(self, result: PageResult) -> int:
         """Take one page; returns the change in the number of live slices."""
         piece = result.piece
-        rows = warehouse.landing_rows(piece.account, piece.kind, result.objects, self.synced_at)
-        for table, table_rows in rows.items():
+        for table, table_rows in result.rows.items():
             self.rows.setdefault(table, []).extend(table_rows)
             self.job.landed(table, len(table_rows))
         self.state[piece.key] = result.rest.dump() if result.rest else None
-        if result.split_off is not None:
-            self.state[result.split_off.key] = result.split_off.dump()
-        return (result.split_off is not None) - (result.rest is None)
+        for new in result.split_off:
+            self.state[new.key] = new.dump()
+        return len(result.split_off) - (result.rest is None)
 
-    def land(self) -> None:
-        """Write it all (in the caller's transaction). A backfill lands each object once
-        into emptied tables, so plain upserts leave no stale lines or items behind."""
-        for table, rows in self.rows.items():
-            warehouse.upsert_rows(self.job.con, table, rows)
-        warehouse.set_state(self.job.con, self.state)
+    def commit(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Land the rows and checkpoints in one transaction.
+
+        A backfill lands each object once into emptied tables, so plain appends do;
+        should a key turn up twice anyway, the batch is redone as upserts.
+        """
+        try:
+            self._write(con, warehouse.insert_rows)
+        except duckdb.ConstraintException:
+            log.debug("a batch of pages held rows already landed; upserting it")
+            self._write(con, warehouse.upsert_rows)
+
+    def _write(self, con: duckdb.DuckDBPyConnection, write) -> None:
+        con.begin()
+        try:
+            for table, rows in self.rows.items():
+                write(con, table, rows)
+            warehouse.set_state(con, self.state)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
 
 
 def _land_objects(job: Job, account: str, kind: str, objects: list[dict]) -> None:

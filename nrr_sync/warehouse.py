@@ -36,6 +36,16 @@ def upsert_rows(con: duckdb.DuckDBPyConnection, kind: str, rows: Sequence[tuple]
     return len(rows)
 
 
+def insert_rows(con: duckdb.DuckDBPyConnection, kind: str, rows: Sequence[tuple]) -> int:
+    """Append ``rows`` to a table known not to hold them (a key already there raises
+    ``duckdb.ConstraintException``); about twice as fast as ``upsert_rows``."""
+    if not rows:
+        return 0
+    with con.appender(f"stripe.{kind}", columns=list(landing.COLUMNS[kind])) as ap:
+        ap.append_rows(rows)
+    return len(rows)
+
+
 def delete_rows(con: duckdb.DuckDBPyConnection, kind: str, keys: Iterable[tuple[str, str]]) -> None:
     """Delete rows by ``(account_id, id)``."""
     keys = list(keys)

@@ -174,3 +174,30 @@ def test_backfill_killed_midway_resumes_without_refetching_finished_slices(
     in_flight = 4
     assert rerun_requests <= clean_requests - before_rerun + rate + in_flight + 2
     assert snapshot(tmp_path / "nrr.duckdb") == snapshot(tmp_path / "clean" / "nrr.duckdb")
+
+
+def test_a_batch_with_rows_already_landed_is_upserted_not_failed(tmp_path):
+    import duckdb
+
+    from nrr_sync import transform
+    from nrr_sync.config import Config
+    from nrr_sync.progress import Progress
+    from nrr_sync.sync import Job, PageBatch, PageResult, Slice
+
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    transform.migrate(con)
+    job = Job(con, Config(), Progress(enabled=False))
+    customer = {"id": "cus_1", "object": "customer", "created": 1700000000, "name": "A"}
+    piece = Slice("s1", "acct_1", None, "customers", 0, 1800000000)
+    for name in ("A", "B"):
+        customer["name"] = name
+        batch = PageBatch(job)
+        batch.add(PageResult(piece, {"customers": _customer_rows(customer)}, None, []))
+        batch.commit(con)
+    assert con.execute("SELECT id, name FROM stripe.customers").fetchall() == [("cus_1", "B")]
+
+
+def _customer_rows(customer):
+    from nrr_sync import landing
+
+    return [landing.customer_row("acct_1", customer, landing.now_utc())]
