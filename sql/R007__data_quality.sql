@@ -63,6 +63,81 @@ unknown_prices AS (
             OR (invoice_lines.parent_type = 'invoice_item_details' AND invoice_lines.proration))
 ),
 
+-- an invoice status nrr-sync does not know: its lines are not counted
+unknown_invoice_statuses AS (
+    SELECT
+        'unknown_invoice_status', 'warning',
+        'invoice status ' || coalesce('''' || invoices.status || '''', 'NULL')
+            || ' is not draft, open, paid, uncollectible or void; its lines are not counted',
+        invoices.account_id, invoices.customer_id, invoices.subscription_id, invoices.id,
+        NULL, NULL::DATE
+    FROM invoices
+    WHERE invoices.status IS NULL
+        OR invoices.status NOT IN ('draft', 'open', 'paid', 'uncollectible', 'void')
+),
+
+-- lines of subscription invoices that cannot be read as subscription lines: an unknown
+-- parent, no amount or no service period. They are not counted.
+unreadable_lines AS (
+    SELECT
+        'unreadable_line', 'warning',
+        'line of a ' || coalesce(invoices.status, '?') || ' subscription invoice has '
+            || CASE
+                WHEN invoice_lines.parent_type IS NULL THEN 'no parent'
+                WHEN invoice_lines.parent_type NOT IN ('subscription_item_details', 'invoice_item_details')
+                    THEN 'parent type ' || invoice_lines.parent_type
+                WHEN invoice_lines.amount IS NULL THEN 'no amount'
+                ELSE 'no service period'
+            END || '; it is not counted',
+        invoice_lines.account_id, invoices.customer_id,
+        coalesce(invoice_lines.subscription_id, invoices.subscription_id), invoice_lines.invoice_id,
+        invoice_lines.id, NULL::DATE
+    FROM invoice_lines
+    JOIN invoices
+        ON invoices.account_id = invoice_lines.account_id AND invoices.id = invoice_lines.invoice_id
+    WHERE invoices.status IN ('paid', 'open', 'draft')
+        AND (invoices.subscription_id IS NOT NULL OR invoice_lines.subscription_id IS NOT NULL)
+        AND (
+            invoice_lines.parent_type IS NULL
+            OR invoice_lines.parent_type NOT IN ('subscription_item_details', 'invoice_item_details')
+            OR (
+                (invoice_lines.parent_type = 'subscription_item_details' OR invoice_lines.proration)
+                AND (invoice_lines.amount IS NULL
+                    OR invoice_lines.period_start IS NULL
+                    OR invoice_lines.period_end IS NULL)
+            )
+        )
+),
+
+-- subscription lines whose price has no usable recurrence (no interval, an unknown
+-- interval or usage type, or not recurring at all): they cannot be valued
+unusable_prices AS (
+    SELECT
+        'unusable_price', 'warning',
+        'price ' || prices.id || ' is ' || coalesce(prices.type, 'of no type') || ' with interval '
+            || coalesce(prices.recurring_interval, 'NULL') || ' x '
+            || coalesce(prices.recurring_interval_count::VARCHAR, 'NULL') || ' and usage type '
+            || coalesce(prices.recurring_usage_type, 'NULL') || '; the line is not counted',
+        invoice_lines.account_id, invoices.customer_id, invoice_lines.subscription_id,
+        invoice_lines.invoice_id, invoice_lines.id, NULL::DATE
+    FROM invoice_lines
+    JOIN invoices
+        ON invoices.account_id = invoice_lines.account_id AND invoices.id = invoice_lines.invoice_id
+    JOIN prices
+        ON prices.account_id = invoice_lines.account_id AND prices.id = invoice_lines.price_id
+    WHERE invoices.status IN ('paid', 'open', 'draft')
+        AND (invoice_lines.parent_type = 'subscription_item_details'
+            OR (invoice_lines.parent_type = 'invoice_item_details' AND invoice_lines.proration))
+        AND (
+            prices.type IS DISTINCT FROM 'recurring'
+            OR prices.recurring_interval IS NULL
+            OR prices.recurring_interval NOT IN ('day', 'week', 'month', 'year')
+            OR coalesce(prices.recurring_interval_count, 0) <= 0
+            OR prices.recurring_usage_type IS NULL
+            OR prices.recurring_usage_type NOT IN ('licensed', 'metered')
+        )
+),
+
 -- an active subscription should have a counted line covering now; without one its
 -- revenue is missing (an invoice not landed yet, a lookback too short, a metered-only plan)
 uncovered_subscriptions AS (
@@ -150,6 +225,9 @@ deleted_customers AS (
 SELECT * FROM identity_violations
 UNION ALL SELECT * FROM incomplete_invoices
 UNION ALL SELECT * FROM unknown_prices
+UNION ALL SELECT * FROM unknown_invoice_statuses
+UNION ALL SELECT * FROM unreadable_lines
+UNION ALL SELECT * FROM unusable_prices
 UNION ALL SELECT * FROM uncovered_subscriptions
 UNION ALL SELECT * FROM paused_subscriptions
 UNION ALL SELECT * FROM ratio_valued_prorations

@@ -70,3 +70,40 @@ def test_a_clean_account_has_no_findings(db):
                        prices=[BASIC], subscriptions=[sub], since="2024-01",
                        as_of="2024-02-10")  # fmt: skip
     assert con.execute("SELECT count(*) FROM report.data_quality").fetchone() == (0,)
+
+
+def test_invoice_with_an_unknown_status_is_reported(db):
+    odd = renewals("cus_a", "s", BASIC, "2024-01-01", 1)[0]
+    odd["status"] = "in_review"
+    con = build_report(db, invoices=[odd], prices=[BASIC], since="2024-01", as_of="2024-01-31")
+    [(severity, customer_id, _, invoice_id, _, detail)] = findings(con, "unknown_invoice_status")
+    assert (severity, customer_id, invoice_id) == ("warning", "cus_a", odd["id"])
+    assert "'in_review'" in detail
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (lambda line: line.pop("amount"), "no amount"),
+        (lambda line: line.pop("period"), "no service period"),
+        (lambda line: line.update(parent={"type": "quote_details", "quote_details": {}}),
+         "parent type quote_details"),
+    ],
+)  # fmt: skip
+def test_a_subscription_line_that_cannot_be_read_is_reported(db, damage, said):
+    broken = renewals("cus_a", "s", BASIC, "2024-01-01", 1)[0]
+    damage(broken["lines"]["data"][0])
+    con = build_report(db, invoices=[broken], prices=[BASIC], since="2024-01", as_of="2024-01-31")
+    [(severity, customer_id, _, _, line_id, detail)] = findings(con, "unreadable_line")
+    assert (severity, customer_id) == ("warning", "cus_a")
+    assert line_id == broken["lines"]["data"][0]["id"]
+    assert said in detail
+
+
+def test_a_price_without_a_usable_recurrence_is_reported(db):
+    no_recurrence = {**BASIC, "recurring": None}
+    con = build_report(db, invoices=renewals("cus_a", "s", BASIC, "2024-01-01", 1),
+                       prices=[no_recurrence], since="2024-01", as_of="2024-01-31")  # fmt: skip
+    [(severity, customer_id, *_, detail)] = findings(con, "unusable_price")
+    assert (severity, customer_id) == ("warning", "cus_a")
+    assert "interval NULL" in detail
