@@ -161,3 +161,17 @@ def test_the_example_queries_of_the_tables_doc_run(tmp_path):
     results = [con.execute(query.replace("cus_...", "cus_a")).fetchall() for query in queries]
     churned_by_product = results[1]
     assert churned_by_product == [(date(2024, 3, 1), "prod_pro", Decimal("200.00"), 1)]
+
+
+def test_numbers_do_not_depend_on_the_session_time_zone(tmp_path):
+    plan = price("price_basic", 10000)
+    invoices = renewals("cus_a", "s", plan, "2024-01-31T23:30:00", 2)
+    options = dict(invoices=invoices, prices=[plan], since="2024-01", as_of="2024-03-15",
+                   timezone="Europe/Berlin")  # fmt: skip
+    con = build_report(tmp_path / "a.duckdb", **options)
+    query = "SELECT month, mrr FROM report.customer_mrr_monthly ORDER BY month"
+    expected = con.execute(query).fetchall()
+    con.execute("SET TimeZone = 'Pacific/Kiritimati'")
+    transform.build(con, Config(reporting=ReportingSettings(timezone="Europe/Berlin")))
+    assert con.execute(query).fetchall() == expected
+    assert [str(month) for month, _ in expected] == ["2024-02-01", "2024-03-01"]
