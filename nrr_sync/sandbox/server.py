@@ -636,8 +636,10 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     wbufsize = 1 << 16  # headers and body leave in one write
     server_version = "nrr-sync-sandbox"
-    sys_version = ""
     sandbox: Sandbox  # set on the subclass made per server
+
+    def version_string(self):
+        return self.server_version
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's signature
         pass
