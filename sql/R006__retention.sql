@@ -56,7 +56,7 @@ cohort_members AS MATERIALIZED (
     WHERE start_history.mrr > 0
 ),
 
--- attributes that do not depend on the month: country and metadata:<key>
+-- country and metadata:<key>: Stripe keeps only their current values, so these use today's
 customer_segments AS (
     SELECT customers.account_id, customers.customer_id, 'country' AS segment_type,
         coalesce(customers.country, '(none)') AS segment
