@@ -129,7 +129,9 @@ def main(argv: list[str] | None = None) -> dict:
     arguments.add_argument("--concurrency", type=int, default=8)
     args = arguments.parse_args(argv)
     if args.quick:
-        args.customers, args.small, args.load_customers = 400, 100, 200
+        args.customers = min(args.customers, 400)
+        args.small = min(args.small, 100)
+        args.load_customers = min(args.load_customers, 200)
 
     print(common.header("build time, peak memory and load rate"), flush=True)
     with tempfile.TemporaryDirectory(prefix="nrr-bench-") as scratch:

@@ -1,0 +1,75 @@
+"""Every benchmark runs end to end at tiny sizes and records a complete result line.
+
+The numbers are meaningless at these sizes; what is checked is that each benchmark still
+works against the current sandbox and CLI, and that its record says what was measured,
+on which machine, with which versions.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+
+def recorded(path: Path) -> dict:
+    (line,) = path.read_text().splitlines()
+    record = json.loads(line)
+    assert record["machine"]["cores"] >= 1 and record["machine"]["memory_gib"] > 0
+    assert {"python", "duckdb", "stripe", "nrr_sync"} <= set(record["versions"])
+    assert record["date"].endswith("Z")
+    return record["results"]
+
+
+def test_backfill_throughput_runs_and_records(tmp_path):
+    import backfill_throughput
+
+    results_path = tmp_path / "results.jsonl"
+    result = backfill_throughput.main(
+        ["--quick", "--customers", "40", "--latency-ms", "5", "--results", str(results_path)]
+    )
+
+    assert result["pages_needed_total"] > 5
+    assert result["requests"] >= result["pages_needed_total"]
+    assert result["objects"]["invoices"] > 0
+    assert result["bound_seconds"] > 0 and result["ratio_to_bound"] > 0
+    assert recorded(results_path)["requests"] == result["requests"]
+
+
+def test_nightly_sync_runs_and_records(tmp_path):
+    import nightly_sync
+
+    results_path = tmp_path / "results.jsonl"
+    (result,) = nightly_sync.main(["--quick", "--sizes", "40", "--results", str(results_path)])
+
+    assert result["changed_objects"] > 0
+    assert 0 < result["sync_requests"] < result["backfill_requests"]
+    assert recorded(results_path)["sizes"][0]["customers"] == 40
+
+
+def test_build_and_memory_runs_and_records(tmp_path):
+    import build_and_memory
+
+    results_path = tmp_path / "results.jsonl"
+    result = build_and_memory.main(
+        [
+            "--quick",
+            "--customers",
+            "60",
+            "--small",
+            "20",
+            "--load-customers",
+            "30",
+            "--results",
+            str(results_path),
+        ]
+    )
+
+    assert [b["customers"] for b in result["backfills"]] == [20, 60]
+    assert all(b["peak_rss_mib"] > 0 for b in result["backfills"])
+    assert result["build_seconds"] > 0 and result["build_rows"]
+    assert result["load_objects_per_second"] > 0
+    assert recorded(results_path)["load_objects"] == result["load_objects"]
