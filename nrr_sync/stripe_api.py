@@ -32,9 +32,13 @@ log = logging.getLogger("nrr_sync.stripe")
 PAGE_SIZE = 100
 # Stripe's documented limits; we aim at 80% of them unless configured.
 LIVE_RATE, TEST_RATE, ENDPOINT_RATE, HEADROOM = 100.0, 25.0, 25.0, 0.8
-# After a 429 an endpoint runs at half speed; it recovers step by step once quiet.
-SLOWDOWN_SECONDS = 5.0
-PAUSE_AFTER_429 = 0.25
+# A 429 cuts the endpoint's budget by 30% and pauses every worker briefly; each quiet
+# second gives back a tenth of the budget. Jitter alone can make a run paced just under
+# Stripe's limit see an occasional 429, which must not halve it for long.
+SLOWDOWN_FACTOR = 0.7
+RECOVERY_SECONDS = 1.0
+PAUSE_AFTER_429 = 0.1
+MAX_NAP_SECONDS = 0.05
 REQUEST_TIMEOUT = (10, 60)  # connect, read (seconds)
 
 _KEY_PATTERN = re.compile(r"\b([sr]k_(?:live|test)_)[A-Za-z0-9_*]+")
@@ -77,14 +81,16 @@ class _Bucket:
         self.rate = rate
         self.next_free = 0.0
         self.recover_at = 0.0
+        self.cut_at = -1e9
 
 
 class RateLimiter:
     """A global budget and one per endpoint, shared by every worker thread of a run.
 
-    ``acquire`` reserves the next free slot in both and sleeps until it comes. A 429
-    halves the endpoint's budget and pauses everyone briefly; the budget climbs back
-    once the endpoint has been quiet for ``SLOWDOWN_SECONDS``.
+    ``acquire`` takes the next free slot in both, waiting for it in short naps so a
+    change of budget applies to every waiting worker at once (nothing is reserved far
+    ahead). A 429 cuts the endpoint's budget (once per burst of 429s) and pauses
+    everyone briefly; the budget climbs back a step per quiet second.
     """
 
     def __init__(
@@ -119,27 +125,33 @@ class RateLimiter:
 
     def acquire(self, endpoint: str) -> float:
         """Wait for a request slot on ``endpoint``; returns the seconds waited."""
-        with self._lock:
-            now = self._clock()
-            bucket = self._bucket(endpoint)
-            if bucket.rate < bucket.base_rate and now >= bucket.recover_at:
-                bucket.rate = min(bucket.base_rate, bucket.rate * 1.5)
-                bucket.recover_at = now + SLOWDOWN_SECONDS
-            start = max(now, self._global.next_free, bucket.next_free, self._paused_until)
-            self._global.next_free = start + 1.0 / self._global.rate
-            bucket.next_free = start + 1.0 / bucket.rate
-        wait = start - now
-        if wait > 0:
-            self._sleep(wait)
-        return wait
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                bucket = self._bucket(endpoint)
+                if bucket.rate < bucket.base_rate and now >= bucket.recover_at:
+                    bucket.rate = min(bucket.base_rate, bucket.rate + bucket.base_rate / 10)
+                    bucket.recover_at = now + RECOVERY_SECONDS
+                start = max(self._global.next_free, bucket.next_free, self._paused_until)
+                if start <= now:
+                    for pace in (self._global, bucket):
+                        pace.next_free = max(pace.next_free, now) + 1 / pace.rate
+                    return waited
+            nap = min(start - now, MAX_NAP_SECONDS)
+            self._sleep(nap)
+            waited += nap
 
     def rate_limited(self, endpoint: str) -> None:
         """Stripe answered 429 on ``endpoint``: slow that endpoint down, pause everyone."""
         with self._lock:
             now = self._clock()
             bucket = self._bucket(endpoint)
-            bucket.rate = max(bucket.rate / 2, 0.5)
-            bucket.recover_at = now + SLOWDOWN_SECONDS
+            # The 429s of requests already in flight tell nothing new: one cut per second.
+            if now >= bucket.cut_at + RECOVERY_SECONDS:
+                bucket.rate = max(bucket.rate * SLOWDOWN_FACTOR, bucket.base_rate / 10)
+                bucket.cut_at = now
+            bucket.recover_at = now + RECOVERY_SECONDS
             self._paused_until = max(self._paused_until, now + PAUSE_AFTER_429)
 
 
@@ -242,12 +254,20 @@ class StripeApi:
         self.limiter = RateLimiter(rate, endpoint_rate)
         self.stats = RequestStats()
         self.stopping = threading.Event()
+        self._thread = threading.local()  # seconds this thread waited for the limiter
         self.client = stripe.StripeClient(
             self._api_key,
             base_addresses={"api": self.api_base},
             max_network_retries=0,
             http_client=stripe.RequestsClient(timeout=REQUEST_TIMEOUT),
         )
+
+    def waited_here(self, reset: bool = False) -> float:
+        """Seconds the calling thread spent waiting for the rate limiter (since a reset)."""
+        waited = getattr(self._thread, "waited", 0.0)
+        if reset:
+            self._thread.waited = 0.0
+        return waited
 
     def endpoint_budget(self, path: str) -> float:
         return self.limiter.budget(endpoint_of(path))
@@ -284,7 +304,8 @@ class StripeApi:
     def _attempt(self, path: str, endpoint: str, params: dict, account: str | None):
         if self.stopping.is_set():
             raise NrrSyncError("stopped")
-        self.limiter.acquire(endpoint)
+        waited = self.limiter.acquire(endpoint)
+        self._thread.waited = self.waited_here() + waited
         self.stats.count(self.stats.requests, endpoint)
         options: dict[str, Any] = {"stripe_account": account} if account else {}
         try:

@@ -55,6 +55,7 @@ EVENT_OVERLAP_SECONDS = 300
 SPLIT_FLOOR = 1262304000  # 2010-01-01
 FETCH_BATCH = 500
 COMMIT_EVERY_SECONDS = 1.0
+MIN_SLICE_PAGES = 4
 RUNS_KEPT_IN_SIDECAR = 50
 
 
@@ -411,7 +412,10 @@ class SlicePlanner:
             seconds = self.page_seconds.get(kind, 0.5)
             wanted = math.ceil(self.api.endpoint_budget(LIST_PATHS[kind]) * seconds * 1.25) + 1
             wanted = min(wanted, self.concurrency)
-            pieces = min(1 + max(0, wanted - self.live[kind]), int(remaining_pages // 2), 8)
+            # Pieces of at least MIN_SLICE_PAGES: each one ends with a partial page.
+            pieces = min(
+                1 + max(0, wanted - self.live[kind]), int(remaining_pages // MIN_SLICE_PAGES), 8
+            )
             pieces = max(pieces, 1)
             self.live[kind] += pieces - 1
             return pieces
@@ -433,7 +437,8 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
     planner = SlicePlanner(api, slices, workers)
     synced_at = landing.now_utc()
     tasks: queue.Queue = queue.Queue()
-    results: queue.Queue = queue.Queue(maxsize=workers)
+    # Room for the pages fetched while the writer lands a batch; rows only, so small.
+    results: queue.Queue = queue.Queue(maxsize=4 * workers)
     for piece in slices:
         tasks.put(piece)
     # Extra line / item pages of long invoices and subscriptions, fetched side by side.
@@ -446,8 +451,11 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
                 return
             try:
                 started = time.monotonic()
+                api.waited_here(reset=True)
                 result = _fetch_page(api, piece, planner, sub_requests, synced_at)
-                planner.page_done(piece.kind, time.monotonic() - started, result.rest is None)
+                # Time the page took on the wire, without waiting for the rate limiter.
+                seconds = time.monotonic() - started - api.waited_here()
+                planner.page_done(piece.kind, seconds, result.rest is None)
             except BaseException as error:  # handed to the writer, which stops the run
                 results.put(error)
                 return

@@ -77,18 +77,26 @@ def test_limiter_paces_each_endpoint_at_its_own_budget():
     assert waited <= 0.011  # only the global pacing of 1/100 s
 
 
-def test_a_429_halves_the_endpoint_budget_until_it_has_been_quiet():
+def test_a_429_slows_the_endpoint_down_until_it_has_been_quiet():
     clock = FakeClock()
     limiter = RateLimiter(100, 20, clock=clock, sleep=clock.sleep)
     limiter.rate_limited("/v1/invoices")
-    assert limiter.endpoint_rate("/v1/invoices") == 10
+    limiter.rate_limited("/v1/invoices")  # the same burst: one cut
+    assert limiter.endpoint_rate("/v1/invoices") == pytest.approx(20 * 0.7)
+    clock.now += 1.5
+    limiter.rate_limited("/v1/invoices")
+    assert limiter.endpoint_rate("/v1/invoices") == pytest.approx(20 * 0.7 * 0.7)
     assert limiter.endpoint_rate("/v1/customers") == 20
     # everyone pauses briefly after a 429
-    assert limiter.acquire("/v1/customers") == pytest.approx(0.25)
-    clock.now += 60
-    for _ in range(3):
+    assert limiter.acquire("/v1/customers") == pytest.approx(0.1)
+    assert limiter.acquire("/v1/invoices") == pytest.approx(0.0, abs=0.011)
+    # a step back per quiet second
+    clock.now += 1
+    limiter.acquire("/v1/invoices")
+    assert limiter.endpoint_rate("/v1/invoices") == pytest.approx(20 * 0.49 + 2)
+    for _ in range(10):
+        clock.now += 1
         limiter.acquire("/v1/invoices")
-        clock.now += 10
     assert limiter.endpoint_rate("/v1/invoices") == 20
 
 
