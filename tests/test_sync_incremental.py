@@ -25,17 +25,20 @@ def without_deleted(data: dict) -> dict:
     return cleaned
 
 
-def fresh_backfill(tmp_path: Path, sandbox, name: str = "fresh") -> dict:
+def fresh_backfill(tmp_path: Path, sandbox, name: str = "fresh", accounts=()) -> dict:
     (tmp_path / name).mkdir()
-    config = write_config(tmp_path / name)
+    config = write_config(tmp_path / name, accounts=accounts)
     result = cli(config, ["backfill", "--since", SINCE], sandbox)
     assert result.exit_code == 0, result.output
     return snapshot(tmp_path / name / "nrr.duckdb")
 
 
-def test_sync_after_a_day_lands_exactly_the_changes(tmp_path, sandbox_factory):
-    sandbox = sandbox_factory(customers=60, seed=3, latency_ms=1)
-    config = write_config(tmp_path)
+def test_sync_after_a_few_days_lands_exactly_the_changes_of_every_account(
+    tmp_path, sandbox_factory
+):
+    sandbox = sandbox_factory(customers=50, accounts=2, seed=3, latency_ms=1)
+    accounts = sandbox.world.account_ids
+    config = write_config(tmp_path, accounts=accounts)
     db = tmp_path / "nrr.duckdb"
     assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
     before = snapshot(db)
@@ -47,7 +50,9 @@ def test_sync_after_a_day_lands_exactly_the_changes(tmp_path, sandbox_factory):
     assert changes["changes"], "the sandbox changed something"
     after = snapshot(db)
     assert after != before
-    assert without_deleted(after) == fresh_backfill(tmp_path, sandbox)
+    assert without_deleted(after) == fresh_backfill(tmp_path, sandbox, accounts=accounts)
+    changed_accounts = {row[0] for kind in after for row in after[kind] - before[kind]}
+    assert changed_accounts == set(accounts)
     (as_of,) = query(db, "SELECT value FROM meta.sync_state WHERE key = 'report:as_of'")[0]
     assert as_of == "2026-01-18T00:00:00Z"
 
