@@ -24,7 +24,7 @@ from sync_helpers import cli, query, write_config
 from nrr_sync.sandbox.generator import SandboxOptions, generate
 
 SINCE = "2023-01"
-OPTIONS = {"customers": 20, "seed": 41}
+OPTIONS = {"customers": 12, "seed": 41}
 
 
 class Corrupted:
