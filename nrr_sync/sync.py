@@ -433,6 +433,7 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
     if not slices:
         return
     api = job.api
+    api.stopping.clear()
     workers = job.config.stripe.concurrency
     planner = SlicePlanner(api, slices, workers)
     synced_at = landing.now_utc()
@@ -443,6 +444,14 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
         tasks.put(piece)
     # Extra line / item pages of long invoices and subscriptions, fetched side by side.
     sub_requests = ThreadPoolExecutor(max_workers=workers)
+
+    def hand_over(item) -> None:
+        while not api.stopping.is_set():
+            try:
+                results.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
 
     def work() -> None:
         while True:
@@ -457,9 +466,9 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
                 seconds = time.monotonic() - started - api.waited_here()
                 planner.page_done(piece.kind, seconds, result.rest is None)
             except BaseException as error:  # handed to the writer, which stops the run
-                results.put(error)
+                hand_over(error)
                 return
-            results.put(result)
+            hand_over(result)
             for follow_up in (result.rest, *result.split_off):
                 if follow_up is not None:
                     tasks.put(follow_up)

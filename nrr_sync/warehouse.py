@@ -267,13 +267,13 @@ def open_working_copy(db_path: Path, timeout: float) -> tuple[duckdb.DuckDBPyCon
 
 def publish(con: duckdb.DuckDBPyConnection, work_path: Path, db_path: Path, timeout: float) -> None:
     """Checkpoint and close the working copy, then atomically make it the published file."""
-    con.execute("CHECKPOINT")
-    con.close()
-    _fsync(work_path)
     if db_path.exists():
         # Nobody may have opened the published file read-write while we worked.
         open_read_only(db_path, timeout).close()
-        _remove(sibling(db_path, ".wal"))
+    con.execute("CHECKPOINT")
+    con.close()
+    _fsync(work_path)
+    _remove(sibling(db_path, ".wal"))
     os.replace(work_path, db_path)
     _remove(sibling(work_path, ".wal"))
     _fsync(db_path.parent)
