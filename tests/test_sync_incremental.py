@@ -3,6 +3,7 @@ changes (the same data a fresh backfill would land), at a cost that follows the 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from sync_helpers import cli, query, snapshot, write_config
@@ -14,14 +15,24 @@ DAY = 86400
 
 
 def without_deleted(data: dict) -> dict:
-    """Stripe lists no deleted customers/products/prices; sync keeps them, flagged."""
+    """Stripe lists no deleted customers/products/prices; sync keeps them, flagged.
+
+    A customer's ``next_invoice_sequence`` moves with every new invoice, and Stripe
+    sends no customer event for that: a sync cannot know it, and no report uses it.
+    """
     cleaned = {}
     for kind, rows in data.items():
         cleaned[kind] = rows
         if kind in ("customers", "products", "prices"):
             columns = [c for c in landing.COLUMNS[kind] if c != "synced_at"]
-            deleted = columns.index("deleted")
-            cleaned[kind] = {row for row in rows if row[deleted] != "true"}
+            deleted, raw = columns.index("deleted"), columns.index("raw")
+            cleaned[kind] = set()
+            for row in rows:
+                if row[deleted] == "true":
+                    continue
+                obj = json.loads(row[raw])
+                obj.pop("next_invoice_sequence", None)
+                cleaned[kind].add((*row[:raw], json.dumps(obj, sort_keys=True), *row[raw + 1 :]))
     return cleaned
 
 
@@ -50,7 +61,8 @@ def test_sync_after_a_few_days_lands_exactly_the_changes_of_every_account(
     assert changes["changes"], "the sandbox changed something"
     after = snapshot(db)
     assert after != before
-    assert without_deleted(after) == fresh_backfill(tmp_path, sandbox, accounts=accounts)
+    fresh = fresh_backfill(tmp_path, sandbox, accounts=accounts)
+    assert without_deleted(after) == without_deleted(fresh)
     changed_accounts = {row[0] for kind in after for row in after[kind] - before[kind]}
     assert changed_accounts == set(accounts)
     (as_of,) = query(db, "SELECT value FROM meta.sync_state WHERE key = 'report:as_of'")[0]
@@ -191,4 +203,4 @@ def test_sync_removes_deleted_invoices_and_flags_deleted_customers(tmp_path, san
         db, "SELECT deleted FROM stripe.customers WHERE id = ?", [world.deleted["customers"]]
     )
     assert flagged == [(True,)]
-    assert without_deleted(snapshot(db)) == fresh_backfill(tmp_path, sandbox)
+    assert without_deleted(snapshot(db)) == without_deleted(fresh_backfill(tmp_path, sandbox))
