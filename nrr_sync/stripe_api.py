@@ -39,6 +39,7 @@ SLOWDOWN_FACTOR = 0.7
 RECOVERY_SECONDS = 1.0
 PAUSE_AFTER_429 = 0.1
 MAX_NAP_SECONDS = 0.05
+MAX_MESSAGE = 500  # characters of Stripe's error message quoted to the user
 REQUEST_TIMEOUT = (10, 60)  # connect, read (seconds)
 
 _KEY_PATTERN = re.compile(r"\b([sr]k_(?:live|test)_)[A-Za-z0-9_*]+")
@@ -210,6 +211,10 @@ def failure_of(error: stripe.StripeError) -> Failure:
     message = error.user_message or str(error) or type(error).__name__
     if isinstance(error, stripe.APIError) and (status is None or status < 400):
         message = f"a response that is not valid JSON (HTTP {status})"
+    elif "Invalid response body from API" in message:
+        message = f"a response that is not Stripe's JSON (HTTP {status}); is the API base right?"
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE] + "…"
     code = error.code
     if code is None and isinstance(error.json_body, dict):
         body_error = error.json_body.get("error")

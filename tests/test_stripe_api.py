@@ -291,3 +291,12 @@ def test_lines_past_the_embedded_page_are_fetched(scripted):
     api_for(url).complete_invoice(invoice, account=None)
     assert [line["id"] for line in invoice["lines"]["data"]] == ["il_1", "il_2", "il_3", "il_4"]
     assert invoice["lines"]["has_more"] is False
+
+
+def test_a_web_page_instead_of_the_api_says_to_check_the_api_base(scripted):
+    url, script = scripted({"/v1/customers": [(404, {}, b"<html>" + b"x" * 5000 + b"</html>")]})
+    with pytest.raises(NrrSyncError) as raised:
+        api_for(url).get("/v1/customers")
+    assert len(script.calls) == 1
+    assert "API base" in str(raised.value)
+    assert len(str(raised.value)) < 600
