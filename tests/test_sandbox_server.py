@@ -867,7 +867,7 @@ def test_a_page_touches_only_its_own_objects_however_large_the_account():
     original = invoices.unpack
     invoices.unpack = lambda blob: unpacked.append(blob) or original(blob)
     data, has_more = invoices.page(
-        invoices.key_lists(None, None), limit=100, high=invoices.key_of["in_015000"]
+        invoices.key_lists(None, None), limit=100, high=invoices.cursor_key("in_015000")
     )
     assert [json.loads(d)["id"] for d in data][:2] == ["in_014999", "in_014998"]
     assert has_more and len(unpacked) == 100

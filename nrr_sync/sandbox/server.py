@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import collections
 import contextlib
+import functools
+import gc
 import json
 import random
 import re
@@ -58,6 +60,9 @@ OBJECT_NAMES = {
     "invoices": "invoice",
     "events": "event",
 }
+
+# Held lazily (rendered when asked for) when the world can list records without rendering.
+LAZY_KINDS = ("customers", "subscriptions", "invoices", "events")
 
 # List filters each endpoint accepts beyond paging, and the expands it serves.
 LIST_PARAMS = {
@@ -261,6 +266,42 @@ class Knobs:
     burst_429: int = 0  # answer the next N requests with 429
 
 
+@contextlib.contextmanager
+def paused_cyclic_gc():
+    """Millions of index tuples: the cyclic collector would rescan them while they are
+    made. Once made, one full collection moves them (and the world's records, made with
+    the collector paused too) to the oldest generation, about 1 s per million objects;
+    otherwise the first requests would pay for it, twice."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+    gc.collect()
+
+
+def load_account(world, account_id: str) -> AccountStore:
+    """Index one account's objects. A world that can list its records without rendering
+    them (``index_entries`` / ``render``, as the generator's) has its big collections held
+    lazily, rendered when asked for; any other world's objects are stored as bytes."""
+    store = AccountStore(account_id)
+    lazy = hasattr(world, "index_entries") and hasattr(world, "render")
+    for kind in OBJECT_NAMES:
+        if lazy and kind in LAZY_KINDS:
+            render = functools.partial(world.render, account_id, kind)
+            store.load_records(kind, world.index_entries(account_id, kind), render)
+        else:
+            store.load(kind, world.objects(account_id, kind))
+    # Deleted before "now": a deleted customer still retrieves as deleted.
+    deleted_ids = getattr(world, "deleted_ids", None)
+    for kind in ("customers", "invoices") if deleted_ids else ():
+        for object_id in deleted_ids(account_id, kind):
+            store.collections[kind].tombstones.setdefault(object_id, None)
+    return store
+
+
 class Sandbox:
     """The server's state: the world, its indexed objects, knobs and statistics."""
 
@@ -273,16 +314,9 @@ class Sandbox:
         self.response_number = 0
         self.windows: dict[str, collections.deque] = collections.defaultdict(collections.deque)
         self.stores: dict[str, AccountStore] = {}
-        for account_id in world.account_ids:
-            store = AccountStore(account_id)
-            for kind in OBJECT_NAMES:
-                store.load(kind, world.objects(account_id, kind))
-            # Deleted before "now": a deleted customer still retrieves as deleted.
-            deleted_ids = getattr(world, "deleted_ids", None)
-            for kind in ("customers", "invoices") if deleted_ids else ():
-                for object_id in deleted_ids(account_id, kind):
-                    store.collections[kind].tombstones.setdefault(object_id, None)
-            self.stores[account_id] = store
+        with paused_cyclic_gc():
+            for account_id in world.account_ids:
+                self.stores[account_id] = load_account(world, account_id)
         self.reset_stats()
 
     # -- statistics and knobs --------------------------------------------------------
@@ -396,6 +430,8 @@ class Sandbox:
                 else:
                     store.put(kind, obj)
                     summary[kind]["upserted"] += 1
+            for store in self.stores.values():  # records may have changed under them
+                store.forget_rendered()
             now = self.world.now
         return {"from": before, "now": now, "seconds": now - before, "changes": dict(summary)}
 
@@ -556,10 +592,10 @@ class Sandbox:
         ]
         if not rest:
             return field, wanted[field], None
-        indexed_value = collection.indexed_value
+        entries = collection.entries
 
         def keep(object_id: str) -> bool:
-            values = indexed_value[object_id]
+            values = entries[object_id][1]
             return all(values[position] in accepted for position, accepted in rest)
 
         return field, wanted[field], keep
@@ -577,7 +613,7 @@ class Sandbox:
             if kind == "customers" and object_id in collection.tombstones:
                 return dumps({"id": object_id, "object": "customer", "deleted": True})
             raise no_such(OBJECT_NAMES[kind], object_id)
-        if kind == "events" and collection.key_of[object_id][0] < (
+        if kind == "events" and collection.key(object_id)[0] < (
             self.world.now - EVENT_RETENTION_SECONDS
         ):
             raise no_such("event", object_id)

@@ -1,15 +1,19 @@
 """The sandbox server's object store: Stripe objects indexed for cheap list pages.
 
-Objects are kept as compact JSON bytes in the shape a list or retrieve answers with by
-default (embedded ``lines`` / ``items`` cut to their first 10, price ``tiers`` left out),
-so a page is a join of stored bytes: no parsing, no sorting, no scan per request. What the
-default shape leaves out (the rest of the lines and items, the tiers) is kept aside for the
-few objects that have it.
+An object is served in the shape a list or retrieve answers with by default (embedded
+``lines`` / ``items`` cut to their first 10, price ``tiers`` left out) as compact JSON
+bytes, and is held in one of two ways:
 
-Each object's bytes are deflated against a preset dictionary made of the collection's first
-objects: Stripe objects of one kind share nearly all their keys and most values, so a 5 KB
-invoice keeps in a few hundred bytes, and inflating a page of 100 costs well under a
-millisecond. That is what lets an account of a million invoices fit in memory.
+- lazily (the generator's big collections: customers, subscriptions, invoices, events):
+  only its sort key and filter values are indexed, taken from the generator's records
+  without rendering; the JSON is rendered when a page or retrieve needs it, and the last
+  few thousand rendered objects are kept. Loading a million invoices takes seconds and
+  little memory, and a page renders only its own objects.
+- as bytes (any other world, and every object ``advance`` hands over): deflated against
+  a preset dictionary made of the collection's first objects. Stripe objects of one kind
+  share nearly all their keys and most values, so a 5 KB invoice keeps in a few hundred
+  bytes and inflating a page of 100 costs well under a millisecond. What the default
+  shape leaves out (the rest of the lines and items, the tiers) is kept aside.
 
 Every list is ordered like Stripe's: newest first, by ``(created, id)`` descending. Each
 collection keeps its keys in an ascending sorted list; a page is a bisect to the cursor and
@@ -23,10 +27,12 @@ import bisect
 import heapq
 import json
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 
 ZDICT_SIZE = 32 * 1024  # deflate's window: the most of a preset dictionary it can use
 EMBEDDED_LIMIT = 10  # Stripe embeds the first 10 invoice lines and subscription items
+RENDERED_KEPT = 4096  # rendered objects kept per collection (pages asked again, retries)
 
 KINDS = ("customers", "products", "prices", "subscriptions", "invoices", "events")
 
@@ -55,20 +61,22 @@ def _field_value(obj: dict, field: str):
 
 
 class Collection:
-    """One kind of object of one account: bytes by id, and sorted (created, id) keys."""
+    """One kind of object of one account: sorted (created, id) keys, and per id an entry
+    ``(key, filter values, payload)``; the payload is deflated bytes, or a record that
+    ``render`` turns into the default shape's bytes."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, render: Callable[[object], bytes] | None = None):
         self.kind = kind
-        self.by_id: dict[str, bytes] = {}
-        self.key_of: dict[str, tuple[int, str]] = {}
+        self.entries: dict[str, tuple[tuple[int, str], tuple, object]] = {}
         self.keys: list[tuple[int, str]] = []  # ascending; lists walk it backwards
         self.index: dict[str, dict[object, list[tuple[int, str]]]] = {
             field: {} for field in INDEXED_FIELDS[kind]
         }
-        self.indexed_value: dict[str, tuple] = {}  # id -> values of INDEXED_FIELDS
         self.tombstones: dict[str, int | None] = {}  # deleted id -> created (for cursors)
         self.zdict: bytes | None = None
         self.packer = None  # a compressor primed with zdict; each object deflates a copy
+        self.render = render
+        self.rendered: OrderedDict[str, bytes] = OrderedDict()  # the last RENDERED_KEPT
 
     def pack(self, data: bytes) -> bytes:
         if self.packer is None:
@@ -82,11 +90,40 @@ class Collection:
         return zlib.decompressobj(-15, self.zdict).decompress(blob)
 
     def get(self, object_id: str) -> bytes | None:
-        blob = self.by_id.get(object_id)
-        return None if blob is None else self.unpack(blob)
+        entry = self.entries.get(object_id)
+        return None if entry is None else self._data(object_id, entry[2])
+
+    def record(self, object_id: str):
+        """The record of a lazily held object, None if it is held as bytes (or absent)."""
+        entry = self.entries.get(object_id)
+        if entry is None or isinstance(entry[2], bytes):
+            return None
+        return entry[2]
+
+    def _data(self, object_id: str, payload) -> bytes:
+        if isinstance(payload, bytes):
+            return self.unpack(payload)
+        rendered = self.rendered
+        data = rendered.get(object_id)
+        if data is not None:
+            rendered.move_to_end(object_id)
+            return data
+        data = self.render(payload)
+        rendered[object_id] = data
+        if len(rendered) > RENDERED_KEPT:
+            rendered.popitem(last=False)
+        return data
 
     def __len__(self) -> int:
-        return len(self.by_id)
+        return len(self.entries)
+
+    def key(self, object_id: str) -> tuple[int, str] | None:
+        entry = self.entries.get(object_id)
+        return None if entry is None else entry[0]
+
+    def values(self, object_id: str) -> tuple:
+        """The object's values of INDEXED_FIELDS[kind], in that order."""
+        return self.entries[object_id][1]
 
     def load(self, objects: Iterable[tuple[dict, bytes]]) -> None:
         """Bulk load (initial state): append everything, sort once."""
@@ -100,6 +137,25 @@ class Collection:
             self._append(obj, data)
         if self.zdict is None and pending:
             self._load_first(pending)
+        self._sort()
+
+    def load_records(self, entries: Iterable[tuple[int, str, tuple, object]]) -> None:
+        """Bulk load of lazily held objects: (created, id, filter values, record)."""
+        append_key = self.keys.append
+        fields = [self.index[field] for field in INDEXED_FIELDS[self.kind]]
+        for created, object_id, values, record in entries:
+            key = (created, object_id)
+            self.entries[object_id] = (key, values, record)
+            append_key(key)
+            for by_value, value in zip(fields, values, strict=True):
+                keys = by_value.get(value)
+                if keys is None:
+                    by_value[value] = [key]
+                else:
+                    keys.append(key)
+        self._sort()
+
+    def _sort(self) -> None:
         self.keys.sort()
         for by_value in self.index.values():
             for keys in by_value.values():
@@ -113,42 +169,38 @@ class Collection:
     def _append(self, obj: dict, data: bytes) -> None:
         object_id = obj["id"]
         key = (int(obj.get("created") or 0), object_id)
-        self.by_id[object_id] = self.pack(data)
-        self.key_of[object_id] = key
-        self.keys.append(key)
         values = tuple(_field_value(obj, field) for field in INDEXED_FIELDS[self.kind])
-        self.indexed_value[object_id] = values
+        self.entries[object_id] = (key, values, self.pack(data))
+        self.keys.append(key)
         for field, value in zip(INDEXED_FIELDS[self.kind], values, strict=True):
             self.index[field].setdefault(value, []).append(key)
 
     def put(self, obj: dict, data: bytes) -> None:
         object_id = obj["id"]
-        if object_id in self.by_id:
+        if object_id in self.entries:
             self.remove(object_id)
         key = (int(obj.get("created") or 0), object_id)
         self.tombstones.pop(object_id, None)
-        self.by_id[object_id] = self.pack(data)
-        self.key_of[object_id] = key
-        bisect.insort(self.keys, key)
         values = tuple(_field_value(obj, field) for field in INDEXED_FIELDS[self.kind])
-        self.indexed_value[object_id] = values
+        self.entries[object_id] = (key, values, self.pack(data))
+        bisect.insort(self.keys, key)
         for field, value in zip(INDEXED_FIELDS[self.kind], values, strict=True):
             bisect.insort(self.index[field].setdefault(value, []), key)
 
     def remove(self, object_id: str) -> None:
-        key = self.key_of.pop(object_id, None)
-        if key is None:
+        entry = self.entries.pop(object_id, None)
+        if entry is None:
             return
-        del self.by_id[object_id]
+        key, values, _ = entry
+        self.rendered.pop(object_id, None)
         _remove_key(self.keys, key)
-        values = self.indexed_value.pop(object_id)
         for field, value in zip(INDEXED_FIELDS[self.kind], values, strict=True):
             _remove_key(self.index[field][value], key)
         self.tombstones[object_id] = key[0]
 
     def cursor_key(self, object_id: str) -> tuple[int, str] | None:
         """Where an object sits in the order (also a deleted one), None if never seen."""
-        key = self.key_of.get(object_id)
+        key = self.key(object_id)
         if key is None and self.tombstones.get(object_id) is not None:
             key = (self.tombstones[object_id], object_id)
         return key
@@ -189,7 +241,8 @@ class Collection:
         found = found[:limit]
         if ending_before:
             found.reverse()
-        return [self.unpack(self.by_id[object_id]) for object_id in found], has_more
+        entries = self.entries
+        return [self._data(object_id, entries[object_id][2]) for object_id in found], has_more
 
 
 def _walk(keys: list, low: tuple | None, high: tuple | None, upward: bool) -> Iterator:
@@ -213,6 +266,7 @@ class AccountStore:
     def __init__(self, account_id: str):
         self.account_id = account_id
         self.collections = {kind: Collection(kind) for kind in KINDS}
+        self.renderers: dict[str, Callable[[object], dict]] = {}  # kind -> record -> dict
         self.full_lines: dict[str, bytes] = {}  # invoice id -> all lines (when more than 10)
         self.full_items: dict[str, bytes] = {}  # subscription id -> all items (when > 10)
         self.full_prices: dict[str, bytes] = {}  # price id -> price with tiers (tiered only)
@@ -221,6 +275,40 @@ class AccountStore:
 
     def load(self, kind: str, objects: Iterable[dict]) -> None:
         self.collections[kind].load(self._encode(kind, obj) for obj in objects)
+
+    def load_records(
+        self,
+        kind: str,
+        entries: Iterable[tuple[int, str, dict, object]],
+        render: Callable[[object], dict],
+    ) -> None:
+        """Hold objects lazily: ``entries`` are (created, id, filter fields, record) as
+        ``World.index_entries`` yields them; ``render(record)`` is the full Stripe object.
+        (Prices are held as bytes: their tiers are kept aside at load.)"""
+        if kind == "prices":
+            raise ValueError("prices are loaded as objects")
+        self.renderers[kind] = render
+        collection = self.collections[kind]
+        collection.render = lambda record: dumps(default_shape(kind, render(record)))
+        fields = INDEXED_FIELDS[kind]
+        item_subscription = self.item_subscription
+        item_ids_of = self.subscription_item_ids
+
+        def indexed():
+            for created, object_id, found, record in entries:
+                if kind == "subscriptions":
+                    item_ids = found["item_ids"]
+                    item_ids_of[object_id] = item_ids
+                    for item_id in item_ids:
+                        item_subscription[item_id] = object_id
+                yield created, object_id, tuple(found[field] for field in fields), record
+
+        collection.load_records(indexed())
+
+    def forget_rendered(self) -> None:
+        """Drop the kept renderings: the records behind them may have moved on."""
+        for collection in self.collections.values():
+            collection.rendered.clear()
 
     def put(self, kind: str, obj: dict) -> None:
         self._forget_extras(kind, obj["id"])
@@ -248,42 +336,48 @@ class AccountStore:
         object_id = obj["id"]
         if kind == "invoices" and isinstance(obj.get("lines"), dict):
             lines = obj["lines"].get("data") or []
-            url = f"/v1/invoices/{object_id}/lines"
             if len(lines) > EMBEDDED_LIMIT:
                 self.full_lines[object_id] = dumps(lines)
-            obj = {**obj, "lines": _embedded_list(obj["lines"], lines, url)}
         elif kind == "subscriptions" and isinstance(obj.get("items"), dict):
             items = obj["items"].get("data") or []
             for item in items:
                 self.item_subscription[item["id"]] = object_id
             self.subscription_item_ids[object_id] = [item["id"] for item in items]
-            url = f"/v1/subscription_items?subscription={object_id}"
             if len(items) > EMBEDDED_LIMIT:
                 self.full_items[object_id] = dumps(items)
-            obj = {**obj, "items": _embedded_list(obj["items"], items, url)}
-        elif kind == "prices" and "tiers" in obj:
-            if obj.get("tiers") is not None:
-                self.full_prices[object_id] = dumps(obj)
-            obj = {key: value for key, value in obj.items() if key != "tiers"}
+        elif kind == "prices" and obj.get("tiers") is not None:
+            self.full_prices[object_id] = dumps(obj)
+        obj = default_shape(kind, obj)
         return obj, dumps(obj)
+
+    def _full(self, kind: str, object_id: str) -> dict | None:
+        """The whole object (all lines / items) of a lazily held one, None otherwise."""
+        record = self.collections[kind].record(object_id)
+        return None if record is None else self.renderers[kind](record)
 
     def all_lines(self, invoice_id: str) -> list[dict] | None:
         """Every line of an invoice, in order; None if there is no such invoice."""
         if invoice_id in self.full_lines:
             return json.loads(self.full_lines[invoice_id])
-        data = self.get("invoices", invoice_id)
-        if data is None:
-            return None
-        return (json.loads(data).get("lines") or {}).get("data") or []
+        invoice = self._full("invoices", invoice_id)
+        if invoice is None:
+            data = self.get("invoices", invoice_id)
+            if data is None:
+                return None
+            invoice = json.loads(data)
+        return (invoice.get("lines") or {}).get("data") or []
 
     def all_items(self, subscription_id: str) -> list[dict] | None:
         """Every item of a subscription, in order; None if there is no such subscription."""
         if subscription_id in self.full_items:
             return json.loads(self.full_items[subscription_id])
-        data = self.get("subscriptions", subscription_id)
-        if data is None:
-            return None
-        return (json.loads(data).get("items") or {}).get("data") or []
+        subscription = self._full("subscriptions", subscription_id)
+        if subscription is None:
+            data = self.get("subscriptions", subscription_id)
+            if data is None:
+                return None
+            subscription = json.loads(data)
+        return (subscription.get("items") or {}).get("data") or []
 
     def subscription_item(self, item_id: str) -> dict | None:
         subscription_id = self.item_subscription.get(item_id)
@@ -293,6 +387,23 @@ class AccountStore:
             if item["id"] == item_id:
                 return item
         return None
+
+
+def default_shape(kind: str, obj: dict) -> dict:
+    """The object as lists and retrieves show it by default: embedded lines and items cut
+    to the first 10 (with ``has_more`` and the URL of all), price tiers left out."""
+    object_id = obj["id"]
+    if kind == "invoices" and isinstance(obj.get("lines"), dict):
+        lines = obj["lines"].get("data") or []
+        url = f"/v1/invoices/{object_id}/lines"
+        return {**obj, "lines": _embedded_list(obj["lines"], lines, url)}
+    if kind == "subscriptions" and isinstance(obj.get("items"), dict):
+        items = obj["items"].get("data") or []
+        url = f"/v1/subscription_items?subscription={object_id}"
+        return {**obj, "items": _embedded_list(obj["items"], items, url)}
+    if kind == "prices" and "tiers" in obj:
+        return {key: value for key, value in obj.items() if key != "tiers"}
+    return obj
 
 
 def _embedded_list(original: dict, data: list, url: str) -> dict:
