@@ -10,10 +10,47 @@ CREATE SCHEMA IF NOT EXISTS report;
 -- DuckDB's `/` turns DECIMALs into DOUBLE, and money must stay exact. This divides a
 -- number by a positive integer, rounding half away from zero at 10 decimal places.
 CREATE OR REPLACE MACRO report.divide_exact(x, n) AS (
-    (CASE
-        WHEN x >= 0 THEN (CAST(CAST(x AS DECIMAL(38, 10)) * 10000000000 AS HUGEINT) * 2 + n) // (2 * n)
+    CASE
+        WHEN n = 1 THEN CAST(x AS DECIMAL(38, 10))   -- monthly prices: nothing to divide
+        WHEN x >= 0 THEN ((CAST(CAST(x AS DECIMAL(38, 10)) * 10000000000 AS HUGEINT) * 2 + n) // (2 * n))
+            ::DECIMAL(38, 0) * 0.0000000001
         ELSE -((CAST(CAST(-x AS DECIMAL(38, 10)) * 10000000000 AS HUGEINT) * 2 + n) // (2 * n))
-    END)::DECIMAL(38, 0) * 0.0000000001
+            ::DECIMAL(38, 0) * 0.0000000001
+    END
+);
+
+-- Fields of the i-th tier (1-based) of a price's tiers JSON; NULL up_to = infinity.
+CREATE OR REPLACE MACRO report.tier_up_to(tiers, i) AS
+    CASE WHEN i >= 1 THEN (tiers -> (i - 1)::INTEGER ->> 'up_to')::BIGINT END;
+CREATE OR REPLACE MACRO report.tier_unit(tiers, i) AS coalesce(
+    tiers -> (i - 1)::INTEGER ->> 'unit_amount_decimal', tiers -> (i - 1)::INTEGER ->> 'unit_amount', '0'
+)::DECIMAL(38, 12);
+CREATE OR REPLACE MACRO report.tier_flat(tiers, i) AS coalesce(
+    tiers -> (i - 1)::INTEGER ->> 'flat_amount_decimal', tiers -> (i - 1)::INTEGER ->> 'flat_amount', '0'
+)::DECIMAL(38, 12);
+
+-- The full-period amount of a tiered price at a quantity, in minor units. tiers is Stripe's
+-- JSON list [{up_to (NULL = infinity), unit_amount_decimal, flat_amount_decimal}, ...]:
+-- volume prices every unit at the tier the quantity falls in, plus that tier's flat fee;
+-- graduated prices the units inside each tier at its rate, plus its flat fee once reached.
+CREATE OR REPLACE MACRO report.tiered_amount(tiers, tiers_mode, quantity) AS (
+    list_sum(list_transform(
+        range(1, json_array_length(tiers)::BIGINT + 1),
+        lambda i: CASE
+            WHEN tiers_mode = 'volume' THEN
+                CASE
+                    WHEN (report.tier_up_to(tiers, i) IS NULL OR quantity <= report.tier_up_to(tiers, i))
+                        AND (i = 1 OR quantity > report.tier_up_to(tiers, i - 1))
+                        THEN quantity * report.tier_unit(tiers, i) + report.tier_flat(tiers, i)
+                    ELSE 0
+                END
+            WHEN quantity > coalesce(report.tier_up_to(tiers, i - 1), 0) THEN
+                (least(quantity, coalesce(report.tier_up_to(tiers, i), quantity))
+                    - coalesce(report.tier_up_to(tiers, i - 1), 0)) * report.tier_unit(tiers, i)
+                + report.tier_flat(tiers, i)
+            ELSE 0
+        END
+    ))
 );
 
 CREATE OR REPLACE TABLE report.mrr_lines AS
@@ -64,26 +101,44 @@ subscription_lines AS (
         AND invoice_lines.period_end > invoice_lines.period_start
 ),
 
--- An invoice counts if paid; if open, unless its subscription already failed for good (the
--- money is not coming); if a draft Stripe will finalize within the hour (a renewal).
--- Void, uncollectible and other drafts never count.
+-- Open invoices of a subscription that already failed for good: that money is not coming.
+failed_subscriptions AS (
+    SELECT account_id, id AS subscription_id
+    FROM subscriptions
+    WHERE status IN ('unpaid', 'incomplete', 'incomplete_expired')
+        OR (status = 'canceled' AND cancellation_reason = 'payment_failed')
+),
+
+-- churn_recognition = canceled_at: when each canceled (or set to cancel) subscription
+-- stops counting. Empty under the default period_end.
+cancellations AS (
+    SELECT subscriptions.account_id, subscriptions.id AS subscription_id, subscriptions.canceled_at
+    FROM subscriptions
+    CROSS JOIN settings
+    WHERE settings.churn_recognition = 'canceled_at' AND subscriptions.canceled_at IS NOT NULL
+),
+
+-- An invoice counts if paid; if open, unless its subscription failed for good; if a draft
+-- Stripe will finalize within the hour (a renewal). Void, uncollectible and other drafts
+-- never count.
 counted_lines AS (
     SELECT
         subscription_lines.*,
-        subscriptions.canceled_at
+        cancellations.canceled_at
     FROM subscription_lines
     CROSS JOIN settings
-    LEFT JOIN subscriptions
-        ON subscriptions.account_id = subscription_lines.account_id
-        AND subscriptions.id = subscription_lines.subscription_id
+    LEFT JOIN cancellations
+        ON cancellations.account_id = subscription_lines.account_id
+        AND cancellations.subscription_id = subscription_lines.subscription_id
     WHERE subscription_lines.invoice_status = 'paid'
         OR (
             subscription_lines.invoice_status = 'open'
             AND settings.include_open_invoices
-            AND coalesce(subscriptions.status, '') NOT IN ('unpaid', 'incomplete', 'incomplete_expired')
-            AND NOT (
-                coalesce(subscriptions.status, '') = 'canceled'
-                AND coalesce(subscriptions.cancellation_reason, '') = 'payment_failed'
+            AND NOT EXISTS (
+                SELECT 1
+                FROM failed_subscriptions
+                WHERE failed_subscriptions.account_id = subscription_lines.account_id
+                    AND failed_subscriptions.subscription_id = subscription_lines.subscription_id
             )
         )
         OR (
@@ -117,13 +172,26 @@ recurring_lines AS (
         counted_lines.amount
             - CASE WHEN settings.subtract_discounts THEN counted_lines.discount_amount ELSE 0 END
             - counted_lines.inclusive_tax_amount AS net_amount,
-        -- churn_recognition = canceled_at: the subscription stops counting the moment it is
-        -- canceled or set to cancel; period_end keeps it to the end of the paid period.
+        -- the subscription stops counting at canceled_at under churn_recognition canceled_at;
+        -- period_end keeps it to the end of the paid period
+        least(counted_lines.period_end, coalesce(counted_lines.canceled_at, counted_lines.period_end))
+            AS recognized_end,
+        -- Prorations: Stripe prorates the full-period price by time and rounds to the cent,
+        -- so dividing a proration by its elapsed fraction leaves cents of error. Instead value
+        -- it at the full-period amount of its price at its quantity.
         CASE
-            WHEN settings.churn_recognition = 'canceled_at' AND counted_lines.canceled_at IS NOT NULL
-                THEN least(counted_lines.period_end, counted_lines.canceled_at)
-            ELSE counted_lines.period_end
-        END AS recognized_end
+            WHEN NOT counted_lines.proration OR NOT counted_lines.quantity >= 0 THEN NULL
+            WHEN coalesce(prices.billing_scheme, 'per_unit') = 'per_unit' THEN
+                coalesce(prices.unit_amount_decimal, prices.unit_amount) * CASE  -- units after transform_quantity
+                    WHEN coalesce(prices.transform_quantity_divide_by, 0) <= 0 THEN counted_lines.quantity
+                    WHEN prices.transform_quantity_round = 'up'
+                        THEN (counted_lines.quantity + prices.transform_quantity_divide_by - 1)
+                            // prices.transform_quantity_divide_by
+                    ELSE counted_lines.quantity // prices.transform_quantity_divide_by
+                END
+            WHEN prices.billing_scheme = 'tiered' AND prices.tiers IS NOT NULL
+                THEN report.tiered_amount(prices.tiers, prices.tiers_mode, counted_lines.quantity)
+        END AS full_period_amount
     FROM counted_lines
     CROSS JOIN settings
     JOIN prices
@@ -138,105 +206,17 @@ recurring_lines AS (
         )
 ),
 
--- Prorations: Stripe prorates the full-period price by time and rounds to the cent, so
--- dividing a proration by its elapsed fraction leaves cents of error. Instead value it at
--- the full-period amount of its price at its quantity. Computed once per (price, quantity).
-proration_quantities AS (
-    SELECT DISTINCT account_id, price_id, quantity
-    FROM recurring_lines
-    WHERE proration AND quantity IS NOT NULL AND quantity >= 0
-),
-
-per_unit_amounts AS (
-    SELECT
-        proration_quantities.account_id,
-        proration_quantities.price_id,
-        proration_quantities.quantity,
-        coalesce(prices.unit_amount_decimal, prices.unit_amount) * CASE
-            WHEN coalesce(prices.transform_quantity_divide_by, 0) <= 0 THEN proration_quantities.quantity
-            WHEN prices.transform_quantity_round = 'up'
-                THEN (proration_quantities.quantity + prices.transform_quantity_divide_by - 1)
-                    // prices.transform_quantity_divide_by
-            ELSE proration_quantities.quantity // prices.transform_quantity_divide_by
-        END AS full_period_amount
-    FROM proration_quantities
-    JOIN prices
-        ON prices.account_id = proration_quantities.account_id
-        AND prices.id = proration_quantities.price_id
-    WHERE coalesce(prices.billing_scheme, 'per_unit') = 'per_unit'
-),
-
-price_tiers AS (
-    SELECT
-        proration_quantities.account_id,
-        proration_quantities.price_id,
-        proration_quantities.quantity,
-        prices.tiers_mode,
-        unnest(prices.tiers::JSON[]) AS tier,
-        generate_subscripts(prices.tiers::JSON[], 1) AS tier_number
-    FROM proration_quantities
-    JOIN prices
-        ON prices.account_id = proration_quantities.account_id
-        AND prices.id = proration_quantities.price_id
-    WHERE prices.billing_scheme = 'tiered' AND prices.tiers IS NOT NULL
-),
-
-tier_bounds AS (
-    SELECT
-        account_id,
-        price_id,
-        quantity,
-        tiers_mode,
-        (tier ->> 'up_to')::BIGINT AS up_to,   -- NULL = infinity (the last tier)
-        coalesce(lag((tier ->> 'up_to')::BIGINT) OVER tier_order, 0) AS above,
-        coalesce(tier ->> 'unit_amount_decimal', tier ->> 'unit_amount', '0')::DECIMAL(38, 12) AS unit_amount,
-        coalesce(tier ->> 'flat_amount_decimal', tier ->> 'flat_amount', '0')::DECIMAL(38, 12) AS flat_amount
-    FROM price_tiers
-    WINDOW tier_order AS (PARTITION BY account_id, price_id, quantity ORDER BY tier_number)
-),
-
--- volume: every unit at the rate of the tier the quantity falls in;
--- graduated: each tier prices the units inside it, its flat fee once it is reached.
-tiered_amounts AS (
-    SELECT
-        account_id,
-        price_id,
-        quantity,
-        sum(CASE
-            WHEN tiers_mode = 'volume' THEN
-                CASE
-                    WHEN (up_to IS NULL OR quantity <= up_to) AND (quantity > above OR above = 0)
-                        THEN quantity * unit_amount + flat_amount
-                    ELSE 0
-                END
-            ELSE
-                CASE
-                    WHEN quantity > above
-                        THEN (least(quantity, coalesce(up_to, quantity)) - above) * unit_amount + flat_amount
-                    ELSE 0
-                END
-        END) AS full_period_amount
-    FROM tier_bounds
-    GROUP BY ALL
-),
-
-full_period_amounts AS (
-    SELECT * FROM per_unit_amounts
-    UNION ALL
-    SELECT * FROM tiered_amounts
-),
-
 valued_lines AS (
     SELECT
         recurring_lines.*,
-        full_period_amounts.full_period_amount,
         CASE
             WHEN NOT recurring_lines.proration THEN 'interval'
-            WHEN full_period_amounts.full_period_amount > 0 AND recurring_lines.amount <> 0 THEN 'full_price'
+            WHEN recurring_lines.full_period_amount > 0 AND recurring_lines.amount <> 0 THEN 'full_price'
             ELSE 'period_ratio'   -- the full-period amount cannot be known
         END AS valuation,
-        -- the price's billing cycle ending at period_end, in UTC as Stripe bills
-        date_diff(
+        -- for prorations: the price's billing cycle ending at period_end (in UTC, as Stripe
+        -- bills) and the line's own period, in seconds, for the period-ratio fallback
+        CASE WHEN recurring_lines.proration THEN date_diff(
             'second',
             CASE recurring_lines.recurring_interval
                 WHEN 'month' THEN timezone('UTC', recurring_lines.period_end) - to_months(recurring_lines.recurring_interval_count)
@@ -245,14 +225,11 @@ valued_lines AS (
                 ELSE timezone('UTC', recurring_lines.period_end) - to_days(recurring_lines.recurring_interval_count)
             END,
             timezone('UTC', recurring_lines.period_end)
-        ) AS cycle_seconds,
-        date_diff('second', timezone('UTC', recurring_lines.period_start), timezone('UTC', recurring_lines.period_end)) AS line_seconds
+        ) END AS cycle_seconds,
+        CASE WHEN recurring_lines.proration
+            THEN epoch_ms(recurring_lines.period_end) // 1000 - epoch_ms(recurring_lines.period_start) // 1000
+        END AS line_seconds
     FROM recurring_lines
-    LEFT JOIN full_period_amounts
-        ON full_period_amounts.account_id = recurring_lines.account_id
-        AND full_period_amounts.price_id = recurring_lines.price_id
-        AND full_period_amounts.quantity = recurring_lines.quantity
-        AND recurring_lines.proration
 ),
 
 -- monthly value in minor units of the line's currency, exact to 10 decimal places
@@ -311,9 +288,11 @@ SELECT
     recognized_end,
     valuation,
     full_period_amount,
-    CAST(monthly_minor * minor_unit AS DECIMAL(38, 10)) AS monthly_amount,   -- line currency
+    -- exact products, no rounding: monthly value in the line's currency (major units) and in
+    -- the reporting currency
+    monthly_minor * minor_unit AS monthly_amount,
     fx_rate,
-    CAST(monthly_minor * minor_unit * fx_rate AS DECIMAL(38, 10)) AS monthly_mrr   -- reporting currency
+    monthly_minor * minor_unit * fx_rate AS monthly_mrr
 FROM converted_lines
 WHERE recognized_end > period_start;
 
