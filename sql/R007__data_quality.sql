@@ -44,25 +44,6 @@ incomplete_invoices AS (
         OR coalesce(landed.lines, 0) <> coalesce(invoices.line_count, coalesce(landed.lines, 0))
 ),
 
--- subscription lines whose price was never landed cannot be valued and are left out
-unknown_prices AS (
-    SELECT
-        'unknown_price', 'warning',
-        'line of ' || coalesce(invoices.status, '?') || ' invoice references price '
-            || coalesce(invoice_lines.price_id, 'NULL') || ', which is not in stripe.prices; the line is not counted',
-        invoice_lines.account_id, invoices.customer_id, invoice_lines.subscription_id,
-        invoice_lines.invoice_id, invoice_lines.id, NULL::DATE
-    FROM invoice_lines
-    JOIN invoices
-        ON invoices.account_id = invoice_lines.account_id AND invoices.id = invoice_lines.invoice_id
-    LEFT JOIN prices
-        ON prices.account_id = invoice_lines.account_id AND prices.id = invoice_lines.price_id
-    WHERE prices.id IS NULL
-        AND invoices.status IN ('paid', 'open', 'draft')
-        AND (invoice_lines.parent_type = 'subscription_item_details'
-            OR (invoice_lines.parent_type = 'invoice_item_details' AND invoice_lines.proration))
-),
-
 -- an invoice status nrr-sync does not know: its lines are not counted
 unknown_invoice_statuses AS (
     SELECT
@@ -76,37 +57,84 @@ unknown_invoice_statuses AS (
         OR invoices.status NOT IN ('draft', 'open', 'paid', 'uncollectible', 'void')
 ),
 
--- lines of subscription invoices that cannot be read as subscription lines: an unknown
--- parent, no amount or no service period. They are not counted.
-unreadable_lines AS (
+-- lines of live invoices that may be subscription lines but cannot be used; one pass over
+-- the lines, the checks below tell them apart
+suspect_lines AS (
     SELECT
-        'unreadable_line', 'warning',
-        'line of a ' || coalesce(invoices.status, '?') || ' subscription invoice has '
-            || CASE
-                WHEN invoice_lines.parent_type IS NULL THEN 'no parent'
-                WHEN invoice_lines.parent_type NOT IN ('subscription_item_details', 'invoice_item_details')
-                    THEN 'parent type ' || invoice_lines.parent_type
-                WHEN invoice_lines.amount IS NULL THEN 'no amount'
-                ELSE 'no service period'
-            END || '; it is not counted',
-        invoice_lines.account_id, invoices.customer_id,
-        coalesce(invoice_lines.subscription_id, invoices.subscription_id), invoice_lines.invoice_id,
-        invoice_lines.id, NULL::DATE
+        invoice_lines.account_id,
+        invoices.customer_id,
+        coalesce(invoice_lines.subscription_id, invoices.subscription_id) AS subscription_id,
+        invoice_lines.invoice_id,
+        invoice_lines.id AS line_id,
+        invoices.status AS invoice_status,
+        invoice_lines.parent_type,
+        invoice_lines.proration,
+        invoice_lines.amount,
+        invoice_lines.period_start,
+        invoice_lines.period_end,
+        invoice_lines.price_id,
+        prices.id AS landed_price_id,
+        prices.type AS price_type,
+        prices.recurring_interval,
+        prices.recurring_interval_count,
+        prices.recurring_usage_type
     FROM invoice_lines
     JOIN invoices
         ON invoices.account_id = invoice_lines.account_id AND invoices.id = invoice_lines.invoice_id
+    LEFT JOIN prices
+        ON prices.account_id = invoice_lines.account_id AND prices.id = invoice_lines.price_id
     WHERE invoices.status IN ('paid', 'open', 'draft')
         AND (invoices.subscription_id IS NOT NULL OR invoice_lines.subscription_id IS NOT NULL)
         AND (
             invoice_lines.parent_type IS NULL
             OR invoice_lines.parent_type NOT IN ('subscription_item_details', 'invoice_item_details')
-            OR (
-                (invoice_lines.parent_type = 'subscription_item_details' OR invoice_lines.proration)
-                AND (invoice_lines.amount IS NULL
-                    OR invoice_lines.period_start IS NULL
-                    OR invoice_lines.period_end IS NULL)
-            )
+            OR invoice_lines.amount IS NULL
+            OR invoice_lines.period_start IS NULL
+            OR invoice_lines.period_end IS NULL
+            OR prices.id IS NULL
+            OR prices.type IS DISTINCT FROM 'recurring'
+            OR prices.recurring_interval IS NULL
+            OR prices.recurring_interval NOT IN ('day', 'week', 'month', 'year')
+            OR coalesce(prices.recurring_interval_count, 0) <= 0
+            OR prices.recurring_usage_type IS NULL
+            OR prices.recurring_usage_type NOT IN ('licensed', 'metered')
         )
+),
+
+-- lines that cannot be read as subscription lines: an unknown parent, no amount or no
+-- service period. They are not counted.
+unreadable_lines AS (
+    SELECT
+        'unreadable_line', 'warning',
+        'line of a ' || invoice_status || ' subscription invoice has '
+            || CASE
+                WHEN parent_type IS NULL THEN 'no parent'
+                WHEN parent_type NOT IN ('subscription_item_details', 'invoice_item_details')
+                    THEN 'parent type ' || parent_type
+                WHEN amount IS NULL THEN 'no amount'
+                ELSE 'no service period'
+            END || '; it is not counted',
+        account_id, customer_id, subscription_id, invoice_id, line_id, NULL::DATE
+    FROM suspect_lines
+    WHERE parent_type IS NULL
+        OR parent_type NOT IN ('subscription_item_details', 'invoice_item_details')
+        OR (
+            (parent_type = 'subscription_item_details' OR proration)
+            AND (amount IS NULL OR period_start IS NULL OR period_end IS NULL)
+        )
+),
+
+-- subscription lines whose price was never landed cannot be valued and are left out
+unknown_prices AS (
+    SELECT
+        'unknown_price', 'warning',
+        'line of ' || invoice_status || ' invoice references price ' || coalesce(price_id, 'NULL')
+            || ', which is not in stripe.prices; the line is not counted',
+        account_id, customer_id, subscription_id, invoice_id, line_id, NULL::DATE
+    FROM suspect_lines
+    WHERE landed_price_id IS NULL
+        AND (parent_type = 'subscription_item_details'
+            OR (parent_type = 'invoice_item_details' AND proration))
 ),
 
 -- subscription lines whose price has no usable recurrence (no interval, an unknown
@@ -114,27 +142,22 @@ unreadable_lines AS (
 unusable_prices AS (
     SELECT
         'unusable_price', 'warning',
-        'price ' || prices.id || ' is ' || coalesce(prices.type, 'of no type') || ' with interval '
-            || coalesce(prices.recurring_interval, 'NULL') || ' x '
-            || coalesce(prices.recurring_interval_count::VARCHAR, 'NULL') || ' and usage type '
-            || coalesce(prices.recurring_usage_type, 'NULL') || '; the line is not counted',
-        invoice_lines.account_id, invoices.customer_id, invoice_lines.subscription_id,
-        invoice_lines.invoice_id, invoice_lines.id, NULL::DATE
-    FROM invoice_lines
-    JOIN invoices
-        ON invoices.account_id = invoice_lines.account_id AND invoices.id = invoice_lines.invoice_id
-    JOIN prices
-        ON prices.account_id = invoice_lines.account_id AND prices.id = invoice_lines.price_id
-    WHERE invoices.status IN ('paid', 'open', 'draft')
-        AND (invoice_lines.parent_type = 'subscription_item_details'
-            OR (invoice_lines.parent_type = 'invoice_item_details' AND invoice_lines.proration))
+        'price ' || price_id || ' is ' || coalesce(price_type, 'of no type') || ' with interval '
+            || coalesce(recurring_interval, 'NULL') || ' x '
+            || coalesce(recurring_interval_count::VARCHAR, 'NULL') || ' and usage type '
+            || coalesce(recurring_usage_type, 'NULL') || '; the line is not counted',
+        account_id, customer_id, subscription_id, invoice_id, line_id, NULL::DATE
+    FROM suspect_lines
+    WHERE landed_price_id IS NOT NULL
+        AND (parent_type = 'subscription_item_details'
+            OR (parent_type = 'invoice_item_details' AND proration))
         AND (
-            prices.type IS DISTINCT FROM 'recurring'
-            OR prices.recurring_interval IS NULL
-            OR prices.recurring_interval NOT IN ('day', 'week', 'month', 'year')
-            OR coalesce(prices.recurring_interval_count, 0) <= 0
-            OR prices.recurring_usage_type IS NULL
-            OR prices.recurring_usage_type NOT IN ('licensed', 'metered')
+            price_type IS DISTINCT FROM 'recurring'
+            OR recurring_interval IS NULL
+            OR recurring_interval NOT IN ('day', 'week', 'month', 'year')
+            OR coalesce(recurring_interval_count, 0) <= 0
+            OR recurring_usage_type IS NULL
+            OR recurring_usage_type NOT IN ('licensed', 'metered')
         )
 ),
 
