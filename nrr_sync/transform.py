@@ -171,6 +171,9 @@ def build(con: duckdb.DuckDBPyConnection, config: Config, directory: Path | None
         raise BuildError(
             f"SQL build failed in {current}: {error}\nThe previous report tables are unchanged."
         ) from None
+    except BaseException:
+        con.rollback()
+        raise
     return {
         "migrations": applied,
         "models": timings,
