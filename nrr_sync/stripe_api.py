@@ -119,6 +119,10 @@ class RateLimiter:
             self._endpoints[endpoint] = _Bucket(self._endpoint_rate)
         return self._endpoints[endpoint]
 
+    def global_budget(self) -> float:
+        with self._lock:
+            return self._global.rate
+
     def budget(self, endpoint: str) -> float:
         """Requests per second ``endpoint`` may get: its own budget within the global one."""
         with self._lock:
@@ -276,6 +280,9 @@ class StripeApi:
 
     def endpoint_budget(self, path: str) -> float:
         return self.limiter.budget(endpoint_of(path))
+
+    def global_budget(self) -> float:
+        return self.limiter.global_budget()
 
     def get(self, path: str, params: dict | None = None, *, account: str | None = None) -> dict:
         """GET ``path`` and return the JSON body; raises an NrrSyncError subclass on failure."""

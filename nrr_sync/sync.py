@@ -56,6 +56,8 @@ SPLIT_FLOOR = 1262304000  # 2010-01-01
 FETCH_BATCH = 500
 COMMIT_EVERY_SECONDS = 1.0
 MIN_SLICE_PAGES = 4
+MAX_BATCH_ROWS = 20_000  # rows held before they are written, whatever the pace
+FETCH_MEMORY_LIMIT = "256MB"  # DuckDB's while pages are landed
 RUNS_KEPT_IN_SIDECAR = 50
 
 
@@ -410,7 +412,12 @@ class SlicePlanner:
     def pieces(self, kind: str, remaining_pages: float) -> int:
         with self.lock:
             seconds = self.page_seconds.get(kind, 0.5)
-            wanted = math.ceil(self.api.endpoint_budget(LIST_PATHS[kind]) * seconds * 1.25) + 1
+            # The kind's endpoint budget, or its share of the global one if smaller.
+            active = sum(1 for n in self.live.values() if n > 0) or 1
+            budget = min(
+                self.api.endpoint_budget(LIST_PATHS[kind]), self.api.global_budget() / active
+            )
+            wanted = math.ceil(budget * seconds * 1.25) + 1
             wanted = min(wanted, self.concurrency)
             # Pieces of at least MIN_SLICE_PAGES: each one ends with a partial page.
             pieces = min(
@@ -477,6 +484,9 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
     for thread in threads:
         thread.start()
     live = len(slices)
+    # Appending needs little memory; without a limit DuckDB would keep caching what it
+    # wrote, and the job's memory would grow with the account. The build gets it back.
+    job.con.execute(f"SET memory_limit = '{FETCH_MEMORY_LIMIT}'")
     try:
         while live:
             # Pages are landed about once a second in one transaction, rows and their
@@ -484,7 +494,7 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
             # a kill loses at most the last second of pages.
             batch = PageBatch(job)
             deadline = time.monotonic() + COMMIT_EVERY_SECONDS
-            while live and time.monotonic() < deadline:
+            while live and time.monotonic() < deadline and batch.size < MAX_BATCH_ROWS:
                 item = results.get()
                 if isinstance(item, BaseException):
                     raise item
@@ -495,6 +505,7 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
         for _ in threads:
             tasks.put(_Stop)
         sub_requests.shutdown(wait=False, cancel_futures=True)
+        job.con.execute("RESET memory_limit")
 
 
 def _fetch_page(
@@ -545,12 +556,14 @@ class PageBatch:
         self.job = job
         self.rows: dict[str, list[tuple]] = {}
         self.state: dict[str, str | None] = {}
+        self.size = 0  # rows held
 
     def add(self, result: PageResult) -> int:
         """Take one page; returns the change in the number of live slices."""
         piece = result.piece
         for table, table_rows in result.rows.items():
             self.rows.setdefault(table, []).extend(table_rows)
+            self.size += len(table_rows)
             self.job.landed(table, len(table_rows))
         self.state[piece.key] = result.rest.dump() if result.rest else None
         for new in result.split_off:
