@@ -201,3 +201,19 @@ def _customer_rows(customer):
     from nrr_sync import landing
 
     return [landing.customer_row("acct_1", customer, landing.now_utc())]
+
+
+def test_a_backfill_from_another_month_starts_over(tmp_path, sandbox_factory):
+    sandbox = sandbox_factory(customers=30, seed=3, latency_ms=1)
+    config = write_config(tmp_path)
+    db = tmp_path / "nrr.duckdb"
+    assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
+    (oldest_before,) = query(db, "SELECT min(created)::DATE::VARCHAR FROM stripe.invoices")[0]
+    assert oldest_before < "2024-05-31"
+
+    result = cli(config, ["backfill", "--since", "2025-06", "--restart"], sandbox)
+
+    assert result.exit_code == 0, result.output
+    (oldest,) = query(db, "SELECT min(created)::DATE::VARCHAR FROM stripe.invoices")[0]
+    assert oldest >= "2024-05-31"  # since - 12 months, less a day
+    assert dict(query(db, "SELECT key, value FROM meta.sync_state"))["report:since"] == "2025-06"
