@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import json
+import operator
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -291,6 +292,7 @@ class AccountStore:
         collection = self.collections[kind]
         collection.render = lambda record: dumps(default_shape(kind, render(record)))
         fields = INDEXED_FIELDS[kind]
+        values_of = operator.itemgetter(*fields) if len(fields) > 1 else None
         item_subscription = self.item_subscription
         item_ids_of = self.subscription_item_ids
 
@@ -301,7 +303,11 @@ class AccountStore:
                     item_ids_of[object_id] = item_ids
                     for item_id in item_ids:
                         item_subscription[item_id] = object_id
-                yield created, object_id, tuple(found[field] for field in fields), record
+                if values_of is not None:
+                    values = values_of(found)
+                else:
+                    values = tuple(found[field] for field in fields)
+                yield created, object_id, values, record
 
         collection.load_records(indexed())
 
