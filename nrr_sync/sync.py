@@ -24,7 +24,7 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -55,7 +55,7 @@ EVENT_OVERLAP_SECONDS = 300
 SPLIT_FLOOR = 1262304000  # 2010-01-01
 FETCH_BATCH = 500
 COMMIT_EVERY_SECONDS = 1.0
-MIN_SLICE_PAGES = 4
+MIN_SLICE_PAGES = 8
 MAX_BATCH_ROWS = 20_000  # rows held before they are written, whatever the pace
 FETCH_MEMORY_LIMIT = "256MB"  # DuckDB's while pages are landed
 RUNS_KEPT_IN_SIDECAR = 50
@@ -284,6 +284,7 @@ class Slice:
     gte: int
     lt: int
     after: str | None = None
+    floor: int = 0  # no object is older: remainders are split above it
 
     @property
     def key(self) -> str:
@@ -350,6 +351,9 @@ def _start_backfill(job: Job, since: str) -> list[Slice]:
     }
     slices = []
     for account, header in accounts:
+        # No object is older than its account: time slices are split above that.
+        created = api.get("/v1/account", account=header).get("created")
+        floor = int(created) if isinstance(created, int) else SPLIT_FLOOR
         newest = api.get("/v1/events", {"limit": 1, "types": EVENT_TYPES}, account=header)
         events = newest.get("data") or []
         cursor = (
@@ -360,7 +364,11 @@ def _start_backfill(job: Job, since: str) -> list[Slice]:
         values[f"backfill:cursor:{account}"] = json.dumps(cursor)
         for kind in LIST_PATHS:
             gte = invoices_from_epoch if kind == "invoices" else 0
-            slices.append(Slice(uuid.uuid4().hex[:10], account, header, kind, gte, as_of_epoch + 1))
+            slices.append(
+                Slice(
+                    uuid.uuid4().hex[:10], account, header, kind, gte, as_of_epoch + 1, None, floor
+                )
+            )
     for piece in slices:
         values[piece.key] = piece.dump()
 
@@ -417,7 +425,7 @@ class SlicePlanner:
             budget = min(
                 self.api.endpoint_budget(LIST_PATHS[kind]), self.api.global_budget() / active
             )
-            wanted = math.ceil(budget * seconds * 1.25) + 1
+            wanted = math.ceil(budget * seconds * 1.15) + 1
             wanted = min(wanted, self.concurrency)
             # Pieces of at least MIN_SLICE_PAGES: each one ends with a partial page.
             pieces = min(
@@ -535,15 +543,15 @@ def _fetch_page(
         return PageResult(piece, rows, None, [])
     last = objects[-1]
     top = int(last["created"]) + 1  # the remainder: created in [gte, top), after `last`
-    low = max(piece.gte, SPLIT_FLOOR)
+    low = max(piece.gte, piece.floor, SPLIT_FLOOR)
     # Pages left, judged by the time this page's objects spanned (recent pages are
     # usually the densest, so this rather overestimates).
     remaining_pages = (top - low) / max(piece.lt - top + 1, 1)
     pieces = planner.pieces(piece.kind, remaining_pages) if top - low >= 8 else 1
     edges = [piece.gte] + [low + (top - low) * i // pieces for i in range(1, pieces)] + [top]
-    rest = Slice(piece.id, piece.account, piece.header, piece.kind, edges[-2], top, last["id"])
+    rest = replace(piece, gte=edges[-2], lt=top, after=last["id"])
     split_off = [
-        Slice(uuid.uuid4().hex[:10], piece.account, piece.header, piece.kind, lower, upper)
+        replace(piece, id=uuid.uuid4().hex[:10], gte=lower, lt=upper, after=None)
         for lower, upper in zip(edges[:-2], edges[1:-1], strict=True)
     ]
     return PageResult(piece, rows, rest, split_off)
