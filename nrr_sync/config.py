@@ -173,7 +173,22 @@ def config_from_dict(data: Any, *, source: str = "config") -> Config:
         _checked_list(stripe_values.get("accounts", []), "stripe.accounts", source, str)
     )
     stripe = StripeSettings(retry=retry, **stripe_values)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", stripe.api_key_env):
+        raise ConfigError(
+            f"{source}: stripe.api_key_env must name an environment variable "
+            f"(e.g. STRIPE_API_KEY), not {stripe.api_key_env!r}."
+        )
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", stripe.api_base):
+        raise ConfigError(
+            f"{source}: stripe.api_base must be an http(s) URL such as "
+            f"https://api.stripe.com, not {stripe.api_base!r}."
+        )
+    for account in stripe.accounts:
+        if not account.strip():
+            raise ConfigError(f"{source}: stripe.accounts has an empty account id.")
     _check_positive(stripe.concurrency, "stripe.concurrency", source)
+    if retry.max_wait_seconds < 0:
+        raise ConfigError(f"{source}: stripe.retry.max_wait_seconds must be >= 0.")
     _check_positive(retry.max_attempts, "stripe.retry.max_attempts", source)
     for key in ("max_requests_per_second", "max_requests_per_second_per_endpoint"):
         value = getattr(stripe, key)
@@ -181,6 +196,8 @@ def config_from_dict(data: Any, *, source: str = "config") -> Config:
             _check_positive(value, f"stripe.{key}", source)
 
     database = DatabaseSettings(**sections["database"])
+    if not database.path.strip():
+        raise ConfigError(f"{source}: database.path must name a file, e.g. nrr.duckdb.")
     if database.lock_timeout_seconds < 0:
         raise ConfigError(f"{source}: database.lock_timeout_seconds must be >= 0.")
 

@@ -11,20 +11,16 @@ from typer.testing import CliRunner
 
 from nrr_sync.cli import app
 
-NOT_VALIDATED = pytest.mark.xfail(
-    strict=True, reason="the config loader accepts this value; it fails later or not at all"
-)
-
 # (config text, words the error must contain): one or more bad values for every key.
 BAD_CONFIG = [
     ("stripe:\n  api_key_env: [STRIPE_API_KEY]\n", "stripe.api_key_env"),
-    pytest.param("stripe:\n  api_key_env: ''\n", "stripe.api_key_env", marks=NOT_VALIDATED),
+    ("stripe:\n  api_key_env: ''\n", "stripe.api_key_env"),
     ("stripe:\n  api_base: 443\n", "stripe.api_base"),
-    pytest.param("stripe:\n  api_base: 'ftp://x'\n", "stripe.api_base", marks=NOT_VALIDATED),
-    pytest.param("stripe:\n  api_base: 'api.stripe.com'\n", "stripe.api_base", marks=NOT_VALIDATED),
+    ("stripe:\n  api_base: 'ftp://x'\n", "stripe.api_base"),
+    ("stripe:\n  api_base: 'api.stripe.com'\n", "stripe.api_base"),
     ("stripe:\n  accounts: acct_1\n", "stripe.accounts"),
     ("stripe:\n  accounts: [acct_1, 7]\n", "stripe.accounts"),
-    pytest.param("stripe:\n  accounts: ['']\n", "stripe.accounts", marks=NOT_VALIDATED),
+    ("stripe:\n  accounts: ['']\n", "stripe.accounts"),
     ("stripe:\n  max_requests_per_second: -5\n", "stripe.max_requests_per_second"),
     ("stripe:\n  max_requests_per_second: fast\n", "stripe.max_requests_per_second"),
     (
@@ -37,14 +33,10 @@ BAD_CONFIG = [
     ("stripe:\n  retry: {backoff: 2}\n", "stripe.retry.backoff"),
     ("stripe:\n  retry: {max_attempts: 0}\n", "stripe.retry.max_attempts"),
     ("stripe:\n  retry: {max_wait_seconds: soon}\n", "stripe.retry.max_wait_seconds"),
-    pytest.param(
-        "stripe:\n  retry: {max_wait_seconds: -1}\n",
-        "stripe.retry.max_wait_seconds",
-        marks=NOT_VALIDATED,
-    ),
+    ("stripe:\n  retry: {max_wait_seconds: -1}\n", "stripe.retry.max_wait_seconds"),
     ("stripe:\n  api_key: sk_test_123\n", "stripe.api_key"),
     ("database:\n  path: 5\n", "database.path"),
-    pytest.param("database:\n  path: ''\n", "database.path", marks=NOT_VALIDATED),
+    ("database:\n  path: ''\n", "database.path"),
     ("database:\n  lock_timeout_seconds: -1\n", "database.lock_timeout_seconds"),
     ("database:\n  lock_timeout_seconds: soon\n", "database.lock_timeout_seconds"),
     ("database:\n  colour: red\n", "database.colour"),
