@@ -82,6 +82,8 @@ def run(db_path: str | Path = "nrr-demo.duckdb", quiet: bool = False) -> int:
     db_path = Path(db_path).expanduser().resolve()
     if db_path.is_dir():
         raise ConfigError(f"--db {db_path} is a directory; give a file name like nrr-demo.duckdb.")
+    if not db_path.parent.is_dir():
+        raise ConfigError(f"--db {db_path}: the directory {db_path.parent} does not exist.")
     say = (lambda *a, **k: None) if quiet else typer.echo
     began = time.monotonic()
     options = SandboxOptions(customers=DEMO_CUSTOMERS, start=DEMO_SINCE)

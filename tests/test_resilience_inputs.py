@@ -139,7 +139,6 @@ def test_the_config_flag_naming_a_missing_file_exits_2(tmp_path):
     assert "nope.yaml not found" in error_line(result.output)
 
 
-@pytest.mark.xfail(strict=True, reason="demo reports a bad --db as an unexpected error (exit 1)")
 def test_demo_with_a_database_in_a_missing_directory_exits_2(tmp_path):
     result = invoke(["demo", "--db", "/proc/no/such/dir/demo.duckdb"], tmp_path)
 
