@@ -349,13 +349,20 @@ def _start_backfill(job: Job, since: str) -> list[Slice]:
         "backfill:status": "running",
         "backfill:as_of": as_of.isoformat().replace("+00:00", "Z"),
     }
+    # Each account's creation (no object is older: slices are split above it) and its
+    # newest event (where the next sync starts), asked side by side.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        infos = pool.map(lambda a: api.get("/v1/account", account=a[1]), accounts)
+        newest = pool.map(
+            lambda a: api.get("/v1/events", {"limit": 1, "types": EVENT_TYPES}, account=a[1]),
+            accounts,
+        )
+        infos, newest = list(infos), list(newest)
     slices = []
-    for account, header in accounts:
-        # No object is older than its account: time slices are split above that.
-        created = api.get("/v1/account", account=header).get("created")
+    for (account, header), info, latest in zip(accounts, infos, newest, strict=True):
+        created = info.get("created")
         floor = int(created) if isinstance(created, int) else SPLIT_FLOOR
-        newest = api.get("/v1/events", {"limit": 1, "types": EVENT_TYPES}, account=header)
-        events = newest.get("data") or []
+        events = latest.get("data") or []
         cursor = (
             {"created": events[0]["created"], "id": events[0]["id"]}
             if events
