@@ -151,3 +151,32 @@ def test_working_copy_is_reused_after_a_failure(tmp_path):
         assert con.execute("SELECT x FROM marker").fetchone() == (42,)
     finally:
         con.close()
+
+
+READ_INVOICES_BEFORE_AND_AFTER = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+count = "SELECT count(*) FROM stripe.invoices"
+print(con.execute(count).fetchone()[0], flush=True)
+sys.stdin.readline()
+print(con.execute(count).fetchone()[0], flush=True)
+"""
+
+
+def test_an_analyst_session_open_during_sync_keeps_its_view(tmp_path, sandbox_factory):
+    sandbox = sandbox_factory(customers=30, seed=3, latency_ms=1)
+    config = write_config(tmp_path)
+    db = tmp_path / "nrr.duckdb"
+    assert cli(config, ["backfill", "--since", "2024-01"], sandbox).exit_code == 0
+    reader = holder(READ_INVOICES_BEFORE_AND_AFTER, db)
+    try:
+        before = int(reader.stdout.readline())
+        sandbox.advance(20 * 86400)
+        result = cli(config, ["sync"], sandbox)
+        after, _ = reader.communicate("\n")
+    finally:
+        reader.kill()
+
+    assert result.exit_code == 0, result.output
+    assert int(after) == before
+    assert query(db, "SELECT count(*) FROM stripe.invoices")[0][0] > before
