@@ -41,6 +41,10 @@ class Corrupted:
         for obj in self._world.objects(account_id, kind):
             yield self._corrupt(kind, copy.deepcopy(obj))
 
+    def render(self, account_id, kind, record):
+        # The server holds large collections lazily and renders them when served.
+        return self._corrupt(kind, copy.deepcopy(self._world.render(account_id, kind, record)))
+
 
 def target_invoice(world) -> dict:
     """A paid monthly renewal of about half a year ago: it carries a customer's MRR in a
