@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from sync_helpers import cli, query, write_config
+from sync_helpers import cli, cli_process, query, write_config
 
 from nrr_sync import warehouse
 
@@ -180,3 +180,23 @@ def test_an_analyst_session_open_during_sync_keeps_its_view(tmp_path, sandbox_fa
     assert result.exit_code == 0, result.output
     assert int(after) == before
     assert query(db, "SELECT count(*) FROM stripe.invoices")[0][0] > before
+
+
+def test_a_second_run_beside_a_running_backfill_exits_5_naming_it(tmp_path, sandbox_factory):
+    sandbox = sandbox_factory(customers=30, seed=3, latency_ms=300)
+    config = write_config(tmp_path)
+    first = cli_process(config, ["backfill", "--since", "2024-01"], sandbox)
+    try:
+        deadline = time.monotonic() + 20
+        while sandbox.stats()["requests"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = time.monotonic()
+        second = cli(config, ["sync"], sandbox)
+        elapsed = time.monotonic() - started
+    finally:
+        first.communicate(timeout=60)
+
+    assert second.exit_code == 5
+    assert f"pid {first.pid}" in second.output
+    assert elapsed < 2
+    assert first.returncode == 0
