@@ -459,15 +459,22 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
     workers = job.config.stripe.concurrency
     planner = SlicePlanner(api, slices, workers)
     synced_at = landing.now_utc()
+    # Tasks are (slice, gate): the gate opens once the page that produced the slice was
+    # handed to the writer, so a slice's pages always reach the writer in order.
     tasks: queue.Queue = queue.Queue()
     # Room for the pages fetched while the writer lands a batch; rows only, so small.
     results: queue.Queue = queue.Queue(maxsize=4 * workers)
+    opened = threading.Event()
+    opened.set()
     for piece in slices:
-        tasks.put(piece)
+        tasks.put((piece, opened))
     # Extra line / item pages of long invoices and subscriptions, fetched side by side.
     sub_requests = ThreadPoolExecutor(max_workers=workers)
 
-    def hand_over(item) -> None:
+    def hand_over(item, after: threading.Event) -> None:
+        while not after.wait(timeout=0.2):
+            if api.stopping.is_set():
+                return
         while not api.stopping.is_set():
             try:
                 results.put(item, timeout=0.2)
@@ -477,23 +484,29 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
 
     def work() -> None:
         while True:
-            piece = tasks.get()
-            if piece is _Stop:
+            task = tasks.get()
+            if task is _Stop:
                 return
+            piece, after = task
+            handed = threading.Event()
             try:
                 started = time.monotonic()
                 api.waited_here(reset=True)
-                result = _fetch_page(api, piece, planner, sub_requests, synced_at)
+                page, rest, split_off = _fetch_page(api, piece, planner)
                 # Time the page took on the wire, without waiting for the rate limiter.
                 seconds = time.monotonic() - started - api.waited_here()
-                planner.page_done(piece.kind, seconds, result.rest is None)
+                planner.page_done(piece.kind, seconds, rest is None)
+                # The slice goes on while this page's long invoices are completed.
+                for follow_up in (rest, *split_off):
+                    if follow_up is not None:
+                        tasks.put((follow_up, handed))
+                _complete(api, piece, page, sub_requests)
+                rows = warehouse.landing_rows(piece.account, piece.kind, page, synced_at)
             except BaseException as error:  # handed to the writer, which stops the run
-                hand_over(error)
+                hand_over(error, opened)
                 return
-            hand_over(result)
-            for follow_up in (result.rest, *result.split_off):
-                if follow_up is not None:
-                    tasks.put(follow_up)
+            hand_over(PageResult(piece, rows, rest, split_off), after)
+            handed.set()
 
     threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
     for thread in threads:
@@ -524,30 +537,17 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
 
 
 def _fetch_page(
-    api: StripeApi,
-    piece: Slice,
-    planner: SlicePlanner,
-    sub_requests: ThreadPoolExecutor,
-    synced_at: datetime,
-) -> PageResult:
+    api: StripeApi, piece: Slice, planner: SlicePlanner
+) -> tuple[list[dict], Slice | None, list[Slice]]:
+    """One page of a slice: its objects, the slice's remainder and pieces split off it."""
     params = dict(LIST_PARAMS.get(piece.kind, {}))
     params["created"] = {"gte": piece.gte, "lt": piece.lt}
     if piece.after:
         params["starting_after"] = piece.after
     page = api.list_page(LIST_PATHS[piece.kind], params, account=piece.header)
     objects = page["data"]
-    complete = {"invoices": api.complete_invoice, "subscriptions": api.complete_subscription}
-    if piece.kind in complete:
-        pending = [
-            sub_requests.submit(complete[piece.kind], obj, account=piece.header)
-            for obj in objects
-            if (obj.get("lines" if piece.kind == "invoices" else "items") or {}).get("has_more")
-        ]
-        for future in pending:
-            future.result()
-    rows = warehouse.landing_rows(piece.account, piece.kind, objects, synced_at)
     if not page.get("has_more") or not objects:
-        return PageResult(piece, rows, None, [])
+        return objects, None, []
     last = objects[-1]
     top = int(last["created"]) + 1  # the remainder: created in [gte, top), after `last`
     low = max(piece.gte, piece.floor, SPLIT_FLOOR)
@@ -561,7 +561,24 @@ def _fetch_page(
         replace(piece, id=uuid.uuid4().hex[:10], gte=lower, lt=upper, after=None)
         for lower, upper in zip(edges[:-2], edges[1:-1], strict=True)
     ]
-    return PageResult(piece, rows, rest, split_off)
+    return objects, rest, split_off
+
+
+def _complete(
+    api: StripeApi, piece: Slice, objects: list[dict], sub_requests: ThreadPoolExecutor
+) -> None:
+    """Fetch the lines / items past the embedded first page, side by side."""
+    complete = {"invoices": api.complete_invoice, "subscriptions": api.complete_subscription}
+    if piece.kind not in complete:
+        return
+    embedded = "lines" if piece.kind == "invoices" else "items"
+    pending = [
+        sub_requests.submit(complete[piece.kind], obj, account=piece.header)
+        for obj in objects
+        if (obj.get(embedded) or {}).get("has_more")
+    ]
+    for future in pending:
+        future.result()
 
 
 class PageBatch:
