@@ -5,10 +5,14 @@ build and atomically replaces the published file. A failed run leaves the publis
 file as it was and keeps the working copy, so the next run resumes from it.
 
 Backfill lists every object kind in ``created`` time slices, fetched in parallel by a
-pool of workers. A slice is fetched page by page; after a page that says ``has_more``,
-its remainder goes back on the queue, split in two halves while workers would otherwise
-wait. Every landed page is committed together with its slice's new checkpoint, so a
-killed backfill resumes exactly where it stopped.
+pool of workers. A slice is fetched page by page (newest first); after a page that says
+``has_more``, its remainder goes back on the queue, split into pieces while there are
+too few slices of that kind to keep its endpoint busy at the rate limit (every slice
+ends with one partial page, so no more). Pages are landed in bulk about once a second,
+each together with its slice's new checkpoint, so a killed backfill resumes where it
+stopped and lands exactly what an uninterrupted one would.
+
+Sync reads the events since the last cursor and re-fetches the objects they name.
 """
 
 from __future__ import annotations
@@ -51,11 +55,11 @@ RETRIEVE_PARAMS = {"prices": {"expand": ["tiers"]}}
 EVENT_TYPES = ["customer.*", "invoice.*", "price.*", "product.*"]
 EVENT_RETENTION = timedelta(days=30)
 EVENT_OVERLAP_SECONDS = 300
-# No Stripe object is older than this; time slices are split above it.
+# No Stripe object is older than this (nor than its account); slices are split above it.
 SPLIT_FLOOR = 1262304000  # 2010-01-01
-FETCH_BATCH = 500
+FETCH_BATCH = 500  # objects re-fetched by a sync before they are landed
 COMMIT_EVERY_SECONDS = 1.0
-MIN_SLICE_PAGES = 8
+MIN_SLICE_PAGES = 8  # no piece split off a slice is expected to be shorter
 MAX_BATCH_ROWS = 20_000  # rows held before they are written, whatever the pace
 FETCH_MEMORY_LIMIT = "256MB"  # DuckDB's while pages are landed
 RUNS_KEPT_IN_SIDECAR = 50
