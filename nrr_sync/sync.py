@@ -235,6 +235,13 @@ def _finish_run(con: duckdb.DuckDBPyConnection, record: dict) -> None:
     )
 
 
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back if a transaction is still open (a failed commit already ended it), so
+    the error that stopped the work is the one the user sees."""
+    with contextlib.suppress(duckdb.Error):
+        con.rollback()
+
+
 def _record_failure(con: duckdb.DuckDBPyConnection, record: dict) -> None:
     """Note the failure in the working copy; it is published with the next good run."""
     with contextlib.suppress(duckdb.Error):
@@ -626,7 +633,7 @@ class PageBatch:
             warehouse.set_state(con, self.state)
             con.commit()
         except BaseException:
-            con.rollback()
+            _rollback(con)
             raise
 
 
@@ -755,7 +762,7 @@ def _sync_account(job: Job, account: str, header: str | None, cursor: dict, seen
         con.commit()
     except BaseException:
         api.stopping.set()
-        con.rollback()
+        _rollback(con)
         raise
 
 
