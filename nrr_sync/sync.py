@@ -167,8 +167,9 @@ def _run(config: Config, command: str, work, *, since: str | None = None) -> int
                 con.close()
         _write_sidecar(db_path, record)
         log.info(_summary_line(record))
-        if build_result.get("duration_ms") is not None:
-            log.debug("build: %s", build_result)
+        log.debug("build: %s", build_result)
+        if job is not None and job.request_totals()["requests"]:
+            log.debug("requests by endpoint: %s", job.api.stats.by_endpoint())
     return 0
 
 
@@ -725,7 +726,7 @@ def _sync_account(job: Job, account: str, header: str | None, cursor: dict, seen
     }
     events = {}
     for event in api.list_all("/v1/events", params, account=header):
-        events[event["id"]] = event  # dedupe by id
+        events[event["id"]] = _event_outline(event)  # dedupe by id
     fresh = [event for event in events.values() if event["id"] not in seen]
     changed = changed_objects(fresh)
     job.landed("events", len(fresh))
@@ -764,6 +765,18 @@ def _sync_account(job: Job, account: str, header: str | None, cursor: dict, seen
         api.stopping.set()
         _rollback(con)
         raise
+
+
+def _event_outline(event: dict) -> dict:
+    """What a sync needs of an event (its payload is never data): keeps memory small."""
+    obj = (event.get("data") or {}).get("object") or {}
+    outline = {key: obj.get(key) for key in ("id", "object", "customer")}
+    return {
+        "id": event["id"],
+        "type": event.get("type"),
+        "created": event["created"],
+        "data": {"object": outline},
+    }
 
 
 def changed_objects(events: list[dict]) -> dict[str, set[str]]:
