@@ -137,11 +137,6 @@ def test_a_disk_that_fills_up_during_a_backfill_leaves_the_published_file_and_re
     assert_same_data(disk / "nrr.duckdb", tmp_path / "clean" / "nrr.duckdb")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sync._fetch_slices rolls back after the failed commit; the rollback's own "
-    "error ('no transaction is active') replaces DuckDB's 'No space left on device'",
-)
 def test_a_disk_that_fills_up_during_a_backfill_says_so(tmp_path, small_disk, sandbox_factory):
     sandbox = sandbox_factory(customers=30, seed=3)
     _, _, code, output = fill_up_during_a_backfill(tmp_path, small_disk, sandbox)
