@@ -126,10 +126,6 @@ class Collection:
         entry = self.entries.get(object_id)
         return None if entry is None else entry[0]
 
-    def values(self, object_id: str) -> tuple:
-        """The object's values of INDEXED_FIELDS[kind], in that order."""
-        return self.entries[object_id][1]
-
     def load(self, objects: Iterable[tuple[dict, bytes]]) -> None:
         """Bulk load (initial state): append everything, sort once."""
         pending = []  # the first objects make the preset dictionary for all
