@@ -7,11 +7,14 @@
 2. Build: the SQL models (``transform.build``) on the large backfilled database —
    100k customers x 37 months (2023-01 to 2026-01) — timed in a child process with its
    peak RSS; and the whole ``nrr-sync build`` command (working copy, build, publish).
-3. Load rate into DuckDB alone: the generator's objects landed with
-   ``warehouse.load_objects`` in batches, no HTTP, objects per second.
+3. Load rate into DuckDB alone: the generator's objects landed in batches, no HTTP,
+   objects per second — the backfill's way (``landing_rows`` + ``insert_rows``, plain
+   appends) and the nightly sync's (``load_objects``, upserts).
 
-    python benchmarks/build_and_memory.py            # 105,000 and 10,000 customers
-    python benchmarks/build_and_memory.py --quick    # 400 and 100 customers
+    python benchmarks/build_and_memory.py --workdir W    # 105,000 and 10,000 customers
+    python benchmarks/build_and_memory.py --build-db W/backfill-105000/nrr.duckdb
+    python benchmarks/build_and_memory.py --load-only    # part 3 alone
+    python benchmarks/build_and_memory.py --quick        # 400 and 100 customers
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ import json, sys, time
 import duckdb
 from nrr_sync import landing, transform, warehouse
 from nrr_sync.sandbox.generator import SandboxOptions, generate
-customers, batch, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+customers, batch, path, how = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 world = generate(SandboxOptions(customers=customers, seed=7))
 account = world.account_ids[0]
 con = duckdb.connect(path)
@@ -65,7 +68,12 @@ for kind in ("customers", "products", "prices", "subscriptions", "invoices"):
         chunk = json.loads(json.dumps(chunk))  # as parsed from an HTTP answer
         started = time.perf_counter()
         con.begin()
-        warehouse.load_objects(con, account, kind, chunk)
+        if how == "upsert":  # the nightly sync's way: load_objects upserts
+            warehouse.load_objects(con, account, kind, chunk)
+        else:  # the backfill's way: rows built, then plain appends
+            tables = warehouse.landing_rows(account, kind, chunk, landing.now_utc())
+            for table, table_rows in tables.items():
+                warehouse.insert_rows(con, table, table_rows)
         con.commit()
         seconds += time.perf_counter() - started
         loaded += len(chunk)
@@ -120,6 +128,72 @@ def backfill(customers: int, workdir: Path, concurrency: int) -> dict:
     }
 
 
+def measure_build(db: Path, config: Path, workdir: Path):
+    """The SQL models alone on a copy of ``db`` (child process), then ``nrr-sync build``."""
+    copy = workdir / "build-copy.duckdb"
+    shutil.copyfile(db, copy)
+    built, _, build_rss = child(BUILD_ONLY, str(copy), str(config))
+    copy.unlink()
+    command = common.check(common.run_nrr_sync(config, ["build"], None))
+    print(f"  build: {built['seconds']:.1f} s, peak RSS {build_rss:.0f} MiB", flush=True)
+    return built, build_rss, command
+
+
+def measure_loads(args, workdir: Path) -> dict:
+    """Objects per second into DuckDB, the backfill's way (append) and the sync's (upsert)."""
+    loads = {}
+    for how in ("append", "upsert"):
+        load_db = workdir / f"load-{how}.duckdb"
+        loaded, _, rss = child(
+            LOAD_ONLY, str(args.load_customers), str(args.batch), str(load_db), how
+        )
+        load_db.unlink()
+        loads[how] = {
+            "objects": loaded["objects"],
+            "rows": loaded["rows"],
+            "objects_per_second": round(loaded["objects"] / loaded["seconds"]),
+            "rows_per_second": round(loaded["rows"] / loaded["seconds"]),
+            "peak_rss_mib": round(rss),
+        }
+        print(f"  load ({how}): {loads[how]['objects_per_second']:,} objects/s", flush=True)
+    return loads
+
+
+def build_only(args, workdir: Path) -> dict:
+    directory = workdir / "build-only"
+    config = common.write_config(directory)
+    shutil.copyfile(args.build_db, directory / "nrr.duckdb")
+    counts = common.landed_counts(directory / "nrr.duckdb")
+    built, build_rss, command = measure_build(directory / "nrr.duckdb", config, workdir)
+    slowest = sorted((built.get("models") or {}).items(), key=lambda kv: -kv[1])
+    print()
+    print(
+        common.table(
+            ["measure", "value", "peak RSS"],
+            [
+                [f"build (SQL models only), {counts['invoices']:,} invoices",
+                 f"{built['seconds']:.2f} s", f"{build_rss:.0f} MiB"],
+                ["nrr-sync build (copy, build, publish)", f"{command.seconds:.2f} s",
+                 f"{command.peak_rss_mib:.0f} MiB"],
+            ],
+        )
+    )  # fmt: skip
+    print(f"\nmodels (ms): {slowest}")
+    results = {
+        "build_db_counts": counts,
+        "build_seconds": round(built["seconds"], 2),
+        "build_models_ms": built.get("models"),
+        "build_rows": built.get("rows"),
+        "build_peak_rss_mib": round(build_rss),
+        "build_command_seconds": round(command.seconds, 2),
+        "build_command_peak_rss_mib": round(command.peak_rss_mib),
+    }
+    params = {"build_db": str(args.build_db)}
+    path = common.record("build_and_memory", params, results, args.results)
+    print(f"\nrecorded in {path}")
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     arguments = common.parser(__doc__.splitlines()[0])
     arguments.add_argument("--customers", type=int, default=105_000, help="The large account.")
@@ -127,6 +201,16 @@ def main(argv: list[str] | None = None) -> dict:
     arguments.add_argument("--load-customers", type=int, default=10_000)
     arguments.add_argument("--batch", type=int, default=2000, help="Objects per load (part 3).")
     arguments.add_argument("--concurrency", type=int, default=8)
+    arguments.add_argument(
+        "--build-db",
+        type=Path,
+        default=None,
+        help="Only measure the build, on a copy of this backfilled database (e.g. "
+        "WORKDIR/backfill-105000/nrr.duckdb left by an earlier run with --workdir).",
+    )
+    arguments.add_argument(
+        "--load-only", action="store_true", help="Only measure the load rate (part 3)."
+    )
     args = arguments.parse_args(argv)
     if args.quick:
         args.customers = min(args.customers, 400)
@@ -136,6 +220,14 @@ def main(argv: list[str] | None = None) -> dict:
     print(common.header("build time, peak memory and load rate"), flush=True)
     with tempfile.TemporaryDirectory(prefix="nrr-bench-") as scratch:
         workdir = args.workdir or Path(scratch)
+        if args.build_db:
+            return build_only(args, workdir)
+        if args.load_only:
+            loads = measure_loads(args, workdir)
+            params = {"load_customers": args.load_customers, "batch": args.batch}
+            path = common.record("build_and_memory", params, {"loads": loads}, args.results)
+            print(f"\nrecorded in {path}")
+            return {"loads": loads}
         backfills = []
         for customers in (args.small, args.customers):
             result = backfill(customers, workdir, args.concurrency)
@@ -147,19 +239,9 @@ def main(argv: list[str] | None = None) -> dict:
             )
         large = backfills[-1]
 
-        copy = workdir / "build-copy.duckdb"
-        shutil.copyfile(large["db"], copy)
-        built, build_wall, build_rss = child(BUILD_ONLY, str(copy), str(large["config"]))
-        copy.unlink()
-        command = common.check(common.run_nrr_sync(large["config"], ["build"], None))
-        print(f"  build: {built['seconds']:.1f} s, peak RSS {build_rss:.0f} MiB", flush=True)
+        built, build_rss, command = measure_build(large["db"], large["config"], workdir)
 
-        load_db = workdir / "load.duckdb"
-        loaded, _, load_rss = child(
-            LOAD_ONLY, str(args.load_customers), str(args.batch), str(load_db)
-        )
-        load_db.unlink()
-        print(f"  load: {loaded['objects'] / loaded['seconds']:,.0f} objects/s", flush=True)
+        loads = measure_loads(args, workdir)
 
     rows = [
         [
@@ -188,13 +270,15 @@ def main(argv: list[str] | None = None) -> dict:
             f"{command.seconds:.2f} s",
             f"{command.peak_rss_mib:.0f} MiB",
         ],
-        [
-            f"load_objects, batches of {args.batch:,} ({args.load_customers:,} customers)",
-            f"{loaded['objects'] / loaded['seconds']:,.0f} objects/s "
-            f"({loaded['rows'] / loaded['seconds']:,.0f} rows/s)",
-            f"{load_rss:.0f} MiB",
-        ],
     ]
+    for how, load in loads.items():
+        summary.append(
+            [
+                f"load {how}, batches of {args.batch:,} ({args.load_customers:,} customers)",
+                f"{load['objects_per_second']:,} objects/s ({load['rows_per_second']:,} rows/s)",
+                f"{load['peak_rss_mib']} MiB",
+            ]
+        )
     print(common.table(["measure", "value", "peak RSS"], summary))
     slowest = sorted((built.get("models") or {}).items(), key=lambda kv: -kv[1])[:4]
     print(f"\nslowest models (ms): {slowest}")
@@ -207,11 +291,7 @@ def main(argv: list[str] | None = None) -> dict:
         "build_peak_rss_mib": round(build_rss),
         "build_command_seconds": round(command.seconds, 2),
         "build_command_peak_rss_mib": round(command.peak_rss_mib),
-        "load_objects": loaded["objects"],
-        "load_rows": loaded["rows"],
-        "load_objects_per_second": round(loaded["objects"] / loaded["seconds"]),
-        "load_rows_per_second": round(loaded["rows"] / loaded["seconds"]),
-        "load_peak_rss_mib": round(load_rss),
+        "loads": loads,
     }
     params = {
         "customers": args.customers,

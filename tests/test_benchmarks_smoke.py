@@ -71,5 +71,6 @@ def test_build_and_memory_runs_and_records(tmp_path):
     assert [b["customers"] for b in result["backfills"]] == [20, 60]
     assert all(b["peak_rss_mib"] > 0 for b in result["backfills"])
     assert result["build_seconds"] > 0 and result["build_rows"]
-    assert result["load_objects_per_second"] > 0
-    assert recorded(results_path)["load_objects"] == result["load_objects"]
+    assert result["loads"]["append"]["objects_per_second"] > 0
+    assert result["loads"]["upsert"]["rows"] == result["loads"]["append"]["rows"]
+    assert recorded(results_path)["loads"] == result["loads"]
