@@ -475,7 +475,7 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
     # handed to the writer, so a slice's pages always reach the writer in order.
     tasks: queue.Queue = queue.Queue()
     # Room for the pages fetched while the writer lands a batch; rows only, so small.
-    results: queue.Queue = queue.Queue(maxsize=4 * workers)
+    results: queue.Queue = queue.Queue(maxsize=2 * workers)
     opened = threading.Event()
     opened.set()
     for piece in slices:
