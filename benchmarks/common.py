@@ -401,7 +401,7 @@ def record(name: str, params: dict, results: dict, path: Path | None = None) -> 
         "date": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": "python " + " ".join([_relative(sys.argv[0]), *sys.argv[1:]]),
         "machine": machine(),
-        "versions": versions(),
+        "versions": dict(_STARTED_WITH) or versions(),
         "params": params,
         "results": results,
     }
@@ -410,8 +410,14 @@ def record(name: str, params: dict, results: dict, path: Path | None = None) -> 
     return path
 
 
+_STARTED_WITH: dict = {}
+
+
 def header(name: str) -> str:
+    """The first line a benchmark prints; it also fixes the versions recorded at the end,
+    so a long run is recorded with the code it started with."""
     m, v = machine(), versions()
+    _STARTED_WITH.update(v)
     return (
         f"{name} — {datetime.now(tz=UTC):%Y-%m-%d %H:%M} UTC; {m['cores']} cores, "
         f"{m['memory_gib']} GiB, {m['cpu']}; python {v['python']}, duckdb {v['duckdb']}, "
