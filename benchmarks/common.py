@@ -212,10 +212,29 @@ class RunResult:
     peak_rss_mib: float
     cpu_seconds: float
     stderr: str
+    # (seconds since start, RSS MiB, the sandbox's request count) every SAMPLE_SECONDS
+    samples: list[tuple[float, float, int]] = field(default_factory=list)
+
+    def peak_rss_while_fetching_mib(self) -> float:
+        """Peak RSS up to the last sample in which the sandbox still received requests
+        (the fetch phase; the build follows it in the same process)."""
+        last = 0
+        for i in range(1, len(self.samples)):
+            if self.samples[i][2] > self.samples[i - 1][2]:
+                last = i
+        return max((rss for _, rss, _ in self.samples[: last + 1]), default=0.0)
 
 
-def run_nrr_sync(config: Path, args: list[str], sandbox: SandboxProcess | None) -> RunResult:
-    """Run ``nrr-sync --config CONFIG ARGS`` to the end; wall time, peak RSS, CPU time."""
+SAMPLE_SECONDS = 0.25
+
+
+def run_nrr_sync(
+    config: Path, args: list[str], sandbox: SandboxProcess | None, *, sample: bool = False
+) -> RunResult:
+    """Run ``nrr-sync --config CONFIG ARGS`` to the end; wall time, peak RSS, CPU time.
+
+    With ``sample``, RSS and the sandbox's request count are recorded over time.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("NRR_SYNC_")}
     if sandbox is not None:
         env[SANDBOX_KEY_ENV] = sandbox.api_key
@@ -229,6 +248,19 @@ def run_nrr_sync(config: Path, args: list[str], sandbox: SandboxProcess | None) 
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        samples: list[tuple[float, float, int]] = []
+        if sample and sandbox is not None:
+            import threading
+
+            def sampler() -> None:
+                while process.poll() is None:
+                    rss = vm_rss_mib(process.pid)
+                    with contextlib.suppress(OSError, ValueError):
+                        requests = sandbox.stats()["requests"]
+                        samples.append((time.monotonic() - started, rss, requests))
+                    time.sleep(SAMPLE_SECONDS)
+
+            threading.Thread(target=sampler, daemon=True).start()
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.monotonic() - started
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -241,6 +273,7 @@ def run_nrr_sync(config: Path, args: list[str], sandbox: SandboxProcess | None) 
         peak_rss_mib=usage.ru_maxrss / 1024,
         cpu_seconds=usage.ru_utime + usage.ru_stime,
         stderr=output,
+        samples=samples,
     )
 
 
@@ -258,6 +291,17 @@ def vm_hwm_mib(pid: int) -> float:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
                 if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def vm_rss_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
