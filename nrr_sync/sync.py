@@ -52,7 +52,10 @@ LIST_PATHS = {
 # Prices carry their tiers only when expanded; subscriptions of every status.
 LIST_PARAMS = {"prices": {"expand": ["data.tiers"]}, "subscriptions": {"status": "all"}}
 RETRIEVE_PARAMS = {"prices": {"expand": ["tiers"]}}
-EVENT_TYPES = ["customer.*", "invoice.*", "price.*", "product.*"]
+# One list per group: Stripe takes a `*` wildcard in `type` only (`types[]` wants exact
+# names, at most 20, and these groups hold far more). `customer.*` includes
+# `customer.subscription.*`.
+EVENT_GROUPS = ("customer.*", "invoice.*", "price.*", "product.*")
 EVENT_RETENTION = timedelta(days=30)
 EVENT_OVERLAP_SECONDS = 300
 # No Stripe object is older than this (nor than its account); slices are split above it.
@@ -366,7 +369,7 @@ def _start_backfill(job: Job, since: str) -> list[Slice]:
     with ThreadPoolExecutor(max_workers=4) as pool:
         infos = pool.map(lambda a: api.get("/v1/account", account=a[1]), accounts)
         newest = pool.map(
-            lambda a: api.get("/v1/events", {"limit": 1, "types": EVENT_TYPES}, account=a[1]),
+            lambda a: api.get("/v1/events", {"limit": 1}, account=a[1]),
             accounts,
         )
         infos, newest = list(infos), list(newest)
@@ -720,13 +723,12 @@ def sync(job: Job) -> None:
 
 def _sync_account(job: Job, account: str, header: str | None, cursor: dict, seen: set) -> None:
     api = job.api
-    params = {
-        "created": {"gte": int(cursor["created"]) - EVENT_OVERLAP_SECONDS},
-        "types": EVENT_TYPES,
-    }
+    since = int(cursor["created"]) - EVENT_OVERLAP_SECONDS
     events = {}
-    for event in api.list_all("/v1/events", params, account=header):
-        events[event["id"]] = _event_outline(event)  # dedupe by id
+    for group in EVENT_GROUPS:
+        params = {"created": {"gte": since}, "type": group}
+        for event in api.list_all("/v1/events", params, account=header):
+            events[event["id"]] = _event_outline(event)  # dedupe by id
     fresh = [event for event in events.values() if event["id"] not in seen]
     changed = changed_objects(fresh)
     job.landed("events", len(fresh))

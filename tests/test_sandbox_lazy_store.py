@@ -75,7 +75,8 @@ LISTS = [
     ("/v1/invoices", {"limit": 100, "status": "open"}),
     ("/v1/invoices", {"limit": 30, "created[lt]": 1_750_000_000}),
     ("/v1/events", {"limit": 100}),
-    ("/v1/events", {"limit": 100, "types[]": ["invoice.*", "customer.subscription.updated"]}),
+    ("/v1/events", {"limit": 100, "type": "invoice.*"}),
+    ("/v1/events", {"limit": 100, "types[]": ["invoice.paid", "customer.subscription.updated"]}),
     ("/v1/prices", {"limit": 100, "expand[]": "data.tiers"}),
 ]
 

@@ -569,18 +569,20 @@ class Sandbox:
         if kind == "events":
             if "type" in params and "types" in params:
                 raise ApiError(400, "You may pass either type or types, but not both.")
-            patterns = params.get("types", params.get("type"))
-            if patterns is not None:
-                if isinstance(patterns, str):
-                    patterns = [patterns]
-                if not isinstance(patterns, list) or len(patterns) > 20:
-                    raise ApiError(400, "types must be an array of up to 20 strings", param="types")
-                matchers = [wildcard(p) for p in patterns]
+            # Like Stripe: `type` takes one name or a group with a `*` wildcard
+            # (`invoice.*`); `types[]` takes up to 20 exact event names, no wildcards.
+            if "type" in params:
+                matcher = wildcard(params["type"])
                 wanted["type"] = {
-                    value
-                    for value in collection.index["type"]
-                    if any(m.match(value or "") for m in matchers)
+                    value for value in collection.index["type"] if matcher.match(value or "")
                 }
+            elif "types" in params:
+                names = params["types"]
+                if isinstance(names, str):
+                    names = [names]
+                if not isinstance(names, list) or len(names) > 20:
+                    raise ApiError(400, "types must be an array of up to 20 strings", param="types")
+                wanted["type"] = set(names)
         if not wanted:
             return None, None, None
         # Walk the most selective index; check the others per object.
