@@ -17,6 +17,7 @@ from pathlib import Path
 from . import __version__
 from .errors import ConfigError
 from .report import (
+    ROLL_FORWARD_HEADERS,
     ReportData,
     describe_accounts,
     fetch_dicts,
@@ -366,17 +367,7 @@ def html_table(headers: list[str], rows: list[list[str]]) -> str:
 
 def roll_forward_rows(report: ReportData) -> tuple[list[str], list[list[str]]]:
     currency = report.currency
-    headers = [
-        "Month",
-        "MRR start",
-        "New",
-        "Expansion",
-        "Reactivation",
-        "Contraction",
-        "Churn",
-        "MRR end",
-        "Customers",
-    ]
+    headers = list(ROLL_FORWARD_HEADERS)
     rows = [
         [
             f"{row['month']:%b %Y}" + ("" if row["month_complete"] else " *"),

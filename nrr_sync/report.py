@@ -313,20 +313,25 @@ def ratio(value: float | None) -> float | None:
     return None if value is None else round(float(value), 6)
 
 
+ROLL_FORWARD_HEADERS = (
+    "Month",
+    "MRR start",
+    "New",
+    "Expansion",
+    "Reactivation",
+    "Contraction",
+    "Churn",
+    "MRR end",
+    "Customers",
+)
+
+
 def roll_forward_table(data: ReportData) -> tuple[list[str], list[list[str]]]:
     """Rows as shown to people: contraction and churn carry their minus sign, so each row
     reads as a sum (start + new + expansion + reactivation - contraction - churn = end)."""
     k = data.window
     headers = [
-        "Month",
-        "MRR start",
-        "New",
-        "Expansion",
-        "Reactivation",
-        "Contraction",
-        "Churn",
-        "MRR end",
-        "Customers",
+        *ROLL_FORWARD_HEADERS,
         f"NRR {k}m",
         f"GRR {k}m",
         f"Logos {k}m",

@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from .. import STRIPE_API_VERSION
+from .generator import no_cyclic_gc
 from .store import AccountStore, dumps, page_of_sequence
 
 SANDBOX_API_KEY = "sk_test_sandbox"
@@ -272,13 +273,8 @@ def paused_cyclic_gc():
     made. Once made, one full collection moves them (and the world's records, made with
     the collector paused too) to the oldest generation, about 1 s per million objects;
     otherwise the first requests would pay for it, twice."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with no_cyclic_gc():
         yield
-    finally:
-        if enabled:
-            gc.enable()
     gc.collect()
 
 
