@@ -370,15 +370,17 @@ def landed_counts(db_path: Path) -> dict[str, int]:
         con.close()
 
 
-def last_run(db_path: Path) -> dict:
+def last_run(db_path: Path, command: str = "backfill") -> dict:
+    """The latest ``command`` run recorded in meta.sync_runs."""
     import duckdb
 
     con = duckdb.connect(str(db_path), read_only=True)
     try:
         row = con.execute(
             "SELECT command, outcome, requests, retries, rate_limited, objects::VARCHAR, "
-            "epoch(finished_at) - epoch(started_at) FROM meta.sync_runs "
-            "ORDER BY started_at DESC LIMIT 1"
+            "epoch(finished_at) - epoch(started_at) FROM meta.sync_runs WHERE command = ? "
+            "ORDER BY started_at DESC LIMIT 1",
+            [command],
         ).fetchone()
     finally:
         con.close()
