@@ -91,12 +91,21 @@ def as_json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def raw_json(obj: dict) -> str:
+    """The whole object for the ``raw`` column, in Stripe's key order (sorting every
+    nested dict would cost a backfill about a fifth of its CPU)."""
+    return _compact(obj)
+
+
 def customer_row(account_id: str, obj: dict, synced_at: datetime) -> tuple:
     return (
         account_id, obj["id"], timestamp(obj.get("created")), obj.get("name"),
         obj.get("email"), obj.get("currency"), dig(obj, "address", "country"),
         as_json(obj.get("metadata") or {}), bool(obj.get("deleted", False)),
-        obj.get("livemode"), as_json(obj), synced_at,
+        obj.get("livemode"), raw_json(obj), synced_at,
     )  # fmt: skip
 
 
@@ -104,7 +113,7 @@ def product_row(account_id: str, obj: dict, synced_at: datetime) -> tuple:
     return (
         account_id, obj["id"], timestamp(obj.get("created")), obj.get("name"),
         obj.get("active"), as_json(obj.get("metadata") or {}),
-        bool(obj.get("deleted", False)), as_json(obj), synced_at,
+        bool(obj.get("deleted", False)), raw_json(obj), synced_at,
     )  # fmt: skip
 
 
@@ -119,7 +128,7 @@ def price_row(account_id: str, obj: dict, synced_at: datetime) -> tuple:
         recurring.get("interval_count"), recurring.get("usage_type"),
         transform.get("divide_by"), transform.get("round"), obj.get("tax_behavior"),
         obj.get("nickname"), as_json(obj.get("metadata") or {}),
-        bool(obj.get("deleted", False)), as_json(obj), synced_at,
+        bool(obj.get("deleted", False)), raw_json(obj), synced_at,
     )  # fmt: skip
 
 
@@ -134,7 +143,7 @@ def subscription_row(account_id: str, obj: dict, synced_at: datetime) -> tuple:
         timestamp(obj.get("cancel_at")), timestamp(obj.get("canceled_at")),
         timestamp(obj.get("ended_at")), dig(obj, "cancellation_details", "reason"),
         obj.get("collection_method"), dig(obj, "pause_collection", "behavior"),
-        as_json(obj.get("metadata") or {}), as_json(raw), synced_at,
+        as_json(obj.get("metadata") or {}), raw_json(raw), synced_at,
     )  # fmt: skip
 
 
@@ -143,7 +152,7 @@ def subscription_item_row(account_id: str, obj: dict, synced_at: datetime) -> tu
         account_id, obj["id"], ref(obj.get("subscription")), ref(obj.get("price")),
         obj.get("quantity"), timestamp(obj.get("created")),
         timestamp(obj.get("current_period_start")), timestamp(obj.get("current_period_end")),
-        as_json(obj.get("metadata") or {}), as_json(obj), synced_at,
+        as_json(obj.get("metadata") or {}), raw_json(obj), synced_at,
     )  # fmt: skip
 
 
@@ -166,7 +175,7 @@ def invoice_row(
         timestamp(transitions.get("finalized_at")), timestamp(transitions.get("paid_at")),
         timestamp(transitions.get("voided_at")), obj.get("subtotal"), obj.get("total"),
         obj.get("amount_due"), obj.get("amount_paid"), line_count, lines_complete,
-        as_json(obj.get("metadata") or {}), as_json(raw), synced_at,
+        as_json(obj.get("metadata") or {}), raw_json(raw), synced_at,
     )  # fmt: skip
 
 
@@ -187,7 +196,7 @@ def invoice_line_row(account_id: str, invoice_id: str, obj: dict, synced_at: dat
         sum(int(d.get("amount") or 0) for d in discounts),
         sum(int(t.get("amount") or 0) for t in taxes if t.get("tax_behavior") == "inclusive"),
         sum(int(t.get("amount") or 0) for t in taxes if t.get("tax_behavior") == "exclusive"),
-        obj.get("description"), as_json(obj), synced_at,
+        obj.get("description"), raw_json(obj), synced_at,
     )  # fmt: skip
 
 
