@@ -41,6 +41,18 @@ def snapshot(kind: str, obj) -> tuple | None:
     return None
 
 
+def address(country: str | None) -> dict:
+    """A customer's address as Stripe renders it; the sandbox knows only the country."""
+    return {
+        "city": None,
+        "country": country,
+        "line1": None,
+        "line2": None,
+        "postal_code": None,
+        "state": None,
+    }
+
+
 def customer(c: Customer, state: tuple | None = None) -> dict:
     email, subscribed, extra, _updated, seq = state or snapshot("customers", c)
     metadata = {"segment": c.segment}
@@ -48,14 +60,7 @@ def customer(c: Customer, state: tuple | None = None) -> dict:
     return {
         "id": c.id,
         "object": "customer",
-        "address": {
-            "city": None,
-            "country": c.country,
-            "line1": None,
-            "line2": None,
-            "postal_code": None,
-            "state": None,
-        },  # fmt: skip
+        "address": address(c.country),
         "balance": 0,
         "created": c.created,
         "currency": c.currency if subscribed else None,
@@ -439,14 +444,7 @@ def invoice(inv: Invoice, state: tuple | None = None) -> dict:
         "custom_fields": None,
         "customer": c.id,
         "customer_account": None,
-        "customer_address": {
-            "city": None,
-            "country": c.country,
-            "line1": None,
-            "line2": None,
-            "postal_code": None,
-            "state": None,
-        },  # fmt: skip
+        "customer_address": address(c.country),
         "customer_email": c.email,
         "customer_name": c.name,
         "customer_phone": None,
