@@ -1,8 +1,10 @@
-"""A DuckDB file with the report and meta tables as SPEC 5 names them, filled with a small,
-deterministic customer history, so the report can be tested without a sync."""
+"""A DuckDB file built like a real one: hand-made Stripe objects landed through the real
+loader, then the real migrations and report models, filled with a small, deterministic
+customer history, so the report, status and HTML can be tested without a sync."""
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import tempfile
@@ -12,9 +14,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import stripe_objects as objects
 
 ACCOUNT = "acct_fixture"
 PRICES = [Decimal(p) for p in ("29.00", "49.00", "99.00", "199.00", "499.00", "1250.50")]
+PRODUCT = "prod_fixture"
 
 
 def add_months(month: date, count: int) -> date:
@@ -63,7 +67,9 @@ def make_report_db(
 ) -> Path:
     """Write ``path``; ``runs`` are (command, started epoch, finished epoch, outcome).
 
-    Built once per set of arguments and copied, to keep the tests fast."""
+    ``with_report=False`` leaves the file as a run leaves it before its first build: the
+    migrations applied, nothing landed, no report tables. Built once per set of
+    arguments and copied, to keep the tests fast."""
     key = repr((customers, first, months, seed, as_of, runs, with_report))
     if key not in _TEMPLATES:
         template = Path(tempfile.mkdtemp(prefix="nrr-report-fixture-")) / "template.duckdb"
@@ -77,177 +83,108 @@ _TEMPLATES: dict[str, Path] = {}
 
 
 def _write(path, customers, first, months, seed, as_of, runs, with_report) -> None:
-    con = duckdb.connect(str(path))
-    con.execute("CREATE SCHEMA stripe; CREATE SCHEMA report; CREATE SCHEMA meta;")
-    con.execute(
-        "CREATE TABLE stripe.customers (account_id VARCHAR, id VARCHAR, currency VARCHAR, "
-        "synced_at TIMESTAMPTZ, PRIMARY KEY (account_id, id))"
-    )
-    con.execute("""
-        CREATE TABLE meta.sync_runs (run_id VARCHAR PRIMARY KEY, command VARCHAR NOT NULL,
-            started_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ, outcome VARCHAR,
-            exit_code INTEGER, message VARCHAR, objects JSON, requests BIGINT, retries BIGINT,
-            rate_limited BIGINT, api_version VARCHAR, since_month VARCHAR);
-        CREATE TABLE meta.sync_state (key VARCHAR PRIMARY KEY, value VARCHAR,
-            updated_at TIMESTAMPTZ NOT NULL);
-        CREATE TABLE meta.sql_migrations (version VARCHAR PRIMARY KEY, name VARCHAR NOT NULL,
-            kind VARCHAR NOT NULL, checksum VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL,
-            duration_ms DOUBLE);
-    """)
+    from nrr_sync import transform
+
     now = time.time()
+    if with_report:
+        history = customer_history(seed, customers, first, months)
+        con = objects.build_report(
+            path,
+            accounts={ACCOUNT: stripe_objects_of(history, first, months)},
+            since=f"{first:%Y-%m}",
+            as_of=as_of,
+            fx_rates={"eur": 1.0, "gbp": 1.0},
+            segments=("currency", "country", "cohort", "product"),
+        )
+    else:
+        con = duckdb.connect(str(path))
+        transform.migrate(con)
     if runs is None:
         runs = [("backfill", now - 3600, now - 3500, "ok")]
     for number, (command, started, finished, outcome) in enumerate(runs):
+        exit_code = int(outcome.split(":")[1]) if outcome.startswith("failed:") else 0
         con.execute(
             "INSERT INTO meta.sync_runs (run_id, command, started_at, finished_at, outcome, "
-            "objects, requests, retries) VALUES (?, ?, to_timestamp(?), to_timestamp(?), ?, "
-            '\'{"customers": 40, "invoices": 900}\', 120, 2)',
-            [f"run{number}", command, started, finished, outcome],
+            "exit_code, objects, requests, retries, rate_limited) VALUES (?, ?, "
+            "to_timestamp(?), to_timestamp(?), ?, ?, "
+            '\'{"customers": 40, "invoices": 900}\', 120, 2, 0)',
+            [f"run{number}", command, started, finished, outcome, exit_code],
         )
-    con.execute(
-        "INSERT INTO meta.sql_migrations VALUES "
-        "('V001', 'V001__landing.sql', 'migration', 'abc', now(), 10), "
-        "('V002', 'V002__meta.sql', 'migration', 'def', now(), 10), "
-        "('R001', 'R001__mrr_summary.sql', 'model', '123', now(), 20)"
-    )
-    since = f"{first:%Y-%m}"
-    con.execute(
-        "INSERT INTO meta.sync_state VALUES ('report:since', ?, now()), "
-        "('report:as_of', ?, now()), ('events:cursor:acct_fixture', ?, now()), "
-        "('backfill:slice:acct_fixture:invoices:1700000000', 'done', now())",
-        [since, as_of, str(int(now - 7200))],
-    )
-    history = customer_history(seed, customers, first, months)
-    con.executemany(
-        "INSERT INTO stripe.customers VALUES (?, ?, ?, now())",
-        [(ACCOUNT, customer, currency) for customer, (currency, _) in history.items()],
-    )
     if with_report:
-        write_report_tables(con, history, first, months)
+        cursor = {"created": int(now - 7200), "id": "evt_fixture"}
+        checkpoint = {"id": "s1", "account": ACCOUNT, "kind": "invoices", "gte": 0, "lt": 1}
+        con.execute(
+            "INSERT OR REPLACE INTO meta.sync_state VALUES "
+            "('backfill:status', 'done', now()), ('backfill:since', ?, now()), "
+            "(?, ?, now()), (?, ?, now())",
+            [
+                f"{first:%Y-%m}",
+                f"events:cursor:{ACCOUNT}",
+                json.dumps(cursor),
+                f"backfill:slice:{ACCOUNT}:invoices:s1",
+                json.dumps(checkpoint),
+            ],
+        )
     con.close()
 
 
-def write_report_tables(con, history: dict, first: date, months: int) -> None:
-    con.execute("""
-        CREATE TABLE report.customer_mrr_monthly (account_id VARCHAR, customer_id VARCHAR,
-            month DATE, mrr DECIMAL(18,2));
-        CREATE TABLE report.mrr_movements (account_id VARCHAR, customer_id VARCHAR, month DATE,
-            movement VARCHAR, mrr_before DECIMAL(18,2), mrr_after DECIMAL(18,2),
-            amount DECIMAL(18,2));
-        CREATE TABLE report.mrr_summary (month DATE, month_complete BOOLEAN,
-            mrr_start DECIMAL(18,2), new_mrr DECIMAL(18,2), expansion_mrr DECIMAL(18,2),
-            reactivation_mrr DECIMAL(18,2), contraction_mrr DECIMAL(18,2),
-            churned_mrr DECIMAL(18,2), mrr_end DECIMAL(18,2), customers_start INTEGER,
-            customers_end INTEGER, new_customers INTEGER, reactivated_customers INTEGER,
-            churned_customers INTEGER);
-        CREATE TABLE report.retention (month DATE, window_months INTEGER, segment_type VARCHAR,
-            segment VARCHAR, customers_start INTEGER, customers_retained INTEGER,
-            mrr_start DECIMAL(18,2), mrr_end DECIMAL(18,2), mrr_retained_capped DECIMAL(18,2),
-            nrr DOUBLE, grr DOUBLE, logo_retention DOUBLE);
-        CREATE TABLE report.data_quality ("check" VARCHAR, severity VARCHAR, detail VARCHAR,
-            account_id VARCHAR, object_id VARCHAR);
-    """)
-    zero = Decimal("0.00")
-    monthly, movements, summary, retention = [], [], [], []
-    cohort = {}
-    for customer, (_, values) in history.items():
-        started = next((i for i, v in enumerate(values) if v > 0), None)
-        if started is None:
-            continue
-        cohort[customer] = add_months(first, started)
-        for index in range(started, months):
-            monthly.append((ACCOUNT, customer, add_months(first, index), values[index]))
-    for index in range(months):
-        month = add_months(first, index)
-        row = dict.fromkeys(["new", "expansion", "reactivation", "contraction", "churn"], zero)
-        counts = dict.fromkeys(["start", "end", "new", "reactivation", "churn"], 0)
-        start_total = end_total = zero
-        for customer, (_, values) in history.items():
-            before = values[index - 1] if index else zero
-            after = values[index]
-            start_total += before
-            end_total += after
-            counts["start"] += before > 0
-            counts["end"] += after > 0
-            if before == after:
+def stripe_objects_of(history: dict, first: date, months: int) -> dict[str, list[dict]]:
+    """One monthly subscription per customer whose paid invoice each month is that month's
+    MRR, in the customer's currency; plus one invoice missing a page of its lines (an
+    error finding) and one line of a price that was never landed (a warning)."""
+    prices: dict[tuple[str, Decimal], dict] = {}
+    customers, subscriptions, invoices = [], [], []
+    for customer_id, (currency, values) in history.items():
+        customers.append(objects.customer(customer_id, currency=currency))
+        subscription_id = f"sub_{customer_id}"
+        item_id = f"si_{customer_id}"
+        for index, mrr in enumerate(values):
+            if mrr <= 0:
                 continue
-            if before == 0:
-                kind = "reactivation" if any(v > 0 for v in values[:index]) else "new"
-                counts[kind] += 1
-            elif after == 0:
-                kind = "churn"
-                counts["churn"] += 1
-            else:
-                kind = "expansion" if after > before else "contraction"
-            row[kind] += abs(after - before)
-            movements.append((ACCOUNT, customer, month, kind, before, after, after - before))
-        summary.append(
-            (
-                month,
-                index < months - 1,
-                start_total,
-                row["new"],
-                row["expansion"],
-                row["reactivation"],
-                row["contraction"],
-                row["churn"],
-                end_total,
-                counts["start"],
-                counts["end"],
-                counts["new"],
-                counts["reactivation"],
-                counts["churn"],
-            )
-        )
-        for window in (1, 3, 12):
-            if index - window < 0:
-                continue
-            groups: dict[tuple[str, str], list] = {}
-            for customer, (currency, values) in history.items():
-                before, after = values[index - window], values[index]
-                if before <= 0:
-                    continue
-                for key in (
-                    ("all", "all"),
-                    ("currency", currency),
-                    ("cohort", f"{cohort[customer]:%Y-%m}"),
-                ):
-                    groups.setdefault(key, []).append((before, after))
-            for (segment_type, segment), pairs in sorted(groups.items()):
-                mrr_start = sum(b for b, _ in pairs)
-                mrr_end = sum(a for _, a in pairs)
-                capped = sum(min(a, b) for b, a in pairs)
-                retained = sum(1 for _, a in pairs if a > 0)
-                retention.append(
-                    (
-                        month,
-                        window,
-                        segment_type,
-                        segment,
-                        len(pairs),
-                        retained,
-                        mrr_start,
-                        mrr_end,
-                        capped,
-                        float(mrr_end / mrr_start),
-                        float(capped / mrr_start),
-                        retained / len(pairs),
-                    )
+            key = (currency, mrr)
+            if key not in prices:
+                price_id = f"price_{currency}_{int(mrr * 100)}"
+                prices[key] = objects.price(
+                    price_id, int(mrr * 100), product=PRODUCT, currency=currency
                 )
-    for table, rows in (
-        ("customer_mrr_monthly", monthly),
-        ("mrr_movements", movements),
-        ("mrr_summary", summary),
-        ("retention", retention),
-    ):
-        with con.appender(f"report.{table}") as appender:
-            appender.append_rows(rows)
-    con.execute(
-        "INSERT INTO report.data_quality VALUES "
-        "('invoice_lines_incomplete', 'warning', 'invoice has more lines than landed', "
-        "'acct_fixture', 'in_1'), "
-        "('missing_fx_rate', 'error', 'no rate for chf', 'acct_fixture', 'in_2')"
+            start = add_months(first, index)
+            period = (start.isoformat(), add_months(start, 1).isoformat())
+            line = objects.line(
+                int(mrr * 100),
+                prices[key],
+                period,
+                subscription=subscription_id,
+                subscription_item=item_id,
+            )
+            invoices.append(objects.invoice(customer_id, [line], created=period[0]))
+        price = next(iter(prices.values()))
+        status = "active" if values[-1] > 0 else "canceled"
+        subscriptions.append(
+            objects.subscription(subscription_id, customer_id, [(item_id, price, 1)], status=status)
+        )
+    # Findings a real account has: an invoice whose later line pages are missing, and a
+    # line of a price nrr-sync never saw. Both are zero-amount, so MRR is unchanged.
+    first_customer = customers[0]["id"]
+    period = (first.isoformat(), add_months(first, 1).isoformat())
+    some_price = next(iter(prices.values()))
+    incomplete = objects.invoice(
+        first_customer,
+        [objects.line(0, some_price, period, subscription=f"sub_{first_customer}")],
+        id="in_lines_missing",
+        has_more=True,
     )
+    unknown = objects.invoice(
+        first_customer,
+        [objects.line(0, "price_never_landed", period, subscription=f"sub_{first_customer}")],
+        id="in_unknown_price",
+    )
+    return {
+        "customers": customers,
+        "products": [objects.product(PRODUCT, "Fixture plan")],
+        "prices": list(prices.values()),
+        "subscriptions": subscriptions,
+        "invoices": [*invoices, incomplete, unknown],
+    }
 
 
 def utc(year: int, month: int, day: int) -> float:

@@ -206,7 +206,7 @@ def test_unknown_segment_lists_the_available_ones(config_file):
     result = report(config_file, "--segment", "plan")
     assert result.exit_code == 2
     assert "Unknown segment type 'plan'" in result.stderr
-    assert "all, cohort, currency" in result.stderr
+    assert "all, cohort, country, currency, product" in result.stderr
 
 
 def test_file_that_is_not_duckdb_is_a_usage_error(tmp_path, monkeypatch):
@@ -272,8 +272,7 @@ def test_currency_is_the_one_the_tables_were_built_in(config_file, report_db):
     import duckdb
 
     with duckdb.connect(str(report_db)) as con:
-        con.execute("CREATE TABLE meta.build_settings (reporting_currency VARCHAR)")
-        con.execute("INSERT INTO meta.build_settings VALUES ('eur')")
+        con.execute("UPDATE meta.build_settings SET reporting_currency = 'eur'")
     result = report(config_file, "--from", "2025-06")
     assert result.exit_code == 0, result.output
     assert "MRR roll-forward in EUR" in result.stdout
