@@ -101,6 +101,8 @@ def assert_not_silent(result, db, before, clean_db, broken_ids: set[str]) -> Non
     mrr = set(query(db, "SELECT customer_id, month, mrr FROM report.customer_mrr_monthly"))
     clean = set(query(clean_db, "SELECT customer_id, month, mrr FROM report.customer_mrr_monthly"))
     changed = {row[0] for row in mrr ^ clean}
+    # Positive control: a corruption that changes no customer's MRR proves nothing here.
+    assert changed, "the corrupted run published the clean numbers: this case tests nothing"
     findings = query(
         db,
         "SELECT customer_id, subscription_id, invoice_id, object_id, detail "
