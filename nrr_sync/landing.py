@@ -1,7 +1,7 @@
 """Turn Stripe objects (as JSON dicts) into rows of the ``stripe`` landing tables.
 
-One function per object kind, each returning a tuple in the column order of
-``sql/V001__landing.sql``; ``COLUMNS`` lists those orders. Missing fields become
+One function per object kind, each returning a tuple in the column order of ``COLUMNS``
+(the tables of ``sql/V001__landing.sql`` and later migrations). Missing fields become
 NULL rather than errors, so a new or absent field in Stripe's answer never breaks a
 load; what the reports need is checked by the SQL models and ``report.data_quality``.
 """
@@ -20,12 +20,13 @@ KINDS = (
     "subscription_items",
     "invoices",
     "invoice_lines",
+    "credit_notes",
 )
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": (
         "account_id", "id", "created", "name", "email", "currency", "country",
-        "metadata", "deleted", "livemode", "raw", "synced_at",
+        "metadata", "deleted", "livemode", "raw", "synced_at", "balance",
     ),
     "products": (
         "account_id", "id", "created", "name", "active", "metadata", "deleted", "raw",
@@ -53,13 +54,21 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "auto_advance", "collection_method", "currency", "created", "period_start",
         "period_end", "finalized_at", "paid_at", "voided_at", "subtotal", "total",
         "amount_due", "amount_paid", "line_count", "lines_complete", "metadata", "raw",
-        "synced_at",
+        "synced_at", "starting_balance", "ending_balance", "amount_remaining",
+        "pre_payment_credit_notes_amount", "post_payment_credit_notes_amount",
     ),
     "invoice_lines": (
         "account_id", "id", "invoice_id", "parent_type", "subscription_id",
         "subscription_item_id", "invoice_item_id", "proration", "price_id", "product_id",
         "currency", "amount", "quantity", "period_start", "period_end", "discount_amount",
         "inclusive_tax_amount", "exclusive_tax_amount", "description", "raw", "synced_at",
+    ),
+    "credit_notes": (
+        "account_id", "id", "invoice_id", "customer_id", "number", "status", "type", "reason",
+        "currency", "amount", "subtotal", "discount_amount", "pre_payment_amount",
+        "post_payment_amount", "refund_amount", "out_of_band_amount",
+        "customer_balance_transaction_id", "created", "effective_at", "voided_at", "metadata",
+        "raw", "synced_at",
     ),
 }  # fmt: skip
 
@@ -105,7 +114,7 @@ def customer_row(account_id: str, obj: dict, synced_at: datetime) -> tuple:
         account_id, obj["id"], timestamp(obj.get("created")), obj.get("name"),
         obj.get("email"), obj.get("currency"), dig(obj, "address", "country"),
         as_json(obj.get("metadata") or {}), bool(obj.get("deleted", False)),
-        obj.get("livemode"), raw_json(obj), synced_at,
+        obj.get("livemode"), raw_json(obj), synced_at, obj.get("balance"),
     )  # fmt: skip
 
 
@@ -176,6 +185,8 @@ def invoice_row(
         timestamp(transitions.get("voided_at")), obj.get("subtotal"), obj.get("total"),
         obj.get("amount_due"), obj.get("amount_paid"), line_count, lines_complete,
         as_json(obj.get("metadata") or {}), raw_json(raw), synced_at,
+        obj.get("starting_balance"), obj.get("ending_balance"), obj.get("amount_remaining"),
+        obj.get("pre_payment_credit_notes_amount"), obj.get("post_payment_credit_notes_amount"),
     )  # fmt: skip
 
 
@@ -200,6 +211,22 @@ def invoice_line_row(account_id: str, invoice_id: str, obj: dict, synced_at: dat
     )  # fmt: skip
 
 
+def credit_note_row(account_id: str, obj: dict, synced_at: datetime) -> tuple:
+    refunds = obj.get("refunds") or []
+    return (
+        account_id, obj["id"], ref(obj.get("invoice")), ref(obj.get("customer")),
+        obj.get("number"), obj.get("status"), obj.get("type"), obj.get("reason"),
+        obj.get("currency"), obj.get("amount"), obj.get("subtotal"),
+        obj.get("discount_amount"), obj.get("pre_payment_amount"),
+        obj.get("post_payment_amount"),
+        sum(int(r.get("amount_refunded") or 0) for r in refunds if isinstance(r, dict)),
+        obj.get("out_of_band_amount"), ref(obj.get("customer_balance_transaction")),
+        timestamp(obj.get("created")), timestamp(obj.get("effective_at")),
+        timestamp(obj.get("voided_at")), as_json(obj.get("metadata") or {}), raw_json(obj),
+        synced_at,
+    )  # fmt: skip
+
+
 ROW_BUILDERS = {
     "customers": customer_row,
     "products": product_row,
@@ -207,6 +234,7 @@ ROW_BUILDERS = {
     "subscriptions": subscription_row,
     "subscription_items": subscription_item_row,
     "invoices": invoice_row,
+    "credit_notes": credit_note_row,
 }
 
 

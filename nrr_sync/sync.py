@@ -48,6 +48,7 @@ LIST_PATHS = {
     "prices": "/v1/prices",
     "subscriptions": "/v1/subscriptions",
     "invoices": "/v1/invoices",
+    "credit_notes": "/v1/credit_notes",
 }
 # Prices carry their tiers only when expanded; subscriptions of every status.
 LIST_PARAMS = {"prices": {"expand": ["data.tiers"]}, "subscriptions": {"status": "all"}}
@@ -55,7 +56,7 @@ RETRIEVE_PARAMS = {"prices": {"expand": ["tiers"]}}
 # One list per group: Stripe takes a `*` wildcard in `type` only (`types[]` wants exact
 # names, at most 20, and these groups hold far more). `customer.*` includes
 # `customer.subscription.*`.
-EVENT_GROUPS = ("customer.*", "invoice.*", "price.*", "product.*")
+EVENT_GROUPS = ("customer.*", "invoice.*", "price.*", "product.*", "credit_note.*")
 EVENT_RETENTION = timedelta(days=30)
 EVENT_OVERLAP_SECONDS = 300
 # No Stripe object is older than this (nor than its account); slices are split above it.
@@ -385,7 +386,8 @@ def _start_backfill(job: Job, since: str) -> list[Slice]:
         )
         values[f"backfill:cursor:{account}"] = json.dumps(cursor)
         for kind in LIST_PATHS:
-            gte = invoices_from_epoch if kind == "invoices" else 0
+            # credit notes follow their invoices: the same window
+            gte = invoices_from_epoch if kind in ("invoices", "credit_notes") else 0
             slices.append(
                 Slice(
                     uuid.uuid4().hex[:10], account, header, kind, gte, as_of_epoch + 1, None, floor
@@ -799,6 +801,8 @@ def changed_objects(events: list[dict]) -> dict[str, set[str]]:
             kind, object_id = "prices", obj.get("id")
         elif event_type.startswith("product."):
             kind, object_id = "products", obj.get("id")
+        elif event_type.startswith("credit_note."):
+            kind, object_id = "credit_notes", obj.get("id")
         else:
             continue
         if isinstance(object_id, dict):
@@ -837,6 +841,8 @@ def _land_refetched(job: Job, account: str, tasks, fetched: list[dict | None]) -
         elif kind == "subscriptions":
             warehouse.delete_children(con, "subscription_items", "subscription_id", account, ids)
             warehouse.delete_rows(con, "subscriptions", [(account, i) for i in ids])
+        elif kind == "credit_notes":  # never deleted in Stripe; gone means not ours to keep
+            warehouse.delete_rows(con, "credit_notes", [(account, i) for i in ids])
         else:
             warehouse.mark_deleted(con, kind, account, ids)
         job.landed(f"{kind}_deleted", len(ids))

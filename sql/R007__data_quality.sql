@@ -13,6 +13,7 @@ prices AS (SELECT * FROM stripe.prices),
 subscriptions AS (SELECT * FROM stripe.subscriptions),
 subscription_items AS (SELECT * FROM stripe.subscription_items),
 customers AS (SELECT * FROM stripe.customers),
+credit_notes AS (SELECT * FROM stripe.credit_notes),
 
 -- must never happen: the roll-forward identity of mrr_summary
 identity_violations AS (
@@ -231,6 +232,30 @@ negative_mrr AS (
     WHERE mrr_unrounded < 0
 ),
 
+-- cash and MRR diverge: a subscription invoice whose issued credit notes take back more than
+-- half of its total still counts in full (credit notes are cash, not contract changes)
+credited_invoices AS (
+    SELECT
+        'invoice_mostly_credited', 'info',
+        'credit notes take back ' || credited.amount || ' of the invoice total ' || invoices.total
+            || ' ' || coalesce(invoices.currency, '') || ' (' || credited.notes
+            || ' credit note(s)); MRR still counts the invoice''s lines in full',
+        invoices.account_id, invoices.customer_id, invoices.subscription_id, invoices.id,
+        credited.last_note_id, NULL::DATE
+    FROM invoices
+    JOIN (
+        SELECT account_id, invoice_id, sum(amount) AS amount, count(*) AS notes,
+            max(id) AS last_note_id
+        FROM credit_notes
+        WHERE status = 'issued'
+        GROUP BY ALL
+    ) AS credited
+        ON credited.account_id = invoices.account_id AND credited.invoice_id = invoices.id
+    WHERE invoices.subscription_id IS NOT NULL
+        AND invoices.total > 0
+        AND 2 * credited.amount > invoices.total
+),
+
 -- deleted customers keep their paid history: that revenue was real
 deleted_customers AS (
     SELECT
@@ -255,4 +280,5 @@ UNION ALL SELECT * FROM uncovered_subscriptions
 UNION ALL SELECT * FROM paused_subscriptions
 UNION ALL SELECT * FROM ratio_valued_prorations
 UNION ALL SELECT * FROM negative_mrr
+UNION ALL SELECT * FROM credited_invoices
 UNION ALL SELECT * FROM deleted_customers;

@@ -14,6 +14,7 @@ from nrr_sync import transform, warehouse
 from nrr_sync.config import Config, ReportingSettings
 from nrr_sync.sandbox.generator import SandboxOptions, generate
 from nrr_sync.sandbox.truth import TruthOptions
+from nrr_sync.sync import LIST_PATHS
 
 SINCE = "2024-01"
 
@@ -22,7 +23,7 @@ def land_world(path, world, since=SINCE):
     con = duckdb.connect(str(path))
     transform.migrate(con)
     for account_id in world.account_ids:
-        for kind in ("customers", "products", "prices", "subscriptions", "invoices"):
+        for kind in LIST_PATHS:  # every kind the sync fetches
             warehouse.load_objects(con, account_id, kind, world.objects(account_id, kind))
     as_of = datetime.fromtimestamp(world.now, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for key, value in (("report:since", since), ("report:as_of", as_of)):

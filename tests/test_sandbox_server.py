@@ -20,6 +20,7 @@ import pytest
 import requests
 import stripe
 
+from nrr_sync.sandbox import generator
 from nrr_sync.sandbox.server import NO_INVOICES_API_KEY, RESTRICTED_API_KEY, SANDBOX_API_KEY
 
 NOW = 1768435200  # 2026-01-15T00:00:00Z
@@ -63,7 +64,7 @@ class TinyWorld:
         return list(self.store[account_id][kind].values())
 
     def _fill(self, account: str, count: int) -> None:
-        kinds = ("customers", "products", "prices", "subscriptions", "invoices", "events")
+        kinds = generator.KINDS
         objects = {kind: {} for kind in kinds}
         self.store[account] = objects
         tag = account[-2:]

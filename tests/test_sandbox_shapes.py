@@ -2,7 +2,7 @@
 
 import pytest
 
-from nrr_sync.sandbox.generator import SandboxOptions, generate
+from nrr_sync.sandbox.generator import KINDS, SandboxOptions, generate
 
 # Stripe's invoice example still carries the top-level `subscription` removed in the basil
 # API line; the sandbox follows the pinned version (parent.subscription_details).
@@ -37,6 +37,12 @@ RELIED_ON = {
                   ("period", "end"), ("parent", "type"), ("discount_amounts",), ("taxes",),
                   ("pricing", "type"), ("description",), ("invoice",)],
     "event": [("id",), ("type",), ("created",), ("data", "object"), ("api_version",)],
+    "credit_note": [("id",), ("invoice",), ("customer",), ("number",), ("status",), ("type",),
+                    ("reason",), ("currency",), ("amount",), ("subtotal",), ("discount_amount",),
+                    ("pre_payment_amount",), ("post_payment_amount",), ("refunds",),
+                    ("out_of_band_amount",), ("customer_balance_transaction",), ("created",),
+                    ("effective_at",), ("voided_at",), ("metadata",)],
+    "credit_note_line_item": [("id",), ("amount",), ("type",), ("invoice_line_item",)],
 }  # fmt: skip
 
 
@@ -44,10 +50,7 @@ RELIED_ON = {
 def objects():
     world = generate(SandboxOptions(customers=80, seed=3))
     account = world.account_ids[0]
-    return {
-        kind: list(world.objects(account, kind))
-        for kind in ("customers", "products", "prices", "subscriptions", "invoices", "events")
-    }
+    return {kind: list(world.objects(account, kind)) for kind in KINDS}
 
 
 def dig(obj, path):
@@ -75,6 +78,11 @@ def samples(objects, name):
         return objects["invoices"]
     if name == "line_item":
         return [line for inv in objects["invoices"] for line in inv["lines"]["data"]]
+    if name == "credit_note":
+        return objects["credit_notes"]
+    if name == "credit_note_line_item":  # custom lines have no invoice_line_item, as Stripe's
+        return [line for note in objects["credit_notes"] for line in note["lines"]["data"]
+                if line["type"] == "invoice_line_item"]  # fmt: skip
     return objects["events"]
 
 

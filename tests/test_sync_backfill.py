@@ -8,7 +8,7 @@ import time
 
 from sync_helpers import cli, cli_process, landed_ids, query, snapshot, world_ids, write_config
 
-from nrr_sync.sync import EVENT_GROUPS
+from nrr_sync.sync import EVENT_GROUPS, LIST_PATHS
 
 SINCE = "2023-01"  # the sandbox history starts here, so every invoice is in range
 
@@ -30,7 +30,7 @@ def test_backfill_lands_exactly_the_sandbox_objects_of_every_account(tmp_path, s
 
     assert result.exit_code == 0, result.output
     db = tmp_path / "nrr.duckdb"
-    for kind in ("customers", "products", "prices", "subscriptions", "invoices"):
+    for kind in LIST_PATHS:
         assert landed_ids(db, kind) == world_ids(world, kind), kind
     items = {
         (account, item["id"])

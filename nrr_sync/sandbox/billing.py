@@ -134,6 +134,10 @@ class Invoice:
     number: str | None = None
     discount_ids: tuple[str, ...] = ()
     deleted: bool = False
+    # cash (cash.py): the customer balance applied, credit notes before / after payment
+    starting_balance: int = 0
+    pre_payment_credit: int = 0
+    post_payment_credit: int = 0
 
     def totals(self) -> tuple[int, int, int, int]:
         """subtotal, discounts, inclusive tax, exclusive tax."""
@@ -210,6 +214,8 @@ class Customer:
     invoice_seq: int = 0
     scripted: bool = False
     ever_subscribed: bool = False
+    balance: int = 0  # Stripe's customer balance; < 0 is a credit (cash.py)
+    credit_notes: list = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -217,7 +223,7 @@ class Event:
     id: str
     created: int
     type: str
-    kind: str  # customers | subscriptions | invoices | prices | products
+    kind: str  # customers | subscriptions | invoices | prices | products | credit_notes
     obj: object
     state: tuple | None  # snapshot of the object's state at the event
     previous: tuple | None  # snapshot before, for *.updated
@@ -298,6 +304,7 @@ class Account:
                        lines: list[Line], period: tuple[int, int]) -> Invoice:  # fmt: skip
         inv = Invoice(self.make_id("in", t, customer.rng), customer, sub, t, reason,
                       period[0], period[1], lines)  # fmt: skip
+        inv.starting_balance = customer.balance  # a draft shows the current balance
         self.apply_discounts(inv, sub, t)
         self.apply_taxes(inv)
         customer.invoices.append(inv)
@@ -352,6 +359,9 @@ class Account:
             line.tax_rate = rate
 
     def finalize(self, inv: Invoice, t: int) -> None:
+        from . import cash
+
+        cash.apply_balance(self, inv, t)
         inv.status = "open"
         inv.finalized_at = t
         inv.auto_advance = True
@@ -361,14 +371,21 @@ class Account:
         self.emit(t, "invoice.finalized", "invoices", inv)
 
     def mark_paid(self, inv: Invoice, t: int) -> None:
+        from . import cash
+
         inv.status = "paid"
         inv.paid_at = t
         inv.next_payment_attempt = None
-        if inv.total() > 0 and not inv.attempt_count:
+        if cash.amount_due(inv) > 0 and not inv.attempt_count:
             inv.attempt_count = 1
         self.emit(t, "invoice.paid", "invoices", inv)
+        cash.after_paid(self, inv, t)
 
     def void(self, inv: Invoice, t: int) -> None:
+        from . import cash
+
+        if inv.finalized_at is not None:
+            cash.give_back_balance(self, inv, t)
         inv.status = "void"
         inv.voided_at = t
         inv.auto_advance = False
@@ -532,8 +549,10 @@ class Account:
         self.attempt_payment(customer, inv, t + 1)
 
     def attempt_payment(self, customer: Customer, inv: Invoice, t: int) -> None:
+        from . import cash
+
         sub = inv.sub
-        if inv.total() <= 0:
+        if cash.amount_due(inv) <= 0:
             self.mark_paid(inv, t)
             return
         outcome = None
@@ -556,6 +575,7 @@ class Account:
         sub.status = "past_due"
         self.sub_updated(sub, t, before)
         if what == "recover":
+            cash.after_failed_payment(self, inv, t, t + days * DAY)
             self.schedule(customer, t + days * DAY, "dunning_recovered", inv)
         else:
             self.schedule(customer, t + DUNNING_DAYS * DAY, "dunning_exhausted", inv, what)

@@ -22,13 +22,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 
-from . import render
+from . import cash, render
 from .billing import DAY, HOUR, Account, Customer, Invoice, Sub, add_months, b62
 from .catalog import Catalog, build_catalog
 from .truth import TruthOptions, customer_truth, snapshot_instants
 
 DEFAULT_FX: dict[str, float] = {"eur": 1.1, "gbp": 1.3, "jpy": 0.0067}
-KINDS = ("customers", "products", "prices", "subscriptions", "invoices", "events")
+KINDS = ("customers", "products", "prices", "subscriptions", "invoices", "credit_notes", "events")
 
 Change = tuple[str, str, dict | None, str]  # (account_id, kind, object or None if deleted, id)
 
@@ -122,6 +122,18 @@ class Scenario:
     def delete(self, at) -> None:
         self.steps.append((at, "delete", ()))
 
+    def credit_note(self, at, sub: int | None = None, amount: int | None = None,
+                    settle: str = "refund", reason: str | None = None) -> None:  # fmt: skip
+        """A credit note on the newest open or paid invoice of ``sub`` (None: of the
+        customer): ``amount`` in minor units, None for the whole (paid) invoice. On an open
+        invoice it lowers what is due; on a paid one ``settle`` says where the money goes:
+        refund | customer_balance | out_of_band. Cash only: MRR does not change."""
+        self.steps.append((at, "credit_note", (sub, amount, settle, reason)))
+
+    def credit_balance(self, at, amount: int) -> None:
+        """Adjust the customer balance by ``amount`` (< 0: a credit the next invoices use)."""
+        self.steps.append((at, "credit_balance", (amount,)))
+
 
 def resolve_items(catalog: Catalog, items) -> list:
     return [(catalog.price(p) if isinstance(p, str) else p, q) for p, q in items]
@@ -145,6 +157,9 @@ def script_step(acct: Account, customer: Customer, t: int, op: str, args: tuple)
         return
     if op == "delete":
         acct.delete_customer(customer, t)
+        return
+    if op in cash.STEPS:
+        cash.STEPS[op](acct, customer, t, *args)
         return
     sub = customer.subs[args[0]]
     if op == "change":
@@ -352,6 +367,7 @@ def archetypes(start: int, now: int) -> list[Scenario]:
     c.subscribe(c.created, [("business_month_usd", 1), ("seats_month_usd", 25)])
     c.manual_invoice(c.created + 600)
     c.manual_invoice(ago(0, 4.0), delete_draft=True)
+    cash.archetypes(scenario, ago, later)
     return [sc for sc in s if parse_time(sc.created) < now]
 
 
@@ -747,6 +763,10 @@ class World:
                 for inv in c.invoices:
                     if not inv.deleted:
                         yield render.invoice(inv)
+        elif kind == "credit_notes":
+            for c in acct.customers:
+                for note in c.credit_notes:
+                    yield cash.render_credit_note(note)
         elif kind == "events":
             floor = now - 30 * DAY
             for ev in acct.events:
@@ -812,6 +832,7 @@ class World:
             "invoice_lines": sum(
                 len(i.lines) for c in acct.customers for i in c.invoices if not i.deleted
             ),
+            "credit_notes": sum(len(c.credit_notes) for c in acct.customers),
             "events": sum(1 for e in acct.events if e.created >= self.now - 30 * DAY),
         }
 

@@ -9,6 +9,7 @@ object's changing state so ``data.object`` shows the object as it was at the eve
 
 from __future__ import annotations
 
+from . import cash
 from .billing import Customer, Invoice, Line, Sub, b62
 from .catalog import Price, Product
 
@@ -30,14 +31,17 @@ def snapshot(kind: str, obj) -> tuple | None:
         return (
             inv.status, inv.auto_advance, inv.finalized_at, inv.paid_at, inv.voided_at,
             inv.uncollectible_at, inv.attempt_count, inv.next_payment_attempt, inv.number,
+            inv.starting_balance, inv.pre_payment_credit, inv.post_payment_credit,
         )  # fmt: skip
     if kind == "customers":
         c: Customer = obj
-        return (c.email, c.ever_subscribed, c.metadata_extra, c.updated, c.invoice_seq)
+        return (c.email, c.ever_subscribed, c.metadata_extra, c.updated, c.invoice_seq, c.balance)
     if kind == "products":
         return (obj.name, obj.description, obj.active, obj.updated)
     if kind == "prices":
         return (obj.nickname, obj.active)
+    if kind == "credit_notes":
+        return cash.snapshot(obj)
     return None
 
 
@@ -54,14 +58,14 @@ def address(country: str | None) -> dict:
 
 
 def customer(c: Customer, state: tuple | None = None) -> dict:
-    email, subscribed, extra, _updated, seq = state or snapshot("customers", c)
+    email, subscribed, extra, _updated, seq, balance = state or snapshot("customers", c)
     metadata = {"segment": c.segment}
     metadata.update(extra)
     return {
         "id": c.id,
         "object": "customer",
         "address": address(c.country),
-        "balance": 0,
+        "balance": balance,
         "created": c.created,
         "currency": c.currency if subscribed else None,
         "default_source": None,
@@ -377,11 +381,13 @@ def line_item(line: Line, inv: Invoice, position: int) -> dict:
 
 def invoice(inv: Invoice, state: tuple | None = None) -> dict:
     (status, auto_advance, finalized_at, paid_at, voided_at, uncollectible_at, attempt_count,
-     next_attempt, number) = state or snapshot("invoices", inv)  # fmt: skip
+     next_attempt, number, starting_balance, pre_credit,
+     post_credit) = state or snapshot("invoices", inv)  # fmt: skip
     c = inv.customer
     subtotal, discount_total, inclusive, exclusive = inv.totals()
     total = subtotal - discount_total + exclusive
-    due = max(total, 0)
+    # the customer balance applied at finalization, then pre-payment credit notes (cash.py)
+    due = max(total + starting_balance, 0) - pre_credit
     paid = due if status == "paid" else 0
     remaining = due - paid if status in ("open", "draft") else 0
     lines = [line_item(line, inv, n) for n, line in enumerate(inv.lines)]
@@ -458,7 +464,7 @@ def invoice(inv: Invoice, state: tuple | None = None) -> dict:
         "discounts": list(inv.discount_ids),
         "due_date": None,
         "effective_at": finalized_at,
-        "ending_balance": None if draft else min(total, 0),
+        "ending_balance": None if draft else min(total + starting_balance, 0),
         "footer": None,
         "from_invoice": None,
         "hosted_invoice_url": None if draft else f"https://invoice.sandbox.invalid/{inv.id}",
@@ -485,13 +491,13 @@ def invoice(inv: Invoice, state: tuple | None = None) -> dict:
         },  # fmt: skip
         "period_end": inv.period_end,
         "period_start": inv.period_start,
-        "post_payment_credit_notes_amount": 0,
-        "pre_payment_credit_notes_amount": 0,
+        "post_payment_credit_notes_amount": post_credit,
+        "pre_payment_credit_notes_amount": pre_credit,
         "receipt_number": None,
         "rendering": None,
         "shipping_cost": None,
         "shipping_details": None,
-        "starting_balance": 0,
+        "starting_balance": starting_balance,
         "statement_descriptor": None,
         "status": status,
         "status_transitions": {
@@ -523,6 +529,8 @@ def render(kind: str, obj, state: tuple | None = None) -> dict:
         return price(obj, state)
     if kind == "products":
         return product(obj, state)
+    if kind == "credit_notes":
+        return cash.render_credit_note(obj, state)
     raise ValueError(kind)
 
 

@@ -59,6 +59,7 @@ OBJECT_NAMES = {
     "prices": "price",
     "subscriptions": "subscription",
     "invoices": "invoice",
+    "credit_notes": "credit_note",
     "events": "event",
 }
 
@@ -72,6 +73,7 @@ LIST_PARAMS = {
     "prices": {"created", "active", "product"},
     "subscriptions": {"created", "status", "customer"},
     "invoices": {"created", "status", "customer", "subscription"},
+    "credit_notes": {"created", "customer", "invoice"},
     "events": {"created", "type", "types"},
 }
 # Expands that change nothing here (the sandbox's objects already hold these) are accepted.
@@ -533,7 +535,7 @@ class Sandbox:
             if params["active"] not in ("true", "false"):
                 raise ApiError(400, "Invalid boolean: " + str(params["active"]), param="active")
             wanted["active"] = {params["active"] == "true"}
-        for name in ("customer", "subscription", "product"):
+        for name in ("customer", "subscription", "product", "invoice"):
             if name in params:
                 if not isinstance(params[name], str):
                     raise ApiError(400, f"Invalid string: {name}", param=name)
@@ -582,7 +584,7 @@ class Sandbox:
         if not wanted:
             return None, None, None
         # Walk the most selective index; check the others per object.
-        order = ("customer", "subscription", "product", "type", "status", "active")
+        order = ("customer", "invoice", "subscription", "product", "type", "status", "active")
         field = next(name for name in order if name in wanted)
         fields = list(collection.index)
         rest = [
