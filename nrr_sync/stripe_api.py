@@ -49,6 +49,7 @@ MAX_LOCATION = 200  # characters of a redirect's target quoted to the user
 
 _KEY_PATTERN = re.compile(r"\b([sr]k_(?:live|test)_)[A-Za-z0-9_*]+")
 _PERMISSION_PATTERN = re.compile(r"'(rak_[a-z0-9_]+)'")
+_NETWORK_ERROR_PATTERN = re.compile(r"\(Network error: (.*)\)", re.DOTALL)
 
 
 def redact(text: str, api_key: str | None = None) -> str:
@@ -218,7 +219,11 @@ def failure_of(error: stripe.StripeError) -> Failure:
     if isinstance(error, stripe.APIConnectionError):
         status = None
     message = error.user_message or str(error) or type(error).__name__
-    if isinstance(error, stripe.APIError) and (status is None or status < 400):
+    network_error = _NETWORK_ERROR_PATTERN.search(message)
+    if isinstance(error, stripe.APIConnectionError) and network_error:
+        # The SDK wraps the cause in advice to write to Stripe's support.
+        message = f"no answer ({network_error.group(1).strip()})"
+    elif isinstance(error, stripe.APIError) and (status is None or status < 400):
         message = f"a response that is not valid JSON (HTTP {status})"
     elif "Invalid response body from API" in message:
         message = f"a response that is not Stripe's JSON (HTTP {status}); is the API base right?"
