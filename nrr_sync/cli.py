@@ -63,10 +63,29 @@ def main(
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
-    # Third-party loggers (the stripe SDK logs request URLs) stay quiet unless asked.
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler.formatter, _RedactingFormatter):
+            handler.setFormatter(_RedactingFormatter(handler.formatter))
+    # Third-party loggers stay quiet even under --verbose: the stripe SDK logs every
+    # response body (customers' names and emails) and its own unredacted error text.
+    # nrr-sync logs one line per request instead (method, path, status, request id, time).
     for noisy in ("stripe", "urllib3", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.obj = Context(config, verbose, quiet)
+
+
+class _RedactingFormatter(logging.Formatter):
+    """Formats as before, then removes anything that looks like a Stripe key (tracebacks
+    included)."""
+
+    def __init__(self, inner: logging.Formatter | None):
+        super().__init__()
+        self._inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        from .stripe_api import redact
+
+        return redact(self._inner.format(record))
 
 
 def run(ctx: typer.Context, work) -> None:

@@ -25,6 +25,11 @@ class StripeUnavailableError(NrrSyncError):
     exit_code = 4
 
 
+class MalformedAnswer(StripeUnavailableError):
+    """Stripe answered something that cannot be trusted, after all retries (exit 4):
+    nothing of it is landed or published."""
+
+
 class DatabaseBusyError(NrrSyncError):
     """The database is in use by another process past the timeout (exit 5)."""
 

@@ -4,7 +4,10 @@ Requests go through the official SDK's ``StripeClient.raw_request``: it does the
 the pinned API version, the ``Stripe-Account`` header, the encoding and Stripe's error
 classes, and hands back the parsed JSON as plain dicts (turning a page of 100 invoices
 into ``StripeObject`` trees costs more CPU than the request itself). The SDK's own
-retries are off; ``StripeApi.get`` retries with tenacity.
+retries are off; ``StripeApi.get`` retries with tenacity. Every answer is checked
+(``answers.check_answer``) before it is returned: a malformed one is retried like a 5xx.
+The HTTP client under the SDK never follows a redirect and gives every request an
+overall deadline (``http_client``).
 """
 
 from __future__ import annotations
@@ -18,15 +21,16 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
 import stripe
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
+from . import answers
 from .config import Config
-from .errors import NrrSyncError, StripeAuthError, StripeUnavailableError
+from .errors import MalformedAnswer, NrrSyncError, StripeAuthError, StripeUnavailableError
+from .http_client import StrictRequestsClient
 
 log = logging.getLogger("nrr_sync.stripe")
 
@@ -41,10 +45,11 @@ RECOVERY_SECONDS = 1.0
 PAUSE_AFTER_429 = 0.1
 MAX_NAP_SECONDS = 0.05
 MAX_MESSAGE = 500  # characters of Stripe's error message quoted to the user
-REQUEST_TIMEOUT = (10, 60)  # connect, read (seconds)
+MAX_LOCATION = 200  # characters of a redirect's target quoted to the user
 
 _KEY_PATTERN = re.compile(r"\b([sr]k_(?:live|test)_)[A-Za-z0-9_*]+")
 _PERMISSION_PATTERN = re.compile(r"'(rak_[a-z0-9_]+)'")
+_NETWORK_ERROR_PATTERN = re.compile(r"\(Network error: (.*)\)", re.DOTALL)
 
 
 def redact(text: str, api_key: str | None = None) -> str:
@@ -214,7 +219,11 @@ def failure_of(error: stripe.StripeError) -> Failure:
     if isinstance(error, stripe.APIConnectionError):
         status = None
     message = error.user_message or str(error) or type(error).__name__
-    if isinstance(error, stripe.APIError) and (status is None or status < 400):
+    network_error = _NETWORK_ERROR_PATTERN.search(message)
+    if isinstance(error, stripe.APIConnectionError) and network_error:
+        # The SDK wraps the cause in advice to write to Stripe's support.
+        message = f"no answer ({network_error.group(1).strip()})"
+    elif isinstance(error, stripe.APIError) and (status is None or status < 400):
         message = f"a response that is not valid JSON (HTTP {status})"
     elif "Invalid response body from API" in message:
         message = f"a response that is not Stripe's JSON (HTTP {status}); is the API base right?"
@@ -245,10 +254,25 @@ def is_retryable(failure: Failure) -> bool:
 class _Retry(Exception):
     """An attempt that failed in a way worth retrying."""
 
-    def __init__(self, failure: Failure, retry_after: float | None):
+    def __init__(
+        self,
+        failure: Failure,
+        retry_after: float | None,
+        malformed: answers.Malformed | None = None,
+    ):
         super().__init__(failure.message)
         self.failure = failure
         self.retry_after = retry_after
+        self.malformed = malformed
+
+
+class _Redirected(Exception):
+    """The server answered with a redirect, which is never followed."""
+
+    def __init__(self, status: int, location: str):
+        super().__init__(f"HTTP {status} to {location}")
+        self.status = status
+        self.location = location
 
 
 class StripeApi:
@@ -269,7 +293,7 @@ class StripeApi:
             self._api_key,
             base_addresses={"api": self.api_base},
             max_network_retries=0,
-            http_client=stripe.RequestsClient(timeout=REQUEST_TIMEOUT),
+            http_client=StrictRequestsClient(),
         )
 
     def waited_here(self, reset: bool = False) -> float:
@@ -307,6 +331,8 @@ class StripeApi:
         except _Retry as error:
             attempts = self.max_attempts
             where = f" for account {account}" if account else ""
+            if error.malformed is not None:
+                raise self._malformed(error.malformed, endpoint, where) from None
             raise StripeUnavailableError(
                 f"Stripe at {self.api_base} failed GET {endpoint}{where} {attempts} time(s); "
                 f"last error: {redact(error.failure.message, self._api_key)}. "
@@ -321,19 +347,45 @@ class StripeApi:
         self._thread.waited = self.waited_here() + waited
         self.stats.count(self.stats.requests, endpoint)
         options: dict[str, Any] = {"stripe_account": account} if account else {}
+        started = time.monotonic()
         try:
             data, headers = self._send(path, params, options)
+        except _Redirected as redirect:
+            self._log_request(path, redirect.status, {}, started)
+            raise self._redirect_refused(redirect, endpoint, account) from None
         except stripe.StripeError as error:
             failure = failure_of(error)
+            self._log_request(path, failure.status, error.headers, started)
             if failure.status == 429:
                 self.stats.count(self.stats.rate_limited, endpoint)
                 self.limiter.rate_limited(endpoint)
             if is_retryable(failure):
                 raise _Retry(failure, _retry_after(error.headers)) from None
             raise self._fatal(failure, endpoint, account) from None
+        self._log_request(path, 200, headers, started)
         if not isinstance(data, dict):
             raise _Retry(Failure(200, None, None, "a response that is not a JSON object"), None)
+        try:
+            answers.check_answer(endpoint, params, data)
+            if endpoint == "/v1/account":
+                answers.date_header(headers)  # the data's as-of time: it must be readable
+        except answers.Malformed as malformed:
+            failure = Failure(200, None, None, f"a malformed answer ({malformed})")
+            raise _Retry(failure, None, malformed) from None
         return data, headers
+
+    def _log_request(self, path: str, status: int | None, headers, started: float) -> None:
+        """One line per request under --verbose: never a body, never a query."""
+        if not log.isEnabledFor(logging.DEBUG):
+            return
+        request_id = next((v for k, v in (headers or {}).items() if k.lower() == "request-id"), "-")
+        log.debug(
+            "GET %s -> %s in %.0f ms (request %s)",
+            path,
+            status if status is not None else "no answer",
+            (time.monotonic() - started) * 1000,
+            request_id,
+        )
 
     def _send(self, path: str, params: dict, options: dict) -> tuple[object, dict]:
         """One GET through the SDK's requestor (auth, API version, Stripe-Account,
@@ -351,6 +403,9 @@ class StripeApi:
         body, code, headers = requestor.request_raw(
             "get", path, params, options, base_address="api", api_mode="V1"
         )
+        if 300 <= code < 400:
+            location = next((v for k, v in headers.items() if k.lower() == "location"), "")
+            raise _Redirected(code, location or "nowhere (no Location header)")
         if 200 <= code < 300:
             try:
                 return json.loads(body), dict(headers)
@@ -374,6 +429,26 @@ class StripeApi:
         self.stats.count(self.stats.retries, endpoint)
         error = state.outcome.exception()
         log.debug("retrying GET %s after: %s", endpoint, redact(str(error), self._api_key))
+
+    def _malformed(
+        self, malformed: answers.Malformed, endpoint: str, where: str
+    ) -> MalformedAnswer:
+        return MalformedAnswer(
+            f"Stripe sent a malformed {malformed.subject} at GET {endpoint}{where}: "
+            f"{redact(malformed.field, self._api_key)}, in each of {self.max_attempts} "
+            "attempt(s). The published database is unchanged; the next run resumes."
+        )
+
+    def _redirect_refused(
+        self, redirect: _Redirected, endpoint: str, account: str | None
+    ) -> StripeUnavailableError:
+        where = f" (account {account})" if account else ""
+        location = redact(redirect.location, self._api_key)[:MAX_LOCATION]
+        return StripeUnavailableError(
+            f"Stripe at {self.api_base} answered GET {endpoint}{where} with a redirect "
+            f"(HTTP {redirect.status}) to {location!r}; nrr-sync never follows redirects. "
+            "Check stripe.api_base (or NRR_SYNC_STRIPE_API_BASE)."
+        )
 
     def _fatal(self, failure: Failure, endpoint: str, account: str | None) -> NrrSyncError:
         message = redact(failure.message, self._api_key)
@@ -407,22 +482,31 @@ class StripeApi:
     # Listing helpers ---------------------------------------------------------------
 
     def list_page(self, path: str, params: dict, *, account: str | None) -> dict:
-        page = self.get(path, {"limit": PAGE_SIZE, **params}, account=account)
-        if not isinstance(page.get("data"), list):
-            raise StripeUnavailableError(f"Stripe sent a list without data for GET {path}.")
-        return page
+        """One page of a list, checked (``answers.check_page``): a list of objects, after
+        the cursor asked for, and ``has_more`` only on a page that holds objects."""
+        return self.get(path, {"limit": PAGE_SIZE, **params}, account=account)
 
     def list_all(self, path: str, params: dict, *, account: str | None, after: str | None = None):
         """Every object of a list, page by page (for short lists: lines, items, events)."""
+        seen: set[str] = set()
         while True:
             page_params = dict(params)
             if after:
                 page_params["starting_after"] = after
             page = self.list_page(path, page_params, account=account)
+            ids = [obj["id"] for obj in page["data"]]
+            if seen.intersection(ids):
+                # Pages that come round again would be read forever.
+                raise MalformedAnswer(
+                    f"Stripe sent a malformed list page at GET {endpoint_of(path)}: "
+                    f"starting_after ({after} led to objects already listed: the cursor "
+                    "does not advance). The published database is unchanged."
+                )
+            seen.update(ids)
             yield from page["data"]
-            if not page.get("has_more") or not page["data"]:
+            if not page["has_more"]:
                 return
-            after = page["data"][-1]["id"]
+            after = ids[-1]
 
     def retrieve(
         self, path: str, params: dict | None = None, *, account: str | None
@@ -466,11 +550,24 @@ class StripeApi:
     def whoami(self) -> tuple[str, datetime]:
         """The key's own account id and the API server's clock (its HTTP Date header)."""
         account, headers = self.get_with_headers("/v1/account")
-        return account["id"], server_time(headers)
+        return account["id"], self._server_time(headers)
 
     def server_time(self, account: str | None = None) -> datetime:
         _, headers = self.get_with_headers("/v1/account", account=account)
-        return server_time(headers)
+        return self._server_time(headers)
+
+    def _server_time(self, headers: dict) -> datetime:
+        """The data's as-of time. A clock far ahead of ours would date the data (and the
+        months reported) in the future: refused rather than believed."""
+        now = server_time(headers)
+        lead = answers.clock_lead(now)
+        if lead is not None:
+            raise MalformedAnswer(
+                f"Stripe at {self.api_base} says it is {now:%Y-%m-%d %H:%M UTC} (its Date "
+                f"header), {lead.days} day(s) ahead of this machine's clock. Check this "
+                "machine's clock and stripe.api_base; nothing was fetched or published."
+            )
+        return now
 
 
 class NotFoundError(NrrSyncError):
@@ -478,13 +575,11 @@ class NotFoundError(NrrSyncError):
 
 
 def server_time(headers: dict) -> datetime:
-    for name, value in headers.items():
-        if name.lower() == "date":
-            try:
-                return parsedate_to_datetime(value).astimezone(UTC)
-            except (TypeError, ValueError):
-                break
-    return datetime.now(tz=UTC)
+    """The answer's Date header (checked readable by ``StripeApi.get`` for /v1/account)."""
+    try:
+        return answers.date_header(headers)
+    except answers.Malformed as malformed:
+        raise MalformedAnswer(f"Stripe sent a malformed {malformed}.") from None
 
 
 def _retry_after(headers) -> float | None:

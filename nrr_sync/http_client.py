@@ -1,0 +1,179 @@
+"""The HTTP client under the Stripe SDK: it never follows a redirect, and every request
+has an overall deadline.
+
+``requests`` follows redirects by default and its timeout is per read, so a server that
+answers one byte every few seconds would hold a run forever. Here a redirect comes back
+as the 3xx it is (the caller refuses it), and one watchdog thread cuts the connection
+of any request still running at its deadline; that request then fails like a timeout
+(and is retried like one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+
+import requests
+import stripe
+import urllib3
+from requests.adapters import HTTPAdapter
+
+REQUEST_TIMEOUT = (10, 60)  # connect, each read (seconds)
+REQUEST_DEADLINE_SECONDS = 120.0  # a whole request: connect, headers and body
+CHUNK_BYTES = 1 << 16
+
+
+class DeadlineExceeded(requests.exceptions.Timeout):
+    """A request still unfinished at its overall deadline."""
+
+
+class _Watch:
+    """One request in flight: its deadline and the connection carrying it."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        self.connection = None
+        self.expired = False
+
+    def expire(self) -> None:
+        self.expired = True
+        sock = getattr(self.connection, "sock", None)
+        if sock is not None:
+            # Wakes the read blocked on it, in whichever thread.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One thread that expires the requests past their deadline."""
+
+    def __init__(self):
+        self._wake = threading.Condition()
+        self._watches: set[_Watch] = set()
+        self._thread: threading.Thread | None = None
+
+    def add(self, watch: _Watch) -> None:
+        with self._wake:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="nrr-sync-request-deadline", daemon=True
+                )
+                self._thread.start()
+            if not self._watches:
+                self._wake.notify()
+            self._watches.add(watch)
+
+    def remove(self, watch: _Watch) -> None:
+        with self._wake:
+            self._watches.discard(watch)
+
+    def _run(self) -> None:
+        with self._wake:
+            while True:
+                now = time.monotonic()
+                for watch in [w for w in self._watches if w.deadline <= now]:
+                    self._watches.discard(watch)
+                    watch.expire()
+                next_deadline = min((w.deadline for w in self._watches), default=None)
+                self._wake.wait(None if next_deadline is None else next_deadline - now)
+
+
+_WATCHDOG = _Watchdog()
+_current = threading.local()  # the calling thread's _Watch while it makes a request
+
+
+class _Watched:
+    """A connection that tells the calling thread's watch it carries its request."""
+
+    def request(self, *args, **kwargs):
+        watch = getattr(_current, "watch", None)
+        if watch is not None:
+            watch.connection = self
+        return super().request(*args, **kwargs)
+
+
+class _WatchedHTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _WatchedHTTPPool,
+            "https": _WatchedHTTPSPool,
+        }
+
+
+class StrictRequestsClient(stripe.RequestsClient):
+    """The SDK's ``requests`` client without redirects and with an overall deadline."""
+
+    def __init__(self, **kwargs):
+        super().__init__(timeout=kwargs.pop("timeout", REQUEST_TIMEOUT), **kwargs)
+
+    def request(self, method, url, headers, post_data=None):
+        watch = _Watch(REQUEST_DEADLINE_SECONDS)
+        _current.watch = watch
+        _WATCHDOG.add(watch)
+        response = None
+        try:
+            response = self._session_here().request(
+                method,
+                url,
+                headers=headers,
+                data=post_data,
+                timeout=self._timeout,
+                allow_redirects=False,
+                stream=True,
+                **self._options(),
+            )
+            return _read_body(response, watch), response.status_code, response.headers
+        except Exception as error:  # noqa: BLE001 - classified by the SDK, as it would
+            if response is not None:
+                response.close()
+            late = DeadlineExceeded(f"no complete answer within {watch.seconds:g} s")
+            self._handle_request_error(late if watch.expired else error)  # raises
+        finally:
+            _current.watch = None
+            _WATCHDOG.remove(watch)
+
+    def _options(self) -> dict:
+        options: dict = {"verify": stripe.ca_bundle_path if self._verify_ssl_certs else False}
+        if self._proxy:
+            options["proxies"] = self._proxy
+        return options
+
+    def _session_here(self) -> requests.Session:
+        session = getattr(self._thread_local, "session", None)
+        if session is None:
+            session = requests.Session()
+            adapter = _WatchedAdapter()
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self._thread_local.session = session
+        return session
+
+
+def _read_body(response: requests.Response, watch: _Watch) -> bytes:
+    chunks = []
+    for chunk in response.iter_content(CHUNK_BYTES):
+        # The watchdog cuts a connection it knows; this catches one it does not (a proxy).
+        if watch.expired or time.monotonic() > watch.deadline:
+            raise DeadlineExceeded(f"no complete answer within {watch.seconds:g} s")
+        chunks.append(chunk)
+    return b"".join(chunks)
