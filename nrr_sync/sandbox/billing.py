@@ -375,6 +375,12 @@ class Account:
         inv.next_payment_attempt = None
         self.emit(t, "invoice.voided", "invoices", inv)
 
+    def finalize_and_void(self, inv: Invoice, t: int) -> None:
+        """A subscription's draft cannot be deleted: Stripe voids it (void needs a finalized
+        invoice, so it is finalized first, as the Dashboard does)."""
+        self.finalize(inv, t)
+        self.void(inv, t)
+
     def mark_uncollectible(self, inv: Invoice, t: int) -> None:
         inv.status = "uncollectible"
         inv.uncollectible_at = t
@@ -700,13 +706,13 @@ class Account:
             if credits:
                 self.invoice_now(customer, sub, t, credits, (t, t))
         if sub.status == "unpaid":
-            # write off what stays unpaid; the renewal drafts made meanwhile are deleted
+            # write off what stays unpaid; the renewal drafts made meanwhile are voided
+            # (Stripe deletes only one-off drafts: a subscription's draft can only be voided)
             for inv in customer.invoices:
                 if inv.sub is sub and inv.status == "open":
                     self.mark_uncollectible(inv, t)
                 elif inv.sub is sub and inv.status == "draft" and not inv.deleted:
-                    inv.deleted = True
-                    self.emit(t, "invoice.deleted", "invoices", inv)
+                    self.finalize_and_void(inv, t)
         self.end_subscription(sub, t)
 
     def end_subscription(self, sub: Sub, t: int) -> None:
