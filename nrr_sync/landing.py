@@ -1,9 +1,10 @@
 """Turn Stripe objects (as JSON dicts) into rows of the ``stripe`` landing tables.
 
 One function per object kind, each returning a tuple in the column order of
-``sql/V001__landing.sql``; ``COLUMNS`` lists those orders. Missing fields become
-NULL rather than errors, so a new or absent field in Stripe's answer never breaks a
-load; what the reports need is checked by the SQL models and ``report.data_quality``.
+``sql/V001__landing.sql`` (columns added by later migrations at the end); ``COLUMNS``
+lists those orders. Missing fields become NULL rather than errors, so a new or absent
+field in Stripe's answer never breaks a load; what the reports need is checked by the SQL
+models and ``report.data_quality``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "billing_scheme", "unit_amount", "unit_amount_decimal", "tiers_mode", "tiers",
         "recurring_interval", "recurring_interval_count", "recurring_usage_type",
         "transform_quantity_divide_by", "transform_quantity_round", "tax_behavior",
-        "nickname", "metadata", "deleted", "raw", "synced_at",
+        "nickname", "metadata", "deleted", "raw", "synced_at", "currency_options",
     ),
     "subscriptions": (
         "account_id", "id", "customer_id", "status", "currency", "created", "start_date",
@@ -129,6 +130,7 @@ def price_row(account_id: str, obj: dict, synced_at: datetime) -> tuple:
         transform.get("divide_by"), transform.get("round"), obj.get("tax_behavior"),
         obj.get("nickname"), as_json(obj.get("metadata") or {}),
         bool(obj.get("deleted", False)), raw_json(obj), synced_at,
+        as_json(obj.get("currency_options")),
     )  # fmt: skip
 
 

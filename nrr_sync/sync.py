@@ -49,9 +49,13 @@ LIST_PATHS = {
     "subscriptions": "/v1/subscriptions",
     "invoices": "/v1/invoices",
 }
-# Prices carry their tiers only when expanded; subscriptions of every status.
-LIST_PARAMS = {"prices": {"expand": ["data.tiers"]}, "subscriptions": {"status": "all"}}
-RETRIEVE_PARAMS = {"prices": {"expand": ["tiers"]}}
+# Prices carry their tiers and currency options only when expanded (a proration billed in
+# another currency is valued from its currency option); subscriptions of every status.
+LIST_PARAMS = {
+    "prices": {"expand": ["data.tiers", "data.currency_options"]},
+    "subscriptions": {"status": "all"},
+}
+RETRIEVE_PARAMS = {"prices": {"expand": ["tiers", "currency_options"]}}
 # One list per group: Stripe takes a `*` wildcard in `type` only (`types[]` wants exact
 # names, at most 20, and these groups hold far more). `customer.*` includes
 # `customer.subscription.*`.

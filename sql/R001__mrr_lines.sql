@@ -53,6 +53,23 @@ CREATE OR REPLACE MACRO report.tiered_amount(tiers, tiers_mode, quantity) AS (
     ))
 );
 
+-- A price's unit amount and tiers in a line's currency: its own when the line is billed in
+-- the price's currency, else currency_options[<line currency>] (NULL when not known).
+CREATE OR REPLACE MACRO report.unit_amount_in(line_currency, price_currency, unit_amount_decimal,
+                                              unit_amount, currency_options) AS
+    CASE
+        WHEN line_currency = lower(price_currency) THEN coalesce(unit_amount_decimal, unit_amount)
+        ELSE coalesce(
+            currency_options -> line_currency ->> 'unit_amount_decimal',
+            currency_options -> line_currency ->> 'unit_amount'
+        )::DECIMAL(38, 12)
+    END;
+CREATE OR REPLACE MACRO report.tiers_in(line_currency, price_currency, tiers, currency_options) AS
+    CASE
+        WHEN line_currency = lower(price_currency) THEN tiers
+        ELSE currency_options -> line_currency -> 'tiers'
+    END;
+
 CREATE OR REPLACE TABLE report.mrr_lines AS
 WITH
 settings AS (SELECT * FROM meta.build_settings),
@@ -178,19 +195,26 @@ recurring_lines AS (
             AS recognized_end,
         -- Prorations: Stripe prorates the full-period price by time and rounds to the cent,
         -- so dividing a proration by its elapsed fraction leaves cents of error. Instead value
-        -- it at the full-period amount of its price at its quantity.
+        -- it at the full-period amount of its price at its quantity, in the line's currency.
         CASE
             WHEN NOT counted_lines.proration OR NOT counted_lines.quantity >= 0 THEN NULL
             WHEN coalesce(prices.billing_scheme, 'per_unit') = 'per_unit' THEN
-                coalesce(prices.unit_amount_decimal, prices.unit_amount) * CASE  -- units after transform_quantity
+                report.unit_amount_in(counted_lines.currency, prices.currency,
+                    prices.unit_amount_decimal, prices.unit_amount, prices.currency_options)
+                * CASE  -- units after transform_quantity
                     WHEN coalesce(prices.transform_quantity_divide_by, 0) <= 0 THEN counted_lines.quantity
                     WHEN prices.transform_quantity_round = 'up'
                         THEN (counted_lines.quantity + prices.transform_quantity_divide_by - 1)
                             // prices.transform_quantity_divide_by
                     ELSE counted_lines.quantity // prices.transform_quantity_divide_by
                 END
-            WHEN prices.billing_scheme = 'tiered' AND prices.tiers IS NOT NULL
-                THEN report.tiered_amount(prices.tiers, prices.tiers_mode, counted_lines.quantity)
+            WHEN prices.billing_scheme = 'tiered'
+                AND report.tiers_in(counted_lines.currency, prices.currency, prices.tiers,
+                    prices.currency_options) IS NOT NULL
+                THEN report.tiered_amount(
+                    report.tiers_in(counted_lines.currency, prices.currency, prices.tiers,
+                        prices.currency_options),
+                    prices.tiers_mode, counted_lines.quantity)
         END AS full_period_amount
     FROM counted_lines
     CROSS JOIN settings

@@ -74,6 +74,14 @@ def period_end(price: Price, anchor: int, index: int) -> int:
     return anchor + DAY * n
 
 
+def billing_currency(customer_currency: str, prices: list[Price]) -> str:
+    """A subscription bills in the customer's currency when every price has an amount in
+    it (its own currency or a currency_options entry), else in its first price's currency."""
+    if all(price.supports(customer_currency) for price in prices):
+        return customer_currency
+    return prices[0].currency
+
+
 @dataclass(slots=True)
 class Item:
     id: str
@@ -111,6 +119,7 @@ class Line:
     discount_id: str | None = None
     tax_amount: int = 0
     tax_rate: TaxRate | None = None
+    currency: str = ""  # the invoice's currency: the price's own or one of its currency_options
 
 
 @dataclass(slots=True)
@@ -179,6 +188,7 @@ class Sub:
     failures: list[tuple[int, str, int]] = field(default_factory=list)  # from, outcome, days
     missing_payment_method: bool = False
     scripted: bool = False
+    currency: str = ""  # the customer's currency where every price supports it
 
     @property
     def cycle_price(self) -> Price:
@@ -290,9 +300,11 @@ class Account:
         ii_id = None
         if parent == "invoice_item_details" or proration:
             ii_id = self.make_id("ii", t, customer.rng)
-        return Line(price, quantity, amount, start, end,
+        line = Line(price, quantity, amount, start, end,
                     proration, parent, sub.id if sub else None, item.id if item else None, ii_id,
                     description)  # fmt: skip
+        line.currency = sub.currency if sub is not None else price.currency
+        return line
 
     def create_invoice(self, customer: Customer, sub: Sub | None, t: int, reason: str,
                        lines: list[Line], period: tuple[int, int]) -> Invoice:  # fmt: skip
@@ -337,7 +349,7 @@ class Account:
     def apply_taxes(self, inv: Invoice) -> None:
         country = inv.customer.country
         for line in inv.lines:
-            behavior = line.price.tax_behavior
+            behavior = line.price.tax_behavior_in(line.currency)
             if behavior == "unspecified":
                 continue
             rate = self.catalog.tax_rate(country, behavior == "inclusive")
@@ -414,6 +426,7 @@ class Account:
         sub = Sub(sub_id, customer, t, sub_items, anchor, -1 if trial_end else 0, t, end,
                   scripted=scripted)  # fmt: skip
         sub.missing_payment_method = missing_payment_method
+        sub.currency = billing_currency(customer.currency, [price for price, _ in items])
         if trial_end:
             sub.status = "trialing"
             sub.trial_start, sub.trial_end = t, trial_end
@@ -434,7 +447,7 @@ class Account:
         lines = []
         for item in sub.items:
             amount = 0 if trial_end or item.price.usage_type == "metered" else \
-                item.price.full_amount(item.quantity)  # fmt: skip
+                item.price.full_amount(item.quantity, sub.currency)  # fmt: skip
             qty = 0 if item.price.usage_type == "metered" else item.quantity
             desc = f"Trial period for {item.price.product.name}" if trial_end else None
             lines.append(self.new_line(customer, t, item.price, qty, amount, t, end, sub=sub,
@@ -507,7 +520,8 @@ class Account:
                                            old_start, t, sub=sub, item=item))  # fmt: skip
             else:
                 lines.append(self.new_line(customer, t, price, item.quantity,
-                                           price.full_amount(item.quantity), t, sub.period_end,
+                                           price.full_amount(item.quantity, sub.currency), t,
+                                           sub.period_end,
                                            sub=sub, item=item))  # fmt: skip
         inv = self.create_invoice(customer, sub, t, "subscription_cycle", lines, (old_start, t))
         if sub.status == "unpaid":
@@ -601,7 +615,7 @@ class Account:
         self.subscription_ended(customer, sub, t)
 
     def prorate(self, sub: Sub, t: int, price: Price, quantity: int, sign: int) -> int:
-        full = price.full_amount(quantity)
+        full = price.full_amount(quantity, sub.currency)
         return sign * divide_half_up(full * (sub.period_end - t), sub.period_end - sub.period_start)
 
     def change_items(self, customer: Customer, sub: Sub, t: int, new: list[tuple[Price, int]],
@@ -609,6 +623,8 @@ class Account:
         """Replace the subscription's items (position i keeps item i's id) at ``t``."""
         if not sub.live or sub.status in ("incomplete", "paused") or t >= sub.period_end:
             return
+        if not all(price.supports(sub.currency) for price, _ in new):
+            return  # Stripe refuses a price that has no amount in the subscription's currency
         before = self.snap("subscriptions", sub, t)
         old = [(item.price, item.quantity) for item in sub.items]
         new_interval = (new[0][0].interval, new[0][0].interval_count)
@@ -662,7 +678,7 @@ class Account:
                 if item.price.usage_type == "metered":
                     continue
                 lines.append(self.new_line(customer, t, item.price, item.quantity,
-                                           item.price.full_amount(item.quantity), t,
+                                           item.price.full_amount(item.quantity, sub.currency), t,
                                            sub.period_end, sub=sub, item=item))  # fmt: skip
             self.invoice_now(customer, sub, t, lines, (start, t))
             self.schedule(customer, sub.period_end, "renew", sub, sub.version)

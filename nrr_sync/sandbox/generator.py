@@ -345,6 +345,17 @@ def archetypes(start: int, now: int) -> list[Scenario]:
     c = scenario(ago(5, 20.0), segment="mid")
     sub = c.subscribe(c.created, [("pro_month_usd", 1), ("seats_month_usd", 8)])
     c.change(ago(0, 2.0), sub, [("pro_month_usd", 1), ("seats_month_usd", 5)])
+    # one price for every currency: usd prices billed in eur (tax inclusive, DE) and gbp
+    # through their currency_options, with seat changes prorated at the next renewal and at
+    # once, and a tiered price whose tiers differ per currency
+    c = scenario(ago(9, 4.6), country="DE", currency="eur", segment="mid")
+    sub = c.subscribe(c.created, [("pro_month_usd", 1), ("seats_month_usd", 4)])
+    c.change(later(c.created, 2, 11.3), sub, [("pro_month_usd", 1), ("seats_month_usd", 7)])
+    c.change(later(c.created, 4, 6.8), sub, [("business_month_usd", 1), ("seats_month_usd", 7)],
+             "always_invoice")  # fmt: skip
+    c = scenario(ago(8, 2.9), country="GB", currency="gbp", segment="mid")
+    sub = c.subscribe(c.created, [("platform_month_usd", 8)])
+    c.change(later(c.created, 3, 9.4), sub, [("platform_month_usd", 23)])
     # an inactive (legacy) price still billed; a manual invoice and a deleted draft
     c = scenario(ago(30, 0.0))
     c.subscribe(c.created, [("pro_legacy_month_usd", 1)])
@@ -431,6 +442,24 @@ def plan_items(catalog: Catalog, rng: random.Random, customer: Customer) -> list
     return [item for item in items if item[0] is not None]
 
 
+def global_prices(acct: Account, customer: Customer, t: int, items: list) -> list:
+    """A third of eur / gbp customers are sold the usd prices, billed in their currency
+    through the prices' currency_options (a stream of its own, so that every other decision
+    of the customer stays as it was)."""
+    if customer.currency not in ("eur", "gbp"):
+        return items
+    rng = random.Random(f"{acct.seed}:{acct.id}:{customer.idx}:global:{t}")
+    if rng.random() >= 0.33:
+        return items
+    suffix = "_" + customer.currency
+    usd = [acct.catalog.by_key.get(price.key.removesuffix(suffix) + "_usd") for price, _ in items]
+    if any(price is None or not price.supports(customer.currency) for price in usd):
+        return items
+    if customer.segment == "mid" and rng.random() < 0.2:
+        return [(acct.catalog.price("platform_month_usd"), rng.randint(4, 40))]
+    return [(price, qty) for price, (_, qty) in zip(usd, items, strict=True)]
+
+
 class RandomPolicy:
     """Decisions for unscripted customers, drawn from each customer's own stream."""
 
@@ -441,7 +470,7 @@ class RandomPolicy:
         if customer.deleted_at is not None:
             return
         rng = customer.rng
-        items = plan_items(acct.catalog, rng, customer)
+        items = global_prices(acct, customer, t, plan_items(acct.catalog, rng, customer))
         coupon = None
         if rng.random() < 0.15:
             key = pick(rng, (("forever20", 4), ("repeating50", 4), ("once25", 3), ("amount10", 2),
@@ -857,7 +886,7 @@ class World:
         missing = sorted(priced - set(rates))
         if missing:  # fail only for the currencies that were billed, like the report build
             billed = {
-                line.price.currency
+                line.currency
                 for acct in self.accounts.values()
                 for c in acct.customers
                 for inv in c.invoices

@@ -117,9 +117,34 @@ def product(p: Product, state: tuple | None = None) -> dict:
     }
 
 
+def tiers(rows: list[tuple[int | None, int, int]]) -> list[dict]:
+    return [
+        {
+            "flat_amount": flat,
+            "flat_amount_decimal": str(flat),
+            "unit_amount": unit,
+            "unit_amount_decimal": str(unit),
+            "up_to": up_to,
+        }
+        for up_to, unit, flat in rows
+    ]
+
+
+def currency_option(unit_amount: int | None, rows: list, tax_behavior: str, tiered: bool) -> dict:
+    option = {
+        "custom_unit_amount": None,
+        "tax_behavior": tax_behavior,
+        "unit_amount": unit_amount,
+        "unit_amount_decimal": None if unit_amount is None else str(unit_amount),
+    }
+    if tiered:
+        option["tiers"] = tiers(rows)
+    return option
+
+
 def price(p: Price, state: tuple | None = None) -> dict:
-    """The price with its ``tiers`` (Stripe returns them only under expand[]=tiers: the
-    server strips them otherwise)."""
+    """The price with its ``tiers`` and ``currency_options`` (Stripe returns them only under
+    expand[]=tiers / expand[]=currency_options: the server strips them otherwise)."""
     nickname, active = state or snapshot("prices", p)
     obj = {
         "id": p.id,
@@ -152,17 +177,16 @@ def price(p: Price, state: tuple | None = None) -> dict:
         }
     if p.transform:
         obj["transform_quantity"] = {"divide_by": p.transform[0], "round": p.transform[1]}
-    if p.billing_scheme == "tiered":
-        obj["tiers"] = [
-            {
-                "flat_amount": flat,
-                "flat_amount_decimal": str(flat),
-                "unit_amount": unit,
-                "unit_amount_decimal": str(unit),
-                "up_to": up_to,
-            }
-            for up_to, unit, flat in p.tiers
-        ]
+    tiered = p.billing_scheme == "tiered"
+    if tiered:
+        obj["tiers"] = tiers(p.tiers)
+    if p.currency_options:
+        # Stripe lists the price's own currency among its options too
+        options = {p.currency: currency_option(p.unit_amount, p.tiers, p.tax_behavior, tiered)}
+        for currency, option in sorted(p.currency_options.items()):
+            options[currency] = currency_option(option.unit_amount, option.tiers,
+                                                option.tax_behavior, tiered)  # fmt: skip
+        obj["currency_options"] = options
     return obj
 
 
@@ -255,7 +279,7 @@ def subscription(sub: Sub, state: tuple | None = None) -> dict:
         "cancellation_details": {"comment": None, "feedback": None, "reason": reason},
         "collection_method": "charge_automatically",
         "created": sub.created,
-        "currency": items[0][1].currency,
+        "currency": sub.currency,
         "customer": c.id,
         "customer_account": None,
         "days_until_due": None,
@@ -347,11 +371,14 @@ def line_item(line: Line, inv: Invoice, position: int) -> dict:
     if line.discount_id is not None:
         discount_amounts.append({"amount": line.discount_amount, "discount": line.discount_id})
     p = line.price
+    unit_amount = p.unit_amount
+    if line.currency != p.currency:
+        unit_amount = p.currency_options[line.currency].unit_amount
     return {
         "id": f"il_{inv.id[3:]}{b62(position, 2)}",
         "object": "line_item",
         "amount": line.amount,
-        "currency": p.currency,
+        "currency": line.currency,
         "description": line_description(line),
         "discount_amounts": discount_amounts,
         "discountable": True,
@@ -365,7 +392,7 @@ def line_item(line: Line, inv: Invoice, position: int) -> dict:
         "pricing": {
             "price_details": {"price": p.id, "product": p.product.id},
             "type": "price_details",
-            "unit_amount_decimal": None if p.unit_amount is None else str(p.unit_amount),
+            "unit_amount_decimal": None if unit_amount is None else str(unit_amount),
         },
         "quantity": line.quantity,
         "quantity_decimal": str(line.quantity),
@@ -440,7 +467,7 @@ def invoice(inv: Invoice, state: tuple | None = None) -> dict:
         "billing_reason": inv.billing_reason,
         "collection_method": "charge_automatically",
         "created": inv.created,
-        "currency": inv.lines[0].price.currency if inv.lines else c.currency,
+        "currency": inv.lines[0].currency if inv.lines else c.currency,
         "custom_fields": None,
         "customer": c.id,
         "customer_account": None,

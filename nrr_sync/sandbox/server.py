@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .. import STRIPE_API_VERSION
 from .generator import no_cyclic_gc
-from .store import AccountStore, dumps, page_of_sequence
+from .store import AccountStore, dumps, page_of_sequence, price_with
 
 SANDBOX_API_KEY = "sk_test_sandbox"
 RESTRICTED_API_KEY = "rk_test_sandbox"
@@ -76,12 +76,12 @@ LIST_PARAMS = {
 }
 # Expands that change nothing here (the sandbox's objects already hold these) are accepted.
 LIST_EXPANDS = {
-    "prices": {"data.tiers"},
+    "prices": {"data.tiers", "data.currency_options"},
     "invoices": {"data.lines", "data.lines.data"},
     "subscriptions": {"data.items", "data.items.data"},
 }
 RETRIEVE_EXPANDS = {
-    "prices": {"tiers"},
+    "prices": {"tiers", "currency_options"},
     "invoices": {"lines", "lines.data"},
     "subscriptions": {"items", "items.data"},
 }
@@ -522,8 +522,9 @@ class Sandbox:
             ending_before=ending_before is not None,
             keep=keep,
         )
-        if kind == "prices" and "data.tiers" in expand:
-            data = [self._with_tiers(store, item) for item in data]
+        if kind == "prices" and expand:
+            wanted = {path.removeprefix("data.") for path in expand}
+            data = [self._price_with(store, item, wanted) for item in data]
         return list_body(data, has_more, f"/v1/{kind}")
 
     def filters(self, collection, kind: str, params: dict):
@@ -598,9 +599,9 @@ class Sandbox:
 
         return field, wanted[field], keep
 
-    def _with_tiers(self, store: AccountStore, data: bytes) -> bytes:
-        price_id = json.loads(data)["id"]
-        return store.full_prices.get(price_id, data)
+    def _price_with(self, store: AccountStore, data: bytes, expand: set[str]) -> bytes:
+        full = store.full_prices.get(json.loads(data)["id"])
+        return data if full is None else dumps(price_with(json.loads(full), expand))
 
     def retrieve(self, store: AccountStore, kind: str, object_id: str, params: dict) -> bytes:
         check_params(params, {"expand"})
@@ -615,8 +616,8 @@ class Sandbox:
             self.world.now - EVENT_RETENTION_SECONDS
         ):
             raise no_such("event", object_id)
-        if kind == "prices" and "tiers" in expand:
-            return store.full_prices.get(object_id, data)
+        if kind == "prices" and expand:
+            return self._price_with(store, data, expand)
         return data
 
     def invoice_lines(self, store: AccountStore, invoice_id: str, params: dict) -> bytes:

@@ -92,7 +92,7 @@ def line_monthly(line: Line, opts: TruthOptions) -> Fraction | None:
     if line.amount == 0:
         return Fraction(0)
     sign = 1 if line.amount > 0 else -1
-    full = price.full_amount(line.quantity)
+    full = price.full_amount(line.quantity, line.currency)
     return sign * full * Fraction(net, line.amount) / months
 
 
@@ -149,14 +149,14 @@ def customer_truth(customer: Customer, now: int, opts: TruthOptions,
             cut = sub.canceled_at
         for line in inv.lines:
             key = (line.price.id, line.proration, line.amount, line.discount_amount,
-                   line.tax_amount, line.quantity, line.sub_id is None)  # fmt: skip
+                   line.tax_amount, line.quantity, line.sub_id is None, line.currency)  # fmt: skip
             value = cache.get(key)
             if value is None:
                 monthly = line_monthly(line, opts)
                 if monthly is None:
                     value = cache[key] = 0
                 else:
-                    currency = line.price.currency
+                    currency = line.currency
                     scale = 1 if currency in ZERO_DECIMAL else 100
                     value = cache[key] = monthly * rates[currency] / scale
             if not value:
