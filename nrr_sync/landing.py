@@ -21,6 +21,7 @@ KINDS = (
     "subscription_items",
     "invoices",
     "invoice_lines",
+    "invoice_discounts",
 )
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -61,6 +62,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "subscription_item_id", "invoice_item_id", "proration", "price_id", "product_id",
         "currency", "amount", "quantity", "period_start", "period_end", "discount_amount",
         "inclusive_tax_amount", "exclusive_tax_amount", "description", "raw", "synced_at",
+    ),
+    "invoice_discounts": (
+        "account_id", "invoice_id", "discount_id", "position", "customer_id",
+        "subscription_id", "discount_invoice_id", "promotion_code_id", "coupon_id",
+        "percent_off", "amount_off", "coupon_currency", "duration", "duration_in_months",
+        "starts_at", "ends_at", "deleted", "raw", "synced_at",
     ),
 }  # fmt: skip
 
@@ -200,6 +207,27 @@ def invoice_line_row(account_id: str, invoice_id: str, obj: dict, synced_at: dat
         sum(int(t.get("amount") or 0) for t in taxes if t.get("tax_behavior") == "exclusive"),
         obj.get("description"), raw_json(obj), synced_at,
     )  # fmt: skip
+
+
+def invoice_discount_rows(account_id: str, invoice: dict, synced_at: datetime) -> list[tuple]:
+    """The invoice's expanded discounts (ids alone, not expanded, carry nothing to land)."""
+    rows = []
+    for position, discount in enumerate(invoice.get("discounts") or []):
+        if not isinstance(discount, dict):
+            continue
+        coupon = dig(discount, "source", "coupon")
+        coupon = coupon if isinstance(coupon, dict) else {"id": coupon}
+        percent_off = coupon.get("percent_off")
+        rows.append((
+            account_id, invoice["id"], discount.get("id"), position,
+            ref(discount.get("customer")), ref(discount.get("subscription")),
+            ref(discount.get("invoice")), ref(discount.get("promotion_code")), coupon.get("id"),
+            None if percent_off is None else str(percent_off), coupon.get("amount_off"),
+            coupon.get("currency"), coupon.get("duration"), coupon.get("duration_in_months"),
+            timestamp(discount.get("start")), timestamp(discount.get("end")),
+            bool(discount.get("deleted", False)), raw_json(discount), synced_at,
+        ))  # fmt: skip
+    return rows
 
 
 ROW_BUILDERS = {

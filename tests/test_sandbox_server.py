@@ -758,6 +758,8 @@ def served_shape(kind: str, obj: dict) -> dict:
     if kind == "prices":
         obj.pop("tiers", None)
         obj.pop("currency_options", None)
+    if kind == "invoices" and obj.get("discounts"):
+        obj["discounts"] = [d["id"] for d in obj["discounts"]]
     return obj
 
 
@@ -838,6 +840,26 @@ def test_generated_prices_show_currency_options_only_when_expanded(generated):
     assert retrieved == tiered[0]
     eur = retrieved["currency_options"]["eur"]
     assert eur["tiers"][0]["unit_amount"] != tiered[0]["tiers"][0]["unit_amount"]
+
+
+def test_generated_invoices_expand_their_discounts_and_coupons(generated):
+    world = generated.world
+    discounted = [i for i in world.objects(world.account_ids[0], "invoices") if i["discounts"]]
+    assert discounted
+    deep = {"expand[]": ["data.discounts.source.coupon"]}
+    expanded = {i["id"]: i for i in raw_walk(generated, "/v1/invoices", deep)}
+    assert all(expanded[i["id"]]["discounts"] == i["discounts"] for i in discounted)
+    coupon = discounted[0]["discounts"][0]["source"]["coupon"]
+    assert coupon["object"] == "coupon" and set(coupon) >= {"percent_off", "amount_off", "duration"}
+    shallow = {
+        i["id"]: i for i in raw_walk(generated, "/v1/invoices", {"expand[]": "data.discounts"})
+    }
+    first = shallow[discounted[0]["id"]]["discounts"][0]
+    assert first["object"] == "discount" and first["source"]["coupon"] == coupon["id"]
+    plain = get(generated, f"/v1/invoices/{discounted[0]['id']}").json()
+    assert plain["discounts"] == [d["id"] for d in discounted[0]["discounts"]]
+    path = f"/v1/invoices/{discounted[0]['id']}?expand[]=discounts.source.coupon"
+    assert get(generated, path).json()["discounts"] == discounted[0]["discounts"]
 
 
 def test_generated_deleted_customers_retrieve_as_deleted(generated):

@@ -105,7 +105,18 @@ def spec_mrr(invoices, subscriptions, prices, now: int, fx: dict[str, float],
                     continue
                 sign = 1 if amount > 0 else -1
                 full = full_amount(price, line["quantity"], line["currency"])
-                monthly = sign * full * Fraction(net, amount)
+                coupons = {d["id"]: d["source"]["coupon"] for d in inv["discounts"]}
+                percent = [(coupons[d["discount"]]["percent_off"], d["amount"])
+                           for d in line["discount_amounts"]
+                           if coupons[d["discount"]]["percent_off"] is not None]  # fmt: skip
+                if subtract_discounts and percent:
+                    # percent-off coupons apply to the full amount; the rest keeps its ratio
+                    for percent_off, _ in percent:
+                        full *= Fraction(10000 - round(percent_off * 100), 10000)
+                    rest = amount - sum(a for _, a in percent)
+                    monthly = sign * full * Fraction(net, rest) if rest and full else 0
+                else:
+                    monthly = sign * full * Fraction(net, amount)
                 monthly /= months
             else:
                 monthly = Fraction(net) / months

@@ -82,6 +82,34 @@ def billing_currency(customer_currency: str, prices: list[Price]) -> str:
     return prices[0].currency
 
 
+def apply_percent_off(lines: list[Line], discount: Discount) -> None:
+    """Per line, rounded half away from zero, on what earlier discounts left; same sign
+    as the line (a credit's discount is negative)."""
+    basis_points = round(discount.coupon.percent_off * 100)
+    for line in lines:
+        if line.amount:
+            amount = divide_half_up((line.amount - line.discount_amount) * basis_points, 10000)
+            line.discounts += ((discount, amount),)
+            line.discount_amount += amount
+
+
+def apply_amount_off(lines: list[Line], discount: Discount, amount_off: int | None) -> None:
+    """Spread over the positive non-proration lines in proportion to what they still owe;
+    a coupon with no amount in the invoice's currency does not apply."""
+    eligible = [line for line in lines if line.amount > 0 and not line.proration]
+    base = sum(line.amount - line.discount_amount for line in eligible)
+    if amount_off is None or base <= 0:
+        return
+    total = min(amount_off, base)
+    given = 0
+    for n, line in enumerate(eligible):
+        left = line.amount - line.discount_amount
+        share = total - given if n == len(eligible) - 1 else total * left // base
+        line.discounts += ((discount, share),)
+        line.discount_amount += share
+        given += share
+
+
 @dataclass(slots=True)
 class Item:
     id: str
@@ -96,8 +124,10 @@ class Discount:
     coupon: Coupon
     start: int
     end: int | None
-    sub_id: str
+    sub_id: str | None
     customer_id: str
+    promotion_code: str | None = None  # promo_... when redeemed through a promotion code
+    invoice_id: str | None = None  # set for a discount put on one invoice only
 
 
 @dataclass(slots=True)
@@ -115,8 +145,8 @@ class Line:
     si_id: str | None
     ii_id: str | None
     description: str | None  # None: Stripe's default text (render.py)
-    discount_amount: int = 0
-    discount_id: str | None = None
+    discount_amount: int = 0  # sum of the amounts below
+    discounts: tuple[tuple[Discount, int], ...] = ()  # (discount, amount) in applied order
     tax_amount: int = 0
     tax_rate: TaxRate | None = None
     currency: str = ""  # the invoice's currency: the price's own or one of its currency_options
@@ -141,7 +171,7 @@ class Invoice:
     attempt_count: int = 0
     next_payment_attempt: int | None = None
     number: str | None = None
-    discount_ids: tuple[str, ...] = ()
+    discounts: tuple[Discount, ...] = ()
     deleted: bool = False
 
     def totals(self) -> tuple[int, int, int, int]:
@@ -181,7 +211,8 @@ class Sub:
     ended_at: int | None = None
     cancel_reason: str | None = None
     pause: tuple[str, int | None] | None = None  # behavior, resumes_at
-    discount: Discount | None = None
+    discounts: tuple[Discount, ...] = ()  # stacked, applied in order
+    next_invoice_discounts: tuple[Discount, ...] = ()  # invoice-level, on the next invoice
     pending: list[Line] = field(default_factory=list)
     latest_invoice: str | None = None
     version: int = 0  # bumps when the renewal schedule changes; stale actions are skipped
@@ -245,6 +276,7 @@ class Account:
         self.event_floor = now - 30 * DAY
         self.catalog: Catalog = catalog_factory(self)
         self.customers: list[Customer] = []
+        self.discounts: dict[str, Discount] = {}  # id -> discount, for expand[]=discounts
         self.events: list[Event] = []
         self.event_seq = 0
         self.ticks = 0  # tie-breaker of agenda entries at the same second
@@ -319,32 +351,40 @@ class Account:
         return inv
 
     def apply_discounts(self, inv: Invoice, sub: Sub | None, t: int) -> None:
-        discount = sub.discount if sub else None
-        if discount is None:
+        """The subscription's discounts still running, then the invoice-level ones, each
+        on what the ones before left (Stripe applies stacked discounts in order)."""
+        if sub is None:
             return
-        if discount.end is not None and t >= discount.end:
-            sub.discount = None
-            return
-        coupon = discount.coupon
-        if coupon.percent_off is not None:
-            basis_points = round(coupon.percent_off * 100)
-            for line in inv.lines:
-                if line.amount:
-                    line.discount_amount = divide_half_up(line.amount * basis_points, 10000)
-                    line.discount_id = discount.id
-        else:
-            eligible = [line for line in inv.lines if line.amount > 0 and not line.proration]
-            base = sum(line.amount for line in eligible)
-            total = min(coupon.amount_off, base)
-            given = 0
-            for n, line in enumerate(eligible):
-                share = total - given if n == len(eligible) - 1 else total * line.amount // base
-                line.discount_amount = share
-                line.discount_id = discount.id
-                given += share
-        inv.discount_ids = (discount.id,)
-        if coupon.duration == "once":
-            sub.discount = None
+        running = tuple(d for d in sub.discounts if d.end is None or t < d.end)
+        on_invoice = sub.next_invoice_discounts
+        for discount in on_invoice:
+            discount.invoice_id = inv.id
+        sub.next_invoice_discounts = ()
+        applied = running + on_invoice
+        currency = inv.lines[0].currency if inv.lines else sub.currency
+        for discount in applied:
+            if discount.coupon.percent_off is not None:
+                apply_percent_off(inv.lines, discount)
+            else:
+                apply_amount_off(inv.lines, discount, discount.coupon.amount_in(currency))
+        inv.discounts = applied
+        sub.discounts = tuple(d for d in running if d.coupon.duration != "once")
+
+    def new_discount(self, customer: Customer, sub: Sub, t: int, coupon: Coupon,
+                     promotion_code: str | None = None) -> Discount:  # fmt: skip
+        months = coupon.duration_in_months if coupon.duration == "repeating" else None
+        discount = Discount(self.make_id("di", t, customer.rng), coupon, t,
+                            add_months(t, months) if months else None, sub.id, customer.id,
+                            promotion_code)  # fmt: skip
+        self.discounts[discount.id] = discount
+        return discount
+
+    def discount_invoice(self, customer: Customer, sub: Sub, t: int, coupon: Coupon) -> None:
+        """A coupon put on the subscription's next invoice only (an invoice-level discount)."""
+        discount = self.new_discount(customer, sub, t, coupon)
+        discount.sub_id = None
+        discount.end = None
+        sub.next_invoice_discounts += (discount,)
 
     def apply_taxes(self, inv: Invoice) -> None:
         country = inv.customer.country
@@ -413,7 +453,7 @@ class Account:
         return snapshot(kind, obj)
 
     def subscribe(self, customer: Customer, t: int, items: list[tuple[Price, int]], *,
-                  trial_days: int = 0, coupon: Coupon | None = None, first_payment: str = "ok",
+                  trial_days: int = 0, coupon=None, first_payment: str = "ok",
                   missing_payment_method: bool = False, scripted: bool = False) -> Sub:  # fmt: skip
         rng = customer.rng
         sub_id = self.make_id("sub", t, rng)
@@ -430,11 +470,10 @@ class Account:
         if trial_end:
             sub.status = "trialing"
             sub.trial_start, sub.trial_end = t, trial_end
-        if coupon is not None:
-            months = coupon.duration_in_months if coupon.duration == "repeating" else None
-            sub.discount = Discount(self.make_id("di", t, rng), coupon, t,
-                                    add_months(t, months) if months else None, sub_id,
-                                    customer.id)  # fmt: skip
+        # a coupon, or ((coupon, promotion code id or None), ...) stacked in order
+        coupons = ((coupon, None),) if isinstance(coupon, Coupon) else coupon or ()
+        for entry, code in coupons:
+            sub.discounts += (self.new_discount(customer, sub, t, entry, code),)
         if first_payment != "ok":
             sub.status = "incomplete"
         customer.subs.append(sub)

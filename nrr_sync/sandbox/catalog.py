@@ -123,6 +123,13 @@ class Coupon:
     currency: str | None = None
     duration_in_months: int | None = None
     created: int = 0
+    currency_options: dict[str, int] = field(default_factory=dict)  # currency -> amount_off
+
+    def amount_in(self, currency: str) -> int | None:
+        """amount_off in ``currency`` (its own, or a currency option); None if it has none."""
+        if currency == self.currency:
+            return self.amount_off
+        return self.currency_options.get(currency)
 
 
 @dataclass(slots=True)
@@ -164,6 +171,7 @@ class Catalog:
     coupons: dict[str, Coupon]
     tax_rates: list[TaxRate]
     by_key: dict[str, Price]
+    promotion_codes: dict[str, str] = field(default_factory=dict)  # coupon key -> promo id
 
     def price(self, key: str) -> Price:
         return self.by_key[key]
@@ -303,7 +311,30 @@ def build_catalog(make_id, created: int, launch_time: int) -> Catalog:
         ),  # fmt: skip
         "once25": Coupon("WELCOME25", "25% off the first invoice", "once", percent_off=25.0),
         "amount10": Coupon(
-            "TENOFF", "$10 off forever", "forever", amount_off=1000, currency="usd"
+            "TENOFF",
+            "$10 off forever",
+            "forever",
+            amount_off=1000,
+            currency="usd",
+            currency_options={"eur": 900, "gbp": 800, "jpy": 1500},
+        ),  # fmt: skip
+        "loyalty5": Coupon(
+            "LOYALTY5", "5% loyalty discount", "forever", percent_off=5.0
+        ),  # fmt: skip
+        "welcome_month": Coupon(
+            "WELCOME1M",
+            "$25 off the first month",
+            "once",
+            amount_off=2500,
+            currency="usd",
+            currency_options={"eur": 2300, "gbp": 2000},
+        ),  # fmt: skip
+        "repeating12_5": Coupon(
+            "SPRING125",
+            "12.5% off for 6 months",
+            "repeating",
+            percent_off=12.5,
+            duration_in_months=6,
         ),  # fmt: skip
         "partner100": Coupon("PARTNER100", "Partner: 100% off", "forever", percent_off=100.0),
         "percent15": Coupon("NONPROFIT15", "15% off forever", "forever", percent_off=15.0),
@@ -314,4 +345,7 @@ def build_catalog(make_id, created: int, launch_time: int) -> Catalog:
     for country, pct in COUNTRY_TAX.items():
         for inclusive in (True, False):
             tax_rates.append(TaxRate(make_id("txr", created), country, pct, inclusive))
-    return Catalog(products, prices, coupons, tax_rates, by_key)
+    # Promotion codes (customer-facing codes for a coupon), made last so that every other
+    # id of the catalog stays as it was.
+    promotion_codes = {key: make_id("promo", created, long=False) for key in coupons}
+    return Catalog(products, prices, coupons, tax_rates, by_key, promotion_codes)

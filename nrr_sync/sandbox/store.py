@@ -272,6 +272,7 @@ class AccountStore:
         self.full_lines: dict[str, bytes] = {}  # invoice id -> all lines (when more than 10)
         self.full_items: dict[str, bytes] = {}  # subscription id -> all items (when > 10)
         self.full_prices: dict[str, bytes] = {}  # price id -> price with tiers (tiered only)
+        self.discounts: dict[str, dict] = {}  # discount id -> discount, its coupon expanded
         self.item_subscription: dict[str, str] = {}  # subscription item id -> subscription id
         self.subscription_item_ids: dict[str, list[str]] = {}
 
@@ -345,6 +346,9 @@ class AccountStore:
             lines = obj["lines"].get("data") or []
             if len(lines) > EMBEDDED_LIMIT:
                 self.full_lines[object_id] = dumps(lines)
+            for discount in obj.get("discounts") or []:
+                if isinstance(discount, dict):
+                    self.discounts[discount["id"]] = discount
         elif kind == "subscriptions" and isinstance(obj.get("items"), dict):
             items = obj["items"].get("data") or []
             for item in items:
@@ -404,7 +408,10 @@ def default_shape(kind: str, obj: dict) -> dict:
     if kind == "invoices" and isinstance(obj.get("lines"), dict):
         lines = obj["lines"].get("data") or []
         url = f"/v1/invoices/{object_id}/lines"
-        return {**obj, "lines": _embedded_list(obj["lines"], lines, url)}
+        shaped = {**obj, "lines": _embedded_list(obj["lines"], lines, url)}
+        if obj.get("discounts"):
+            shaped["discounts"] = [ref_id(d) for d in obj["discounts"]]
+        return shaped
     if kind == "subscriptions" and isinstance(obj.get("items"), dict):
         items = obj["items"].get("data") or []
         url = f"/v1/subscription_items?subscription={object_id}"
@@ -412,6 +419,23 @@ def default_shape(kind: str, obj: dict) -> dict:
     if kind == "prices" and any(key in obj for key in PRICE_INCLUDABLE):
         return {key: value for key, value in obj.items() if key not in PRICE_INCLUDABLE}
     return obj
+
+
+def ref_id(value):
+    return value["id"] if isinstance(value, dict) else value
+
+
+def invoice_with_discounts(invoice: dict, discounts: dict[str, dict], coupons: bool) -> dict:
+    """The invoice with ``discounts`` expanded (``expand[]=discounts``), their coupons too
+    with ``coupons`` (``expand[]=discounts.source.coupon``); unknown ids stay ids."""
+    expanded = []
+    for discount_id in invoice.get("discounts") or []:
+        discount = discounts.get(discount_id)
+        if discount is not None and not coupons:
+            coupon = discount["source"]["coupon"]
+            discount = {**discount, "source": {**discount["source"], "coupon": ref_id(coupon)}}
+        expanded.append(discount_id if discount is None else discount)
+    return {**invoice, "discounts": expanded}
 
 
 # Fields of a price Stripe includes only when expanded.
