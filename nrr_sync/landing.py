@@ -21,6 +21,7 @@ KINDS = (
     "invoices",
     "invoice_lines",
     "credit_notes",
+    "invoice_discounts",
 )
 
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -37,7 +38,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "billing_scheme", "unit_amount", "unit_amount_decimal", "tiers_mode", "tiers",
         "recurring_interval", "recurring_interval_count", "recurring_usage_type",
         "transform_quantity_divide_by", "transform_quantity_round", "tax_behavior",
-        "nickname", "metadata", "deleted", "raw", "synced_at",
+        "nickname", "metadata", "deleted", "raw", "synced_at", "currency_options",
     ),
     "subscriptions": (
         "account_id", "id", "customer_id", "status", "currency", "created", "start_date",
@@ -69,6 +70,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "post_payment_amount", "refund_amount", "out_of_band_amount",
         "customer_balance_transaction_id", "created", "effective_at", "voided_at", "metadata",
         "raw", "synced_at",
+    ),
+    "invoice_discounts": (
+        "account_id", "invoice_id", "discount_id", "position", "customer_id",
+        "subscription_id", "discount_invoice_id", "promotion_code_id", "coupon_id",
+        "percent_off", "amount_off", "coupon_currency", "duration", "duration_in_months",
+        "starts_at", "ends_at", "deleted", "raw", "synced_at",
     ),
 }  # fmt: skip
 
@@ -138,6 +145,7 @@ def price_row(account_id: str, obj: dict, synced_at: datetime) -> tuple:
         transform.get("divide_by"), transform.get("round"), obj.get("tax_behavior"),
         obj.get("nickname"), as_json(obj.get("metadata") or {}),
         bool(obj.get("deleted", False)), raw_json(obj), synced_at,
+        as_json(obj.get("currency_options")),
     )  # fmt: skip
 
 
@@ -225,6 +233,27 @@ def credit_note_row(account_id: str, obj: dict, synced_at: datetime) -> tuple:
         timestamp(obj.get("voided_at")), as_json(obj.get("metadata") or {}), raw_json(obj),
         synced_at,
     )  # fmt: skip
+
+
+def invoice_discount_rows(account_id: str, invoice: dict, synced_at: datetime) -> list[tuple]:
+    """The invoice's expanded discounts (ids alone, not expanded, carry nothing to land)."""
+    rows = []
+    for position, discount in enumerate(invoice.get("discounts") or []):
+        if not isinstance(discount, dict):
+            continue
+        coupon = dig(discount, "source", "coupon")
+        coupon = coupon if isinstance(coupon, dict) else {"id": coupon}
+        percent_off = coupon.get("percent_off")
+        rows.append((
+            account_id, invoice["id"], discount.get("id"), position,
+            ref(discount.get("customer")), ref(discount.get("subscription")),
+            ref(discount.get("invoice")), ref(discount.get("promotion_code")), coupon.get("id"),
+            None if percent_off is None else str(percent_off), coupon.get("amount_off"),
+            coupon.get("currency"), coupon.get("duration"), coupon.get("duration_in_months"),
+            timestamp(discount.get("start")), timestamp(discount.get("end")),
+            bool(discount.get("deleted", False)), raw_json(discount), synced_at,
+        ))  # fmt: skip
+    return rows
 
 
 ROW_BUILDERS = {

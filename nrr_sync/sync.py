@@ -50,9 +50,19 @@ LIST_PATHS = {
     "invoices": "/v1/invoices",
     "credit_notes": "/v1/credit_notes",
 }
-# Prices carry their tiers only when expanded; subscriptions of every status.
-LIST_PARAMS = {"prices": {"expand": ["data.tiers"]}, "subscriptions": {"status": "all"}}
-RETRIEVE_PARAMS = {"prices": {"expand": ["tiers"]}}
+# Prices carry their tiers and currency options only when expanded (a proration billed in
+# another currency is valued from its currency option); subscriptions of every status.
+# Invoices bring their discounts with the coupons (percent_off values a discounted
+# proration exactly): no request beyond the invoice's own.
+LIST_PARAMS = {
+    "prices": {"expand": ["data.tiers", "data.currency_options"]},
+    "subscriptions": {"status": "all"},
+    "invoices": {"expand": ["data.discounts.source.coupon"]},
+}
+RETRIEVE_PARAMS = {
+    "prices": {"expand": ["tiers", "currency_options"]},
+    "invoices": {"expand": ["discounts.source.coupon"]},
+}
 # One list per group: Stripe takes a `*` wildcard in `type` only (`types[]` wants exact
 # names, at most 20, and these groups hold far more). `customer.*` includes
 # `customer.subscription.*`.
@@ -651,6 +661,7 @@ def _land_objects(job: Job, account: str, kind: str, objects: list[dict]) -> Non
     ids = [obj["id"] for obj in objects]
     if kind == "invoices":
         warehouse.delete_children(con, "invoice_lines", "invoice_id", account, ids)
+        warehouse.delete_children(con, "invoice_discounts", "invoice_id", account, ids)
         job.landed(
             "invoice_lines", sum(len((o.get("lines") or {}).get("data") or []) for o in objects)
         )
@@ -837,6 +848,7 @@ def _land_refetched(job: Job, account: str, tasks, fetched: list[dict | None]) -
     for kind, ids in gone.items():
         if kind == "invoices":
             warehouse.delete_children(con, "invoice_lines", "invoice_id", account, ids)
+            warehouse.delete_children(con, "invoice_discounts", "invoice_id", account, ids)
             warehouse.delete_rows(con, "invoices", [(account, i) for i in ids])
         elif kind == "subscriptions":
             warehouse.delete_children(con, "subscription_items", "subscription_id", account, ids)

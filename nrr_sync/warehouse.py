@@ -65,8 +65,9 @@ def landing_rows(
     """
     objects = list(objects)
     if kind == "invoices":
-        invoices, lines = [], []
+        invoices, lines, discounts = [], [], []
         for invoice in objects:
+            discounts.extend(landing.invoice_discount_rows(account_id, invoice, synced_at))
             invoice_lines = (invoice.get("lines") or {}).get("data") or []
             complete = not (invoice.get("lines") or {}).get("has_more", False)
             invoices.append(
@@ -82,7 +83,7 @@ def landing_rows(
                 landing.invoice_line_row(account_id, invoice["id"], line, synced_at)
                 for line in invoice_lines
             )
-        return {"invoices": invoices, "invoice_lines": lines}
+        return {"invoices": invoices, "invoice_lines": lines, "invoice_discounts": discounts}
     rows: dict[str, list[tuple]] = {}
     if kind == "subscriptions":
         rows["subscription_items"] = [

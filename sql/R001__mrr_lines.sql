@@ -53,6 +53,23 @@ CREATE OR REPLACE MACRO report.tiered_amount(tiers, tiers_mode, quantity) AS (
     ))
 );
 
+-- A price's unit amount and tiers in a line's currency: its own when the line is billed in
+-- the price's currency, else currency_options[<line currency>] (NULL when not known).
+CREATE OR REPLACE MACRO report.unit_amount_in(line_currency, price_currency, unit_amount_decimal,
+                                              unit_amount, currency_options) AS
+    CASE
+        WHEN line_currency = lower(price_currency) THEN coalesce(unit_amount_decimal, unit_amount)
+        ELSE coalesce(
+            currency_options -> line_currency ->> 'unit_amount_decimal',
+            currency_options -> line_currency ->> 'unit_amount'
+        )::DECIMAL(38, 12)
+    END;
+CREATE OR REPLACE MACRO report.tiers_in(line_currency, price_currency, tiers, currency_options) AS
+    CASE
+        WHEN line_currency = lower(price_currency) THEN tiers
+        ELSE currency_options -> line_currency -> 'tiers'
+    END;
+
 CREATE OR REPLACE TABLE report.mrr_lines AS
 WITH
 settings AS (SELECT * FROM meta.build_settings),
@@ -61,6 +78,7 @@ invoices AS (SELECT * FROM stripe.invoices),
 invoice_lines AS (SELECT * FROM stripe.invoice_lines),
 prices AS (SELECT * FROM stripe.prices),
 subscriptions AS (SELECT * FROM stripe.subscriptions),
+invoice_discounts AS (SELECT * FROM stripe.invoice_discounts),
 
 -- Subscription lines, and proration invoice items of a subscription (an upgrade invoiced
 -- later or with always_invoice). One-time invoice items are never recurring revenue.
@@ -148,6 +166,38 @@ counted_lines AS (
         )
 ),
 
+-- Discounted prorations: each discount_amounts entry with its coupon, as landed with the
+-- invoice. Only prorations need it (their value comes from the full-period amount).
+proration_discounts AS (
+    SELECT
+        invoice_lines.account_id,
+        invoice_lines.id AS line_id,
+        (entry.value ->> 'amount')::BIGINT AS amount,
+        invoice_discounts.percent_off
+    FROM invoice_lines
+    CROSS JOIN json_each(invoice_lines.raw -> 'discount_amounts') AS entry
+    JOIN invoice_discounts
+        ON invoice_discounts.account_id = invoice_lines.account_id
+        AND invoice_discounts.invoice_id = invoice_lines.invoice_id
+        AND invoice_discounts.discount_id = entry.value ->> 'discount'
+    WHERE invoice_lines.proration AND invoice_lines.discount_amount <> 0
+),
+
+-- A proration's percent-off coupons apply to its full-period amount exactly:
+-- factor = Π (10000 − basis points) / 10000^n, and the discount amounts they took.
+percent_off_prorations AS (
+    SELECT
+        account_id,
+        line_id,
+        sum(amount) AS percent_discount_amount,
+        list_reduce(list((10000 - round(percent_off * 100))::HUGEINT), lambda a, b: a * b)
+            AS factor_numerator,
+        list_reduce(list(10000::HUGEINT), lambda a, b: a * b) AS factor_denominator
+    FROM proration_discounts
+    WHERE percent_off IS NOT NULL
+    GROUP BY account_id, line_id
+),
+
 -- Only licensed recurring prices are MRR; metered usage only when the config asks for it.
 -- Lines whose price was never landed cannot be valued: report.data_quality lists them.
 recurring_lines AS (
@@ -172,31 +222,47 @@ recurring_lines AS (
         counted_lines.amount
             - CASE WHEN settings.subtract_discounts THEN counted_lines.discount_amount ELSE 0 END
             - counted_lines.inclusive_tax_amount AS net_amount,
+        -- with subtract_discounts, a proration's percent-off coupons (NULLs otherwise)
+        CASE WHEN settings.subtract_discounts THEN percent_off_prorations.percent_discount_amount END
+            AS percent_discount_amount,
+        CASE WHEN settings.subtract_discounts THEN percent_off_prorations.factor_numerator END
+            AS percent_factor_numerator,
+        percent_off_prorations.factor_denominator AS percent_factor_denominator,
         -- the subscription stops counting at canceled_at under churn_recognition canceled_at;
         -- period_end keeps it to the end of the paid period
         least(counted_lines.period_end, coalesce(counted_lines.canceled_at, counted_lines.period_end))
             AS recognized_end,
         -- Prorations: Stripe prorates the full-period price by time and rounds to the cent,
         -- so dividing a proration by its elapsed fraction leaves cents of error. Instead value
-        -- it at the full-period amount of its price at its quantity.
+        -- it at the full-period amount of its price at its quantity, in the line's currency.
         CASE
             WHEN NOT counted_lines.proration OR NOT counted_lines.quantity >= 0 THEN NULL
             WHEN coalesce(prices.billing_scheme, 'per_unit') = 'per_unit' THEN
-                coalesce(prices.unit_amount_decimal, prices.unit_amount) * CASE  -- units after transform_quantity
+                report.unit_amount_in(counted_lines.currency, prices.currency,
+                    prices.unit_amount_decimal, prices.unit_amount, prices.currency_options)
+                * CASE  -- units after transform_quantity
                     WHEN coalesce(prices.transform_quantity_divide_by, 0) <= 0 THEN counted_lines.quantity
                     WHEN prices.transform_quantity_round = 'up'
                         THEN (counted_lines.quantity + prices.transform_quantity_divide_by - 1)
                             // prices.transform_quantity_divide_by
                     ELSE counted_lines.quantity // prices.transform_quantity_divide_by
                 END
-            WHEN prices.billing_scheme = 'tiered' AND prices.tiers IS NOT NULL
-                THEN report.tiered_amount(prices.tiers, prices.tiers_mode, counted_lines.quantity)
+            WHEN prices.billing_scheme = 'tiered'
+                AND report.tiers_in(counted_lines.currency, prices.currency, prices.tiers,
+                    prices.currency_options) IS NOT NULL
+                THEN report.tiered_amount(
+                    report.tiers_in(counted_lines.currency, prices.currency, prices.tiers,
+                        prices.currency_options),
+                    prices.tiers_mode, counted_lines.quantity)
         END AS full_period_amount
     FROM counted_lines
     CROSS JOIN settings
     JOIN prices
         ON prices.account_id = counted_lines.account_id
         AND prices.id = counted_lines.price_id
+    LEFT JOIN percent_off_prorations
+        ON percent_off_prorations.account_id = counted_lines.account_id
+        AND percent_off_prorations.line_id = counted_lines.line_id
     WHERE prices.type = 'recurring'
         AND prices.recurring_interval IN ('day', 'week', 'month', 'year')
         AND coalesce(prices.recurring_interval_count, 0) > 0
@@ -236,12 +302,23 @@ valued_lines AS (
 monthly_lines AS (
     SELECT
         valued_lines.*,
-        CASE valuation
-            WHEN 'interval' THEN report.divide_exact(
+        CASE
+            WHEN valuation = 'interval' THEN report.divide_exact(
                 net_amount::HUGEINT * interval_months_denominator,
                 interval_months_numerator)
+            -- percent-off coupons: full amount x Π(1 − percent_off / 100) x net / (what they
+            -- left), so amount-off coupons and inclusive tax keep their ratio
+            WHEN valuation = 'full_price' AND percent_factor_numerator IS NOT NULL THEN CASE
+                WHEN percent_factor_numerator = 0 OR amount = percent_discount_amount THEN 0
+                ELSE report.divide_exact(
+                    report.divide_exact(
+                        report.divide_exact(full_period_amount * net_amount,
+                            abs(amount - percent_discount_amount)) * percent_factor_numerator,
+                        percent_factor_denominator) * interval_months_denominator,
+                    interval_months_numerator)
+            END
             -- sign(amount) x full amount x (net / amount) = full amount x net / |amount|
-            WHEN 'full_price' THEN report.divide_exact(
+            WHEN valuation = 'full_price' THEN report.divide_exact(
                 report.divide_exact(full_period_amount * net_amount, abs(amount)) * interval_months_denominator,
                 interval_months_numerator)
             ELSE report.divide_exact(

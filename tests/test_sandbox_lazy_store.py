@@ -146,6 +146,8 @@ def test_after_advance_every_object_is_served_as_the_world_renders_it_now(sandbo
                     want = {**want, embedded: {**want[embedded]}}
                     want[embedded]["has_more"] = len(want[embedded]["data"]) > 10
                     want[embedded]["data"] = want[embedded]["data"][:10]
+            if kind == "invoices" and want.get("discounts"):  # ids unless expanded
+                want = {**want, "discounts": [d["id"] for d in want["discounts"]]}
             assert got == want, (kind, got["id"])
 
 

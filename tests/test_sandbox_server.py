@@ -747,7 +747,8 @@ def generated():
 
 
 def served_shape(kind: str, obj: dict) -> dict:
-    """What a list returns for a world object: embedded lists cut to 10, no price tiers."""
+    """What a list returns for a world object: embedded lists cut to 10, no price tiers nor
+    currency options."""
     obj = dict(obj)
     for field in ("lines", "items"):
         if isinstance(obj.get(field), dict):
@@ -757,6 +758,9 @@ def served_shape(kind: str, obj: dict) -> dict:
             obj[field] = embedded
     if kind == "prices":
         obj.pop("tiers", None)
+        obj.pop("currency_options", None)
+    if kind == "invoices" and obj.get("discounts"):
+        obj["discounts"] = [d["id"] for d in obj["discounts"]]
     return obj
 
 
@@ -813,7 +817,50 @@ def test_generated_tiered_prices_show_tiers_when_expanded(generated):
     assert tiered
     expanded = {p["id"]: p for p in raw_walk(generated, "/v1/prices", {"expand[]": "data.tiers"})}
     for price in tiered:
-        assert expanded[price["id"]] == price
+        assert expanded[price["id"]] == {k: v for k, v in price.items() if k != "currency_options"}
+
+
+def test_generated_prices_show_currency_options_only_when_expanded(generated):
+    world = generated.world
+    prices = list(world.objects(world.account_ids[0], "prices"))
+    multi = [p for p in prices if p.get("currency_options")]
+    tiered = [p for p in multi if p.get("tiers")]
+    assert multi and tiered  # per-unit and tiered prices with options
+    both = {"expand[]": ["data.tiers", "data.currency_options"]}
+    expanded = {p["id"]: p for p in raw_walk(generated, "/v1/prices", both)}
+    assert all(expanded[p["id"]] == p for p in prices)
+    only = {
+        p["id"]: p for p in raw_walk(generated, "/v1/prices", {"expand[]": "data.currency_options"})
+    }
+    assert "tiers" not in only[tiered[0]["id"]]
+    assert only[tiered[0]["id"]]["currency_options"] == tiered[0]["currency_options"]
+    client = client_for(generated)
+    assert "currency_options" not in client.v1.prices.retrieve(multi[0]["id"]).to_dict()
+    path = f"/v1/prices/{tiered[0]['id']}?expand[]=tiers&expand[]=currency_options"
+    retrieved = get(generated, path).json()
+    assert retrieved == tiered[0]
+    eur = retrieved["currency_options"]["eur"]
+    assert eur["tiers"][0]["unit_amount"] != tiered[0]["tiers"][0]["unit_amount"]
+
+
+def test_generated_invoices_expand_their_discounts_and_coupons(generated):
+    world = generated.world
+    discounted = [i for i in world.objects(world.account_ids[0], "invoices") if i["discounts"]]
+    assert discounted
+    deep = {"expand[]": ["data.discounts.source.coupon"]}
+    expanded = {i["id"]: i for i in raw_walk(generated, "/v1/invoices", deep)}
+    assert all(expanded[i["id"]]["discounts"] == i["discounts"] for i in discounted)
+    coupon = discounted[0]["discounts"][0]["source"]["coupon"]
+    assert coupon["object"] == "coupon" and set(coupon) >= {"percent_off", "amount_off", "duration"}
+    shallow = {
+        i["id"]: i for i in raw_walk(generated, "/v1/invoices", {"expand[]": "data.discounts"})
+    }
+    first = shallow[discounted[0]["id"]]["discounts"][0]
+    assert first["object"] == "discount" and first["source"]["coupon"] == coupon["id"]
+    plain = get(generated, f"/v1/invoices/{discounted[0]['id']}").json()
+    assert plain["discounts"] == [d["id"] for d in discounted[0]["discounts"]]
+    path = f"/v1/invoices/{discounted[0]['id']}?expand[]=discounts.source.coupon"
+    assert get(generated, path).json()["discounts"] == discounted[0]["discounts"]
 
 
 def test_generated_deleted_customers_retrieve_as_deleted(generated):

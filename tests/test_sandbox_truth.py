@@ -22,9 +22,11 @@ MONTHS = {"month": Fraction(1), "year": Fraction(12), "week": Fraction(12, 52),
           "day": Fraction(12, 365)}  # fmt: skip
 
 
-def full_amount(price: dict, quantity: int) -> int:
+def full_amount(price: dict, quantity: int, currency: str) -> int:
+    """The full-period amount in ``currency``: the price's own, or its currency option."""
+    amounts = price if currency == price["currency"] else price["currency_options"][currency]
     if price["billing_scheme"] == "tiered":
-        tiers = price["tiers"]
+        tiers = amounts["tiers"]
         if price["tiers_mode"] == "volume":
             for tier in tiers:
                 if tier["up_to"] is None or quantity <= tier["up_to"]:
@@ -42,7 +44,7 @@ def full_amount(price: dict, quantity: int) -> int:
     if transform:
         div = transform["divide_by"]
         units = math.ceil(quantity / div) if transform["round"] == "up" else quantity // div
-    return price["unit_amount"] * units
+    return amounts["unit_amount"] * units
 
 
 def spec_mrr(invoices, subscriptions, prices, now: int, fx: dict[str, float],
@@ -102,7 +104,19 @@ def spec_mrr(invoices, subscriptions, prices, now: int, fx: dict[str, float],
                 if amount == 0:
                     continue
                 sign = 1 if amount > 0 else -1
-                monthly = sign * full_amount(price, line["quantity"]) * Fraction(net, amount)
+                full = full_amount(price, line["quantity"], line["currency"])
+                coupons = {d["id"]: d["source"]["coupon"] for d in inv["discounts"]}
+                percent = [(coupons[d["discount"]]["percent_off"], d["amount"])
+                           for d in line["discount_amounts"]
+                           if coupons[d["discount"]]["percent_off"] is not None]  # fmt: skip
+                if subtract_discounts and percent:
+                    # percent-off coupons apply to the full amount; the rest keeps its ratio
+                    for percent_off, _ in percent:
+                        full *= Fraction(10000 - round(percent_off * 100), 10000)
+                    rest = amount - sum(a for _, a in percent)
+                    monthly = sign * full * Fraction(net, rest) if rest and full else 0
+                else:
+                    monthly = sign * full * Fraction(net, amount)
                 monthly /= months
             else:
                 monthly = Fraction(net) / months

@@ -74,6 +74,42 @@ def period_end(price: Price, anchor: int, index: int) -> int:
     return anchor + DAY * n
 
 
+def billing_currency(customer_currency: str, prices: list[Price]) -> str:
+    """A subscription bills in the customer's currency when every price has an amount in
+    it (its own currency or a currency_options entry), else in its first price's currency."""
+    if all(price.supports(customer_currency) for price in prices):
+        return customer_currency
+    return prices[0].currency
+
+
+def apply_percent_off(lines: list[Line], discount: Discount) -> None:
+    """Per line, rounded half away from zero, on what earlier discounts left; same sign
+    as the line (a credit's discount is negative)."""
+    basis_points = round(discount.coupon.percent_off * 100)
+    for line in lines:
+        if line.amount:
+            amount = divide_half_up((line.amount - line.discount_amount) * basis_points, 10000)
+            line.discounts += ((discount, amount),)
+            line.discount_amount += amount
+
+
+def apply_amount_off(lines: list[Line], discount: Discount, amount_off: int | None) -> None:
+    """Spread over the positive non-proration lines in proportion to what they still owe;
+    a coupon with no amount in the invoice's currency does not apply."""
+    eligible = [line for line in lines if line.amount > 0 and not line.proration]
+    base = sum(line.amount - line.discount_amount for line in eligible)
+    if amount_off is None or base <= 0:
+        return
+    total = min(amount_off, base)
+    given = 0
+    for n, line in enumerate(eligible):
+        left = line.amount - line.discount_amount
+        share = total - given if n == len(eligible) - 1 else total * left // base
+        line.discounts += ((discount, share),)
+        line.discount_amount += share
+        given += share
+
+
 @dataclass(slots=True)
 class Item:
     id: str
@@ -88,8 +124,10 @@ class Discount:
     coupon: Coupon
     start: int
     end: int | None
-    sub_id: str
+    sub_id: str | None
     customer_id: str
+    promotion_code: str | None = None  # promo_... when redeemed through a promotion code
+    invoice_id: str | None = None  # set for a discount put on one invoice only
 
 
 @dataclass(slots=True)
@@ -107,10 +145,11 @@ class Line:
     si_id: str | None
     ii_id: str | None
     description: str | None  # None: Stripe's default text (render.py)
-    discount_amount: int = 0
-    discount_id: str | None = None
+    discount_amount: int = 0  # sum of the amounts below
+    discounts: tuple[tuple[Discount, int], ...] = ()  # (discount, amount) in applied order
     tax_amount: int = 0
     tax_rate: TaxRate | None = None
+    currency: str = ""  # the invoice's currency: the price's own or one of its currency_options
 
 
 @dataclass(slots=True)
@@ -132,7 +171,7 @@ class Invoice:
     attempt_count: int = 0
     next_payment_attempt: int | None = None
     number: str | None = None
-    discount_ids: tuple[str, ...] = ()
+    discounts: tuple[Discount, ...] = ()
     deleted: bool = False
     # cash (cash.py): the customer balance applied, credit notes before / after payment
     starting_balance: int = 0
@@ -176,13 +215,15 @@ class Sub:
     ended_at: int | None = None
     cancel_reason: str | None = None
     pause: tuple[str, int | None] | None = None  # behavior, resumes_at
-    discount: Discount | None = None
+    discounts: tuple[Discount, ...] = ()  # stacked, applied in order
+    next_invoice_discounts: tuple[Discount, ...] = ()  # invoice-level, on the next invoice
     pending: list[Line] = field(default_factory=list)
     latest_invoice: str | None = None
     version: int = 0  # bumps when the renewal schedule changes; stale actions are skipped
     failures: list[tuple[int, str, int]] = field(default_factory=list)  # from, outcome, days
     missing_payment_method: bool = False
     scripted: bool = False
+    currency: str = ""  # the customer's currency where every price supports it
 
     @property
     def cycle_price(self) -> Price:
@@ -241,6 +282,7 @@ class Account:
         self.event_floor = now - 30 * DAY
         self.catalog: Catalog = catalog_factory(self)
         self.customers: list[Customer] = []
+        self.discounts: dict[str, Discount] = {}  # id -> discount, for expand[]=discounts
         self.events: list[Event] = []
         self.event_seq = 0
         self.ticks = 0  # tie-breaker of agenda entries at the same second
@@ -296,9 +338,11 @@ class Account:
         ii_id = None
         if parent == "invoice_item_details" or proration:
             ii_id = self.make_id("ii", t, customer.rng)
-        return Line(price, quantity, amount, start, end,
+        line = Line(price, quantity, amount, start, end,
                     proration, parent, sub.id if sub else None, item.id if item else None, ii_id,
                     description)  # fmt: skip
+        line.currency = sub.currency if sub is not None else price.currency
+        return line
 
     def create_invoice(self, customer: Customer, sub: Sub | None, t: int, reason: str,
                        lines: list[Line], period: tuple[int, int]) -> Invoice:  # fmt: skip
@@ -314,37 +358,45 @@ class Account:
         return inv
 
     def apply_discounts(self, inv: Invoice, sub: Sub | None, t: int) -> None:
-        discount = sub.discount if sub else None
-        if discount is None:
+        """The subscription's discounts still running, then the invoice-level ones, each
+        on what the ones before left (Stripe applies stacked discounts in order)."""
+        if sub is None:
             return
-        if discount.end is not None and t >= discount.end:
-            sub.discount = None
-            return
-        coupon = discount.coupon
-        if coupon.percent_off is not None:
-            basis_points = round(coupon.percent_off * 100)
-            for line in inv.lines:
-                if line.amount:
-                    line.discount_amount = divide_half_up(line.amount * basis_points, 10000)
-                    line.discount_id = discount.id
-        else:
-            eligible = [line for line in inv.lines if line.amount > 0 and not line.proration]
-            base = sum(line.amount for line in eligible)
-            total = min(coupon.amount_off, base)
-            given = 0
-            for n, line in enumerate(eligible):
-                share = total - given if n == len(eligible) - 1 else total * line.amount // base
-                line.discount_amount = share
-                line.discount_id = discount.id
-                given += share
-        inv.discount_ids = (discount.id,)
-        if coupon.duration == "once":
-            sub.discount = None
+        running = tuple(d for d in sub.discounts if d.end is None or t < d.end)
+        on_invoice = sub.next_invoice_discounts
+        for discount in on_invoice:
+            discount.invoice_id = inv.id
+        sub.next_invoice_discounts = ()
+        applied = running + on_invoice
+        currency = inv.lines[0].currency if inv.lines else sub.currency
+        for discount in applied:
+            if discount.coupon.percent_off is not None:
+                apply_percent_off(inv.lines, discount)
+            else:
+                apply_amount_off(inv.lines, discount, discount.coupon.amount_in(currency))
+        inv.discounts = applied
+        sub.discounts = tuple(d for d in running if d.coupon.duration != "once")
+
+    def new_discount(self, customer: Customer, sub: Sub, t: int, coupon: Coupon,
+                     promotion_code: str | None = None) -> Discount:  # fmt: skip
+        months = coupon.duration_in_months if coupon.duration == "repeating" else None
+        discount = Discount(self.make_id("di", t, customer.rng), coupon, t,
+                            add_months(t, months) if months else None, sub.id, customer.id,
+                            promotion_code)  # fmt: skip
+        self.discounts[discount.id] = discount
+        return discount
+
+    def discount_invoice(self, customer: Customer, sub: Sub, t: int, coupon: Coupon) -> None:
+        """A coupon put on the subscription's next invoice only (an invoice-level discount)."""
+        discount = self.new_discount(customer, sub, t, coupon)
+        discount.sub_id = None
+        discount.end = None
+        sub.next_invoice_discounts += (discount,)
 
     def apply_taxes(self, inv: Invoice) -> None:
         country = inv.customer.country
         for line in inv.lines:
-            behavior = line.price.tax_behavior
+            behavior = line.price.tax_behavior_in(line.currency)
             if behavior == "unspecified":
                 continue
             rate = self.catalog.tax_rate(country, behavior == "inclusive")
@@ -392,6 +444,12 @@ class Account:
         inv.next_payment_attempt = None
         self.emit(t, "invoice.voided", "invoices", inv)
 
+    def finalize_and_void(self, inv: Invoice, t: int) -> None:
+        """A subscription's draft cannot be deleted: Stripe voids it (void needs a finalized
+        invoice, so it is finalized first, as the Dashboard does)."""
+        self.finalize(inv, t)
+        self.void(inv, t)
+
     def mark_uncollectible(self, inv: Invoice, t: int) -> None:
         inv.status = "uncollectible"
         inv.uncollectible_at = t
@@ -412,7 +470,7 @@ class Account:
         return snapshot(kind, obj)
 
     def subscribe(self, customer: Customer, t: int, items: list[tuple[Price, int]], *,
-                  trial_days: int = 0, coupon: Coupon | None = None, first_payment: str = "ok",
+                  trial_days: int = 0, coupon=None, first_payment: str = "ok",
                   missing_payment_method: bool = False, scripted: bool = False) -> Sub:  # fmt: skip
         rng = customer.rng
         sub_id = self.make_id("sub", t, rng)
@@ -425,14 +483,14 @@ class Account:
         sub = Sub(sub_id, customer, t, sub_items, anchor, -1 if trial_end else 0, t, end,
                   scripted=scripted)  # fmt: skip
         sub.missing_payment_method = missing_payment_method
+        sub.currency = billing_currency(customer.currency, [price for price, _ in items])
         if trial_end:
             sub.status = "trialing"
             sub.trial_start, sub.trial_end = t, trial_end
-        if coupon is not None:
-            months = coupon.duration_in_months if coupon.duration == "repeating" else None
-            sub.discount = Discount(self.make_id("di", t, rng), coupon, t,
-                                    add_months(t, months) if months else None, sub_id,
-                                    customer.id)  # fmt: skip
+        # a coupon, or ((coupon, promotion code id or None), ...) stacked in order
+        coupons = ((coupon, None),) if isinstance(coupon, Coupon) else coupon or ()
+        for entry, code in coupons:
+            sub.discounts += (self.new_discount(customer, sub, t, entry, code),)
         if first_payment != "ok":
             sub.status = "incomplete"
         customer.subs.append(sub)
@@ -445,7 +503,7 @@ class Account:
         lines = []
         for item in sub.items:
             amount = 0 if trial_end or item.price.usage_type == "metered" else \
-                item.price.full_amount(item.quantity)  # fmt: skip
+                item.price.full_amount(item.quantity, sub.currency)  # fmt: skip
             qty = 0 if item.price.usage_type == "metered" else item.quantity
             desc = f"Trial period for {item.price.product.name}" if trial_end else None
             lines.append(self.new_line(customer, t, item.price, qty, amount, t, end, sub=sub,
@@ -518,7 +576,8 @@ class Account:
                                            old_start, t, sub=sub, item=item))  # fmt: skip
             else:
                 lines.append(self.new_line(customer, t, price, item.quantity,
-                                           price.full_amount(item.quantity), t, sub.period_end,
+                                           price.full_amount(item.quantity, sub.currency), t,
+                                           sub.period_end,
                                            sub=sub, item=item))  # fmt: skip
         inv = self.create_invoice(customer, sub, t, "subscription_cycle", lines, (old_start, t))
         if sub.status == "unpaid":
@@ -615,7 +674,7 @@ class Account:
         self.subscription_ended(customer, sub, t)
 
     def prorate(self, sub: Sub, t: int, price: Price, quantity: int, sign: int) -> int:
-        full = price.full_amount(quantity)
+        full = price.full_amount(quantity, sub.currency)
         return sign * divide_half_up(full * (sub.period_end - t), sub.period_end - sub.period_start)
 
     def change_items(self, customer: Customer, sub: Sub, t: int, new: list[tuple[Price, int]],
@@ -623,6 +682,8 @@ class Account:
         """Replace the subscription's items (position i keeps item i's id) at ``t``."""
         if not sub.live or sub.status in ("incomplete", "paused") or t >= sub.period_end:
             return
+        if not all(price.supports(sub.currency) for price, _ in new):
+            return  # Stripe refuses a price that has no amount in the subscription's currency
         before = self.snap("subscriptions", sub, t)
         old = [(item.price, item.quantity) for item in sub.items]
         new_interval = (new[0][0].interval, new[0][0].interval_count)
@@ -676,7 +737,7 @@ class Account:
                 if item.price.usage_type == "metered":
                     continue
                 lines.append(self.new_line(customer, t, item.price, item.quantity,
-                                           item.price.full_amount(item.quantity), t,
+                                           item.price.full_amount(item.quantity, sub.currency), t,
                                            sub.period_end, sub=sub, item=item))  # fmt: skip
             self.invoice_now(customer, sub, t, lines, (start, t))
             self.schedule(customer, sub.period_end, "renew", sub, sub.version)
@@ -720,13 +781,13 @@ class Account:
             if credits:
                 self.invoice_now(customer, sub, t, credits, (t, t))
         if sub.status == "unpaid":
-            # write off what stays unpaid; the renewal drafts made meanwhile are deleted
+            # write off what stays unpaid; the renewal drafts made meanwhile are voided
+            # (Stripe deletes only one-off drafts: a subscription's draft can only be voided)
             for inv in customer.invoices:
                 if inv.sub is sub and inv.status == "open":
                     self.mark_uncollectible(inv, t)
                 elif inv.sub is sub and inv.status == "draft" and not inv.deleted:
-                    inv.deleted = True
-                    self.emit(t, "invoice.deleted", "invoices", inv)
+                    self.finalize_and_void(inv, t)
         self.end_subscription(sub, t)
 
     def end_subscription(self, sub: Sub, t: int) -> None:

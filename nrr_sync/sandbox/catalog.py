@@ -36,6 +36,15 @@ class Product:
 
 
 @dataclass(slots=True)
+class CurrencyOption:
+    """What a price costs in another currency (Stripe's ``currency_options[<currency>]``)."""
+
+    unit_amount: int | None
+    tiers: list[tuple[int | None, int, int]] = field(default_factory=list)
+    tax_behavior: str = "unspecified"
+
+
+@dataclass(slots=True)
 class Price:
     key: str
     id: str
@@ -54,6 +63,7 @@ class Price:
     active: bool = True
     nickname: str | None = None
     meter: str | None = None
+    currency_options: dict[str, CurrencyOption] = field(default_factory=dict)
 
     @property
     def recurring(self) -> bool:
@@ -65,15 +75,27 @@ class Price:
                "day": Fraction(12, 365)}[self.interval]  # fmt: skip
         return per * self.interval_count
 
-    def full_amount(self, quantity: int) -> int:
-        """What one full interval costs at ``quantity`` (tiers and transform_quantity applied)."""
+    def supports(self, currency: str) -> bool:
+        return currency == self.currency or currency in self.currency_options
+
+    def tax_behavior_in(self, currency: str) -> str:
+        option = self.currency_options.get(currency) if currency != self.currency else None
+        return self.tax_behavior if option is None else option.tax_behavior
+
+    def full_amount(self, quantity: int, currency: str | None = None) -> int:
+        """What one full interval costs at ``quantity`` (tiers and transform_quantity applied),
+        in ``currency`` (the price's own by default, else one of its currency_options)."""
+        unit_amount, tiers = self.unit_amount, self.tiers
+        if currency is not None and currency != self.currency:
+            option = self.currency_options[currency]
+            unit_amount, tiers = option.unit_amount, option.tiers
         if self.billing_scheme == "tiered":
-            return tiered_amount(self.tiers_mode, self.tiers, quantity)
+            return tiered_amount(self.tiers_mode, tiers, quantity)
         units = quantity
         if self.transform:
             divide_by, rounding = self.transform
             units = math.ceil(quantity / divide_by) if rounding == "up" else quantity // divide_by
-        return self.unit_amount * units
+        return unit_amount * units
 
 
 def tiered_amount(mode: str, tiers: list[tuple[int | None, int, int]], quantity: int) -> int:
@@ -101,6 +123,13 @@ class Coupon:
     currency: str | None = None
     duration_in_months: int | None = None
     created: int = 0
+    currency_options: dict[str, int] = field(default_factory=dict)  # currency -> amount_off
+
+    def amount_in(self, currency: str) -> int | None:
+        """amount_off in ``currency`` (its own, or a currency option); None if it has none."""
+        if currency == self.currency:
+            return self.amount_off
+        return self.currency_options.get(currency)
 
 
 @dataclass(slots=True)
@@ -142,6 +171,7 @@ class Catalog:
     coupons: dict[str, Coupon]
     tax_rates: list[TaxRate]
     by_key: dict[str, Price]
+    promotion_codes: dict[str, str] = field(default_factory=dict)  # coupon key -> promo id
 
     def price(self, key: str) -> Price:
         return self.by_key[key]
@@ -177,6 +207,14 @@ def build_catalog(make_id, created: int, launch_time: int) -> Catalog:
         by_key[price.key] = price
         return price
 
+    def interval_amount(month: int, interval: str) -> tuple[str, int, int]:
+        return {
+            "month": ("month", 1, month),
+            "quarter": ("month", 3, month * 3 - (month * 3) // 20),
+            "year": ("year", 1, month * 10),
+            "week": ("week", 1, month),
+        }[interval]
+
     t = created
     for plan, (name, usd_month, intervals, currencies, usd_tax) in PLANS.items():
         prod = product(plan, name)
@@ -185,23 +223,33 @@ def build_catalog(make_id, created: int, launch_time: int) -> Catalog:
             tax = usd_tax if currency == "usd" else CURRENCY_TAX[currency]
             for interval in intervals:
                 t += 60
-                interval_name, count, amount = {
-                    "month": ("month", 1, month),
-                    "quarter": ("month", 3, month * 3 - (month * 3) // 20),
-                    "year": ("year", 1, month * 10),
-                    "week": ("week", 1, month),
-                }[interval]
+                interval_name, count, amount = interval_amount(month, interval)
                 transform = (10, "up") if plan == "storage" else None
-                add(Price(price_key(plan, interval, currency), make_id("price", t), prod,
-                          currency, interval_name, count, amount, t, transform=transform,
-                          tax_behavior=tax, nickname=f"{name} {interval}ly"))  # fmt: skip
+                price = add(Price(price_key(plan, interval, currency), make_id("price", t), prod,
+                                  currency, interval_name, count, amount, t, transform=transform,
+                                  tax_behavior=tax, nickname=f"{name} {interval}ly"))  # fmt: skip
+                if currency == "usd":
+                    # One price for every currency, as many accounts sell: the usd price
+                    # also bills the plan's other currencies through its currency_options.
+                    price.currency_options = {
+                        other: CurrencyOption(
+                            interval_amount(convert(usd_month, other), interval)[2],
+                            tax_behavior=CURRENCY_TAX[other])
+                        for other in currencies if other != "usd"
+                    }  # fmt: skip
 
     prod = product("platform", "Platform (volume pricing)")
     t += 60
     add(Price("platform_month_usd", make_id("price", t), prod, "usd", "month", 1, None, t,
               billing_scheme="tiered", tiers_mode="volume",
               tiers=[(10, 2000, 0), (50, 1500, 0), (None, 1000, 0)],
-              nickname="Platform monthly"))  # fmt: skip
+              nickname="Platform monthly",
+              currency_options={
+                  "eur": CurrencyOption(None, [(10, 1850, 0), (50, 1390, 0), (None, 920, 0)],
+                                        "inclusive"),
+                  "gbp": CurrencyOption(None, [(10, 1590, 0), (50, 1190, 0), (None, 790, 0)],
+                                        "exclusive"),
+              }))  # fmt: skip
     prod = product("api_plan", "API plan (graduated)")
     t += 60
     add(Price("api_plan_month_usd", make_id("price", t), prod, "usd", "month", 1, None, t,
@@ -263,7 +311,30 @@ def build_catalog(make_id, created: int, launch_time: int) -> Catalog:
         ),  # fmt: skip
         "once25": Coupon("WELCOME25", "25% off the first invoice", "once", percent_off=25.0),
         "amount10": Coupon(
-            "TENOFF", "$10 off forever", "forever", amount_off=1000, currency="usd"
+            "TENOFF",
+            "$10 off forever",
+            "forever",
+            amount_off=1000,
+            currency="usd",
+            currency_options={"eur": 900, "gbp": 800, "jpy": 1500},
+        ),  # fmt: skip
+        "loyalty5": Coupon(
+            "LOYALTY5", "5% loyalty discount", "forever", percent_off=5.0
+        ),  # fmt: skip
+        "welcome_month": Coupon(
+            "WELCOME1M",
+            "$25 off the first month",
+            "once",
+            amount_off=2500,
+            currency="usd",
+            currency_options={"eur": 2300, "gbp": 2000},
+        ),  # fmt: skip
+        "repeating12_5": Coupon(
+            "SPRING125",
+            "12.5% off for 6 months",
+            "repeating",
+            percent_off=12.5,
+            duration_in_months=6,
         ),  # fmt: skip
         "partner100": Coupon("PARTNER100", "Partner: 100% off", "forever", percent_off=100.0),
         "percent15": Coupon("NONPROFIT15", "15% off forever", "forever", percent_off=15.0),
@@ -274,4 +345,7 @@ def build_catalog(make_id, created: int, launch_time: int) -> Catalog:
     for country, pct in COUNTRY_TAX.items():
         for inclusive in (True, False):
             tax_rates.append(TaxRate(make_id("txr", created), country, pct, inclusive))
-    return Catalog(products, prices, coupons, tax_rates, by_key)
+    # Promotion codes (customer-facing codes for a coupon), made last so that every other
+    # id of the catalog stays as it was.
+    promotion_codes = {key: make_id("promo", created, long=False) for key in coupons}
+    return Catalog(products, prices, coupons, tax_rates, by_key, promotion_codes)

@@ -76,7 +76,9 @@ class Scenario:
 
     Items name catalog price keys (``catalog.price_key``: "pro_month_usd",
     "seats_year_eur", ...) or ``Price`` objects; coupons name catalog coupon keys
-    ("forever20", "repeating50", "once25", "amount10", "partner100", "percent15").
+    ("forever20", "repeating50", "once25", "amount10", "partner100", "percent15",
+    "loyalty5", "welcome_month", "repeating12_5"): one key, or a tuple of keys for stacked
+    discounts applied in order; "promo:<key>" redeems the coupon through its promotion code.
     Steps happen in time order; ``sub`` is the ordinal the subscribe step returned.
     """
 
@@ -113,6 +115,10 @@ class Scenario:
         (paid ``days`` later) | unpaid | cancel_void | cancel_uncollectible | cancel_open."""
         self.steps.append((at, "fail", (sub, outcome, days)))
 
+    def discount_invoice(self, at, sub: int, coupon: str) -> None:
+        """Put ``coupon`` on the subscription's next invoice only (an invoice-level discount)."""
+        self.steps.append((at, "discount_invoice", (sub, coupon)))
+
     def manual_invoice(self, at, price_key: str = "onboarding_usd", *, delete_draft=False):
         self.steps.append((at, "manual", (price_key, delete_draft)))
 
@@ -139,12 +145,25 @@ def resolve_items(catalog: Catalog, items) -> list:
     return [(catalog.price(p) if isinstance(p, str) else p, q) for p, q in items]
 
 
+def resolve_coupons(catalog: Catalog, coupon) -> tuple:
+    """A key or a tuple of keys -> ((Coupon, promotion code id or None), ...)."""
+    keys = () if coupon is None else (coupon,) if isinstance(coupon, str) else tuple(coupon)
+    resolved = []
+    for key in keys:
+        code = None
+        if key.startswith("promo:"):
+            key = key.removeprefix("promo:")
+            code = catalog.promotion_codes[key]
+        resolved.append((catalog.coupons[key], code))
+    return tuple(resolved)
+
+
 def script_step(acct: Account, customer: Customer, t: int, op: str, args: tuple) -> None:
     cat = acct.catalog
     if op == "subscribe":
         items, trial_days, coupon, first_payment, missing = args
         acct.subscribe(customer, t, resolve_items(cat, items), trial_days=trial_days,
-                       coupon=cat.coupons[coupon] if coupon else None,
+                       coupon=resolve_coupons(cat, coupon),
                        first_payment=first_payment, missing_payment_method=missing,
                        scripted=True)  # fmt: skip
         return
@@ -162,7 +181,9 @@ def script_step(acct: Account, customer: Customer, t: int, op: str, args: tuple)
         cash.STEPS[op](acct, customer, t, *args)
         return
     sub = customer.subs[args[0]]
-    if op == "change":
+    if op == "discount_invoice":
+        acct.discount_invoice(customer, sub, t, cat.coupons[args[1]])
+    elif op == "change":
         acct.change_items(customer, sub, t, resolve_items(cat, args[1]), args[2])
     elif op == "cancel":
         acct.cancel(customer, sub, t, args[1])
@@ -360,6 +381,40 @@ def archetypes(start: int, now: int) -> list[Scenario]:
     c = scenario(ago(5, 20.0), segment="mid")
     sub = c.subscribe(c.created, [("pro_month_usd", 1), ("seats_month_usd", 8)])
     c.change(ago(0, 2.0), sub, [("pro_month_usd", 1), ("seats_month_usd", 5)])
+    # one price for every currency: usd prices billed in eur (tax inclusive, DE) and gbp
+    # through their currency_options, with seat changes prorated at the next renewal and at
+    # once, and a tiered price whose tiers differ per currency
+    c = scenario(ago(9, 4.6), country="DE", currency="eur", segment="mid")
+    sub = c.subscribe(c.created, [("pro_month_usd", 1), ("seats_month_usd", 4)])
+    c.change(later(c.created, 2, 11.3), sub, [("pro_month_usd", 1), ("seats_month_usd", 7)])
+    c.change(later(c.created, 4, 6.8), sub, [("business_month_usd", 1), ("seats_month_usd", 7)],
+             "always_invoice")  # fmt: skip
+    c = scenario(ago(8, 2.9), country="GB", currency="gbp", segment="mid")
+    sub = c.subscribe(c.created, [("platform_month_usd", 8)])
+    c.change(later(c.created, 3, 9.4), sub, [("platform_month_usd", 23)])
+    # stacked discounts: two percent-off coupons (one through a promotion code) on an
+    # upgrade prorated at the next renewal; percent and amount-off on an upgrade invoiced
+    # at once; an amount-off coupon in eur (its currency option) with a seat change; a
+    # 100%-off coupon through an upgrade; a one-invoice discount on a renewal
+    c = scenario(ago(10, 3.7), segment="mid")
+    sub = c.subscribe(c.created, [("pro_month_usd", 1), ("seats_month_usd", 3)],
+                      coupon=("forever20", "promo:loyalty5"))  # fmt: skip
+    c.change(later(c.created, 3, 12.6), sub, [("business_month_usd", 1), ("seats_month_usd", 3)])
+    c = scenario(ago(9, 1.9))
+    sub = c.subscribe(c.created, [("starter_month_usd", 1), ("seats_month_usd", 2)],
+                      coupon=("repeating12_5", "amount10"))  # fmt: skip
+    c.change(later(c.created, 1, 17.2), sub, [("pro_month_usd", 1), ("seats_month_usd", 2)],
+             "always_invoice")  # fmt: skip
+    c = scenario(ago(8, 6.3), country="FR", currency="eur")
+    sub = c.subscribe(c.created, [("pro_month_eur", 1), ("seats_month_eur", 2)],
+                      coupon="amount10")  # fmt: skip
+    c.change(later(c.created, 2, 3.1), sub, [("pro_month_eur", 1), ("seats_month_eur", 5)])
+    c = scenario(ago(7, 5.0))
+    sub = c.subscribe(c.created, [("starter_month_usd", 1)], coupon="partner100")
+    c.change(later(c.created, 2, 8.0), sub, [("pro_month_usd", 1)])
+    c = scenario(ago(6, 2.4), country="GB", currency="gbp")
+    sub = c.subscribe(c.created, [("pro_month_gbp", 1)])
+    c.discount_invoice(later(c.created, 2, 5.0), sub, "welcome_month")
     # an inactive (legacy) price still billed; a manual invoice and a deleted draft
     c = scenario(ago(30, 0.0))
     c.subscribe(c.created, [("pro_legacy_month_usd", 1)])
@@ -447,6 +502,48 @@ def plan_items(catalog: Catalog, rng: random.Random, customer: Customer) -> list
     return [item for item in items if item[0] is not None]
 
 
+def global_prices(acct: Account, customer: Customer, t: int, items: list) -> list:
+    """A third of eur / gbp customers are sold the usd prices, billed in their currency
+    through the prices' currency_options (a stream of its own, so that every other decision
+    of the customer stays as it was)."""
+    if customer.currency not in ("eur", "gbp"):
+        return items
+    rng = random.Random(f"{acct.seed}:{acct.id}:{customer.idx}:global:{t}")
+    if rng.random() >= 0.33:
+        return items
+    suffix = "_" + customer.currency
+    usd = [acct.catalog.by_key.get(price.key.removesuffix(suffix) + "_usd") for price, _ in items]
+    if any(price is None or not price.supports(customer.currency) for price in usd):
+        return items
+    if customer.segment == "mid" and rng.random() < 0.2:
+        return [(acct.catalog.price("platform_month_usd"), rng.randint(4, 40))]
+    return [(price, qty) for price, (_, qty) in zip(usd, items, strict=True)]
+
+
+def rng_of(acct: Account, customer: Customer, t: int, purpose: str) -> random.Random:
+    """A random stream of its own for a newer decision, so that adding it leaves every
+    other decision of the customer as it was."""
+    return random.Random(f"{acct.seed}:{acct.id}:{customer.idx}:{purpose}:{t}")
+
+
+def more_discounts(acct: Account, customer: Customer, t: int, coupon) -> tuple:
+    """Of the sign-ups with a coupon, a fifth stack a 5% loyalty coupon on it and a tenth
+    redeem theirs through a promotion code."""
+    if coupon is None:
+        return ()
+    rng = rng_of(acct, customer, t, "discounts")
+    cat = acct.catalog
+    first = (coupon, cat.promotion_codes.get(coupon_key(cat, coupon)) if rng.random() < 0.1
+             else None)  # fmt: skip
+    if rng.random() < 0.2 and coupon.percent_off != 100:
+        return (first, (cat.coupons["loyalty5"], None))
+    return (first,)
+
+
+def coupon_key(catalog: Catalog, coupon) -> str:
+    return next(key for key, c in catalog.coupons.items() if c is coupon)
+
+
 class RandomPolicy:
     """Decisions for unscripted customers, drawn from each customer's own stream."""
 
@@ -457,13 +554,13 @@ class RandomPolicy:
         if customer.deleted_at is not None:
             return
         rng = customer.rng
-        items = plan_items(acct.catalog, rng, customer)
+        items = global_prices(acct, customer, t, plan_items(acct.catalog, rng, customer))
         coupon = None
         if rng.random() < 0.15:
             key = pick(rng, (("forever20", 4), ("repeating50", 4), ("once25", 3), ("amount10", 2),
                              ("percent15", 2), ("partner100", 0.3)))[0]  # fmt: skip
             coupon = acct.catalog.coupons[key]
-            if coupon.currency and coupon.currency != customer.currency:
+            if coupon.percent_off is None and coupon.amount_in(customer.currency) is None:
                 coupon = None
         trial = 14 if customer.segment == "smb" and rng.random() < 0.25 else 0
         first = "ok"
@@ -473,8 +570,13 @@ class RandomPolicy:
         elif r < 0.03:
             first = "recover"
         missing = bool(trial) and rng.random() < 0.1
-        acct.subscribe(customer, t, items, trial_days=trial, coupon=coupon, first_payment=first,
+        coupons = more_discounts(acct, customer, t, coupon)
+        acct.subscribe(customer, t, items, trial_days=trial, coupon=coupons, first_payment=first,
                        missing_payment_method=missing)  # fmt: skip
+        if rng_of(acct, customer, t, "invoice-discount").random() < 0.03:
+            welcome = acct.catalog.coupons["welcome_month"]
+            if welcome.amount_in(customer.currency) is not None:
+                acct.discount_invoice(customer, customer.subs[-1], t, welcome)
         if customer.segment == "enterprise" and rng.random() < 0.3 and customer.currency == "usd":
             manual_invoice(acct, customer, t + 900, acct.catalog.price("onboarding_usd"), False)
         if len(customer.subs) == 1 and rng.random() < 0.08:
@@ -813,6 +915,14 @@ class World:
         """The Stripe JSON of a record from ``index_entries``, as ``objects()`` gives it."""
         return render.event(record) if kind == "events" else render.render(kind, record)
 
+    def discount_objects(self, account_id: str) -> dict[str, dict]:
+        """Every discount of the account by id, its coupon expanded (what
+        ``expand[]=data.discounts.source.coupon`` puts in an invoice)."""
+        return {
+            discount_id: render.discount(discount, expand_coupon=True)
+            for discount_id, discount in self.accounts[account_id].discounts.items()
+        }
+
     def deleted_ids(self, account_id: str, kind: str) -> list[str]:
         """Ids of deleted customers / invoices (drafts): retrieving them answers
         ``{"id": ..., "object": ..., "deleted": true}``."""
@@ -878,7 +988,7 @@ class World:
         missing = sorted(priced - set(rates))
         if missing:  # fail only for the currencies that were billed, like the report build
             billed = {
-                line.price.currency
+                line.currency
                 for acct in self.accounts.values()
                 for c in acct.customers
                 for inv in c.invoices

@@ -21,7 +21,7 @@ def snapshot(kind: str, obj) -> tuple | None:
         sub: Sub = obj
         return (
             sub.status, sub.cancel_at_period_end, sub.cancel_at, sub.canceled_at, sub.ended_at,
-            sub.cancel_reason, sub.pause, sub.discount,
+            sub.cancel_reason, sub.pause, sub.discounts,
             tuple((i.id, i.price, i.quantity, i.created) for i in sub.items),
             sub.period_start, sub.period_end, sub.trial_start, sub.trial_end, sub.latest_invoice,
             sub.anchor,
@@ -121,9 +121,34 @@ def product(p: Product, state: tuple | None = None) -> dict:
     }
 
 
+def tiers(rows: list[tuple[int | None, int, int]]) -> list[dict]:
+    return [
+        {
+            "flat_amount": flat,
+            "flat_amount_decimal": str(flat),
+            "unit_amount": unit,
+            "unit_amount_decimal": str(unit),
+            "up_to": up_to,
+        }
+        for up_to, unit, flat in rows
+    ]
+
+
+def currency_option(unit_amount: int | None, rows: list, tax_behavior: str, tiered: bool) -> dict:
+    option = {
+        "custom_unit_amount": None,
+        "tax_behavior": tax_behavior,
+        "unit_amount": unit_amount,
+        "unit_amount_decimal": None if unit_amount is None else str(unit_amount),
+    }
+    if tiered:
+        option["tiers"] = tiers(rows)
+    return option
+
+
 def price(p: Price, state: tuple | None = None) -> dict:
-    """The price with its ``tiers`` (Stripe returns them only under expand[]=tiers: the
-    server strips them otherwise)."""
+    """The price with its ``tiers`` and ``currency_options`` (Stripe returns them only under
+    expand[]=tiers / expand[]=currency_options: the server strips them otherwise)."""
     nickname, active = state or snapshot("prices", p)
     obj = {
         "id": p.id,
@@ -156,17 +181,16 @@ def price(p: Price, state: tuple | None = None) -> dict:
         }
     if p.transform:
         obj["transform_quantity"] = {"divide_by": p.transform[0], "round": p.transform[1]}
-    if p.billing_scheme == "tiered":
-        obj["tiers"] = [
-            {
-                "flat_amount": flat,
-                "flat_amount_decimal": str(flat),
-                "unit_amount": unit,
-                "unit_amount_decimal": str(unit),
-                "up_to": up_to,
-            }
-            for up_to, unit, flat in p.tiers
-        ]
+    tiered = p.billing_scheme == "tiered"
+    if tiered:
+        obj["tiers"] = tiers(p.tiers)
+    if p.currency_options:
+        # Stripe lists the price's own currency among its options too
+        options = {p.currency: currency_option(p.unit_amount, p.tiers, p.tax_behavior, tiered)}
+        for currency, option in sorted(p.currency_options.items()):
+            options[currency] = currency_option(option.unit_amount, option.tiers,
+                                                option.tax_behavior, tiered)  # fmt: skip
+        obj["currency_options"] = options
     return obj
 
 
@@ -196,7 +220,28 @@ def plan(p: Price) -> dict:
     }
 
 
-def discount(d) -> dict:
+def coupon(c) -> dict:
+    return {
+        "id": c.id,
+        "object": "coupon",
+        "amount_off": c.amount_off,
+        "created": c.created,
+        "currency": c.currency,
+        "duration": c.duration,
+        "duration_in_months": c.duration_in_months,
+        "livemode": False,
+        "max_redemptions": None,
+        "metadata": {},
+        "name": c.name,
+        "percent_off": c.percent_off,
+        "redeem_by": None,
+        "times_redeemed": 0,
+        "valid": True,
+    }
+
+
+def discount(d, expand_coupon: bool = False) -> dict:
+    """The discount; its coupon (``source.coupon``) is an id unless expanded."""
     return {
         "id": d.id,
         "object": "discount",
@@ -204,10 +249,10 @@ def discount(d) -> dict:
         "customer": d.customer_id,
         "customer_account": None,
         "end": d.end,
-        "invoice": None,
+        "invoice": d.invoice_id,
         "invoice_item": None,
-        "promotion_code": None,
-        "source": {"coupon": d.coupon.id, "type": "coupon"},
+        "promotion_code": d.promotion_code,
+        "source": {"coupon": coupon(d.coupon) if expand_coupon else d.coupon.id, "type": "coupon"},
         "start": d.start,
         "subscription": d.sub_id,
         "subscription_item": None,
@@ -240,6 +285,7 @@ def subscription(sub: Sub, state: tuple | None = None) -> dict:
     (status, cancel_at_period_end, cancel_at, canceled_at, ended_at, reason, pause, disc,
      items, period_start, period_end, trial_start, trial_end, latest_invoice,
      anchor) = state or snapshot("subscriptions", sub)  # fmt: skip
+    discounts = disc
     c = sub.customer
     item_dicts = [subscription_item(sub.id, item, (period_start, period_end)) for item in items]
     return {
@@ -259,7 +305,7 @@ def subscription(sub: Sub, state: tuple | None = None) -> dict:
         "cancellation_details": {"comment": None, "feedback": None, "reason": reason},
         "collection_method": "charge_automatically",
         "created": sub.created,
-        "currency": items[0][1].currency,
+        "currency": sub.currency,
         "customer": c.id,
         "customer_account": None,
         "days_until_due": None,
@@ -267,7 +313,7 @@ def subscription(sub: Sub, state: tuple | None = None) -> dict:
         "default_source": None,
         "default_tax_rates": [],
         "description": None,
-        "discounts": [disc.id] if disc is not None else [],
+        "discounts": [d.id for d in discounts],
         "ended_at": ended_at,
         "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
         "items": {
@@ -347,19 +393,21 @@ def line_item(line: Line, inv: Invoice, position: int) -> dict:
                 "type": "tax_rate_details",
             }
         )
-    discount_amounts = []
-    if line.discount_id is not None:
-        discount_amounts.append({"amount": line.discount_amount, "discount": line.discount_id})
+    discount_amounts = [{"amount": amount, "discount": d.id} for d, amount in line.discounts]
     p = line.price
+    unit_amount = p.unit_amount
+    if line.currency != p.currency:
+        unit_amount = p.currency_options[line.currency].unit_amount
     return {
         "id": f"il_{inv.id[3:]}{b62(position, 2)}",
         "object": "line_item",
         "amount": line.amount,
-        "currency": p.currency,
+        "currency": line.currency,
         "description": line_description(line),
         "discount_amounts": discount_amounts,
         "discountable": True,
-        "discounts": [line.discount_id] if line.discount_id else [],
+        # the line's own discounts; an invoice-level discount shows in discount_amounts only
+        "discounts": [d.id for d, _ in line.discounts if d.invoice_id is None],
         "invoice": inv.id,
         "livemode": False,
         "metadata": {},
@@ -369,7 +417,7 @@ def line_item(line: Line, inv: Invoice, position: int) -> dict:
         "pricing": {
             "price_details": {"price": p.id, "product": p.product.id},
             "type": "price_details",
-            "unit_amount_decimal": None if p.unit_amount is None else str(p.unit_amount),
+            "unit_amount_decimal": None if unit_amount is None else str(unit_amount),
         },
         "quantity": line.quantity,
         "quantity_decimal": str(line.quantity),
@@ -394,8 +442,8 @@ def invoice(inv: Invoice, state: tuple | None = None) -> dict:
     discounts: dict[str, int] = {}
     taxes: dict[str, dict] = {}
     for line in inv.lines:
-        if line.discount_id:
-            discounts[line.discount_id] = discounts.get(line.discount_id, 0) + line.discount_amount
+        for d, amount in line.discounts:
+            discounts[d.id] = discounts.get(d.id, 0) + amount
         if line.tax_rate is not None:
             entry = taxes.setdefault(line.tax_rate.id, {
                 "amount": 0,
@@ -446,7 +494,7 @@ def invoice(inv: Invoice, state: tuple | None = None) -> dict:
         "billing_reason": inv.billing_reason,
         "collection_method": "charge_automatically",
         "created": inv.created,
-        "currency": inv.lines[0].price.currency if inv.lines else c.currency,
+        "currency": inv.lines[0].currency if inv.lines else c.currency,
         "custom_fields": None,
         "customer": c.id,
         "customer_account": None,
@@ -461,7 +509,8 @@ def invoice(inv: Invoice, state: tuple | None = None) -> dict:
         "default_source": None,
         "default_tax_rates": [],
         "description": None,
-        "discounts": list(inv.discount_ids),
+        # expanded with their coupons; lists and retrieves show ids unless asked to expand
+        "discounts": [discount(d, expand_coupon=True) for d in inv.discounts],
         "due_date": None,
         "effective_at": finalized_at,
         "ending_balance": None if draft else min(total + starting_balance, 0),
@@ -534,11 +583,18 @@ def render(kind: str, obj, state: tuple | None = None) -> dict:
     raise ValueError(kind)
 
 
+def collapsed(kind: str, obj: dict) -> dict:
+    """An event's object shows references as ids (an invoice's discounts)."""
+    if kind == "invoices" and obj.get("discounts"):
+        return {**obj, "discounts": [d["id"] for d in obj["discounts"]]}
+    return obj
+
+
 def event(ev, api_version: str = API_VERSION) -> dict:
-    obj = render(ev.kind, ev.obj, ev.state)
+    obj = collapsed(ev.kind, render(ev.kind, ev.obj, ev.state))
     data = {"object": obj}
     if ev.previous is not None:
-        before = render(ev.kind, ev.obj, ev.previous)
+        before = collapsed(ev.kind, render(ev.kind, ev.obj, ev.previous))
         data["previous_attributes"] = {
             key: value for key, value in before.items() if obj.get(key) != value
         }

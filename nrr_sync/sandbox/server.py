@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .. import STRIPE_API_VERSION
 from .generator import no_cyclic_gc
-from .store import AccountStore, dumps, page_of_sequence
+from .store import AccountStore, dumps, invoice_with_discounts, page_of_sequence, price_with
 
 SANDBOX_API_KEY = "sk_test_sandbox"
 RESTRICTED_API_KEY = "rk_test_sandbox"
@@ -78,13 +78,13 @@ LIST_PARAMS = {
 }
 # Expands that change nothing here (the sandbox's objects already hold these) are accepted.
 LIST_EXPANDS = {
-    "prices": {"data.tiers"},
-    "invoices": {"data.lines", "data.lines.data"},
+    "prices": {"data.tiers", "data.currency_options"},
+    "invoices": {"data.lines", "data.lines.data", "data.discounts", "data.discounts.source.coupon"},
     "subscriptions": {"data.items", "data.items.data"},
 }
 RETRIEVE_EXPANDS = {
-    "prices": {"tiers"},
-    "invoices": {"lines", "lines.data"},
+    "prices": {"tiers", "currency_options"},
+    "invoices": {"lines", "lines.data", "discounts", "discounts.source.coupon"},
     "subscriptions": {"items", "items.data"},
 }
 
@@ -286,6 +286,9 @@ def load_account(world, account_id: str) -> AccountStore:
     lazily, rendered when asked for; any other world's objects are stored as bytes."""
     store = AccountStore(account_id)
     lazy = hasattr(world, "index_entries") and hasattr(world, "render")
+    discount_objects = getattr(world, "discount_objects", None)
+    if discount_objects is not None:  # what expand[]=discounts needs of lazily held invoices
+        store.discounts.update(discount_objects(account_id))
     for kind in OBJECT_NAMES:
         if lazy and kind in LAZY_KINDS:
             render = functools.partial(world.render, account_id, kind)
@@ -524,8 +527,12 @@ class Sandbox:
             ending_before=ending_before is not None,
             keep=keep,
         )
-        if kind == "prices" and "data.tiers" in expand:
-            data = [self._with_tiers(store, item) for item in data]
+        if kind == "prices" and expand:
+            wanted = {path.removeprefix("data.") for path in expand}
+            data = [self._price_with(store, item, wanted) for item in data]
+        if kind == "invoices" and expand & {"data.discounts", "data.discounts.source.coupon"}:
+            coupons = "data.discounts.source.coupon" in expand
+            data = [self._invoice_with(store, item, coupons) for item in data]
         return list_body(data, has_more, f"/v1/{kind}")
 
     def filters(self, collection, kind: str, params: dict):
@@ -600,9 +607,12 @@ class Sandbox:
 
         return field, wanted[field], keep
 
-    def _with_tiers(self, store: AccountStore, data: bytes) -> bytes:
-        price_id = json.loads(data)["id"]
-        return store.full_prices.get(price_id, data)
+    def _invoice_with(self, store: AccountStore, data: bytes, coupons: bool) -> bytes:
+        return dumps(invoice_with_discounts(json.loads(data), store.discounts, coupons))
+
+    def _price_with(self, store: AccountStore, data: bytes, expand: set[str]) -> bytes:
+        full = store.full_prices.get(json.loads(data)["id"])
+        return data if full is None else dumps(price_with(json.loads(full), expand))
 
     def retrieve(self, store: AccountStore, kind: str, object_id: str, params: dict) -> bytes:
         check_params(params, {"expand"})
@@ -617,8 +627,10 @@ class Sandbox:
             self.world.now - EVENT_RETENTION_SECONDS
         ):
             raise no_such("event", object_id)
-        if kind == "prices" and "tiers" in expand:
-            return store.full_prices.get(object_id, data)
+        if kind == "prices" and expand:
+            return self._price_with(store, data, expand)
+        if kind == "invoices" and expand & {"discounts", "discounts.source.coupon"}:
+            return self._invoice_with(store, data, "discounts.source.coupon" in expand)
         return data
 
     def invoice_lines(self, store: AccountStore, invoice_id: str, params: dict) -> bytes:

@@ -1,8 +1,8 @@
 """The sandbox server's object store: Stripe objects indexed for cheap list pages.
 
 An object is served in the shape a list or retrieve answers with by default (embedded
-``lines`` / ``items`` cut to their first 10, price ``tiers`` left out) as compact JSON
-bytes, and is held in one of two ways:
+``lines`` / ``items`` cut to their first 10, price ``tiers`` and ``currency_options`` left
+out) as compact JSON bytes, and is held in one of two ways:
 
 - lazily (the generator's big collections: customers, subscriptions, invoices, events):
   only its sort key and filter values are indexed, taken from the generator's records
@@ -13,7 +13,8 @@ bytes, and is held in one of two ways:
   a preset dictionary made of the collection's first objects. Stripe objects of one kind
   share nearly all their keys and most values, so a 5 KB invoice keeps in a few hundred
   bytes and inflating a page of 100 costs well under a millisecond. What the default
-  shape leaves out (the rest of the lines and items, the tiers) is kept aside.
+  shape leaves out (the rest of the lines and items, the tiers, the currency options) is kept
+  aside.
 
 Every list is ordered like Stripe's: newest first, by ``(created, id)`` descending. Each
 collection keeps its keys in an ascending sorted list; a page is a bisect to the cursor and
@@ -272,6 +273,7 @@ class AccountStore:
         self.full_lines: dict[str, bytes] = {}  # invoice id -> all lines (when more than 10)
         self.full_items: dict[str, bytes] = {}  # subscription id -> all items (when > 10)
         self.full_prices: dict[str, bytes] = {}  # price id -> price with tiers (tiered only)
+        self.discounts: dict[str, dict] = {}  # discount id -> discount, its coupon expanded
         self.item_subscription: dict[str, str] = {}  # subscription item id -> subscription id
         self.subscription_item_ids: dict[str, list[str]] = {}
 
@@ -345,6 +347,9 @@ class AccountStore:
             lines = obj["lines"].get("data") or []
             if len(lines) > EMBEDDED_LIMIT:
                 self.full_lines[object_id] = dumps(lines)
+            for discount in obj.get("discounts") or []:
+                if isinstance(discount, dict):
+                    self.discounts[discount["id"]] = discount
         elif kind == "subscriptions" and isinstance(obj.get("items"), dict):
             items = obj["items"].get("data") or []
             for item in items:
@@ -352,7 +357,7 @@ class AccountStore:
             self.subscription_item_ids[object_id] = [item["id"] for item in items]
             if len(items) > EMBEDDED_LIMIT:
                 self.full_items[object_id] = dumps(items)
-        elif kind == "prices" and obj.get("tiers") is not None:
+        elif kind == "prices" and any(obj.get(key) is not None for key in PRICE_INCLUDABLE):
             self.full_prices[object_id] = dumps(obj)
         obj = default_shape(kind, obj)
         return obj, dumps(obj)
@@ -398,19 +403,51 @@ class AccountStore:
 
 def default_shape(kind: str, obj: dict) -> dict:
     """The object as lists and retrieves show it by default: embedded lines and items cut
-    to the first 10 (with ``has_more`` and the URL of all), price tiers left out."""
+    to the first 10 (with ``has_more`` and the URL of all), price tiers and currency options
+    left out."""
     object_id = obj["id"]
     if kind == "invoices" and isinstance(obj.get("lines"), dict):
         lines = obj["lines"].get("data") or []
         url = f"/v1/invoices/{object_id}/lines"
-        return {**obj, "lines": _embedded_list(obj["lines"], lines, url)}
+        shaped = {**obj, "lines": _embedded_list(obj["lines"], lines, url)}
+        if obj.get("discounts"):
+            shaped["discounts"] = [ref_id(d) for d in obj["discounts"]]
+        return shaped
     if kind == "subscriptions" and isinstance(obj.get("items"), dict):
         items = obj["items"].get("data") or []
         url = f"/v1/subscription_items?subscription={object_id}"
         return {**obj, "items": _embedded_list(obj["items"], items, url)}
-    if kind == "prices" and "tiers" in obj:
-        return {key: value for key, value in obj.items() if key != "tiers"}
+    if kind == "prices" and any(key in obj for key in PRICE_INCLUDABLE):
+        return {key: value for key, value in obj.items() if key not in PRICE_INCLUDABLE}
     return obj
+
+
+def ref_id(value):
+    return value["id"] if isinstance(value, dict) else value
+
+
+def invoice_with_discounts(invoice: dict, discounts: dict[str, dict], coupons: bool) -> dict:
+    """The invoice with ``discounts`` expanded (``expand[]=discounts``), their coupons too
+    with ``coupons`` (``expand[]=discounts.source.coupon``); unknown ids stay ids."""
+    expanded = []
+    for discount_id in invoice.get("discounts") or []:
+        discount = discounts.get(discount_id)
+        if discount is not None and not coupons:
+            coupon = discount["source"]["coupon"]
+            discount = {**discount, "source": {**discount["source"], "coupon": ref_id(coupon)}}
+        expanded.append(discount_id if discount is None else discount)
+    return {**invoice, "discounts": expanded}
+
+
+# Fields of a price Stripe includes only when expanded.
+PRICE_INCLUDABLE = ("tiers", "currency_options")
+
+
+def price_with(full: dict, expand: set[str]) -> dict:
+    """A price as Stripe answers it with ``expand`` (names without the ``data.`` prefix):
+    the includable fields asked for, none of the others."""
+    return {key: value for key, value in full.items()
+            if key not in PRICE_INCLUDABLE or key in expand}  # fmt: skip
 
 
 def _embedded_list(original: dict, data: list, url: str) -> dict:

@@ -14,7 +14,10 @@ It never reads the rendered JSON. The rules (SPEC 6.1):
 - net = amount - discount (if subtracting discounts) - inclusive tax; exclusive tax ignored.
 - Not a proration: net / interval months (month 1, year 12, week 12/52, day 12/365).
 - A proration: sign(amount) x the price's full-interval amount at the line's quantity
-  (tiers, transform_quantity) x net / amount / interval months; 0 when amount is 0.
+  (tiers, transform_quantity), in the line's currency (its currency option when the line
+  is billed in another currency than the price's) x net / amount / interval months; 0
+  when amount is 0. With percent-off coupons (and subtract_discounts): the full amount
+  x prod(1 - percent_off / 100) x net / (amount - the percent-off discount amounts).
 - churn_recognition canceled_at: a subscription's lines stop at its canceled_at.
 - A line is active at instant t iff start <= t < end. Month m is valued at its last
   instant (next month's start - 1 s), the month of ``now`` at ``now``.
@@ -92,7 +95,18 @@ def line_monthly(line: Line, opts: TruthOptions) -> Fraction | None:
     if line.amount == 0:
         return Fraction(0)
     sign = 1 if line.amount > 0 else -1
-    full = price.full_amount(line.quantity)
+    full = price.full_amount(line.quantity, line.currency)
+    percent = [(d, a) for d, a in line.discounts if d.coupon.percent_off is not None]
+    if opts.subtract_discounts and percent:
+        # percent-off coupons apply to the full-period amount exactly; what else the line
+        # carries (amount-off coupons, inclusive tax) keeps its ratio to what they left
+        factor = Fraction(1)
+        for d, _ in percent:
+            factor *= Fraction(10000 - round(d.coupon.percent_off * 100), 10000)
+        rest = line.amount - sum(a for _, a in percent)
+        if rest == 0 or factor == 0:
+            return Fraction(0)
+        return sign * full * factor * Fraction(net, rest) / months
     return sign * full * Fraction(net, line.amount) / months
 
 
@@ -149,14 +163,15 @@ def customer_truth(customer: Customer, now: int, opts: TruthOptions,
             cut = sub.canceled_at
         for line in inv.lines:
             key = (line.price.id, line.proration, line.amount, line.discount_amount,
-                   line.tax_amount, line.quantity, line.sub_id is None)  # fmt: skip
+                   line.tax_amount, line.quantity, line.sub_id is None, line.currency,
+                   tuple((d.coupon.id, a) for d, a in line.discounts))  # fmt: skip
             value = cache.get(key)
             if value is None:
                 monthly = line_monthly(line, opts)
                 if monthly is None:
                     value = cache[key] = 0
                 else:
-                    currency = line.price.currency
+                    currency = line.currency
                     scale = 1 if currency in ZERO_DECIMAL else 100
                     value = cache[key] = monthly * rates[currency] / scale
             if not value:

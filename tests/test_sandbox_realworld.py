@@ -1,0 +1,60 @@
+"""What real Stripe accounts bring beyond the basics, generated in Stripe's shapes:
+only one-off drafts are ever deleted, multi-currency prices, stacked and full discounts,
+free prices and trials (see docs/sandbox.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+from nrr_sync.sandbox.generator import SandboxOptions, Scenario, generate
+
+KINDS = ("customers", "products", "prices", "subscriptions", "invoices", "events")
+
+
+def scripted_world(*scenarios, now="2024-06-05T00:00:00Z", **kw):
+    options = SandboxOptions(customers=0, start="2023-10", now=now, archetypes=False,
+                             scenarios=scenarios, **kw)  # fmt: skip
+    return generate(options)
+
+
+def objects_of(world, kind):
+    return list(world.objects(world.account_ids[0], kind))
+
+
+def subscription_of(inv):
+    parent = inv.get("parent") or {}
+    return (parent.get("subscription_details") or {}).get("subscription")
+
+
+def test_a_canceled_unpaid_subscription_voids_its_drafts_and_deletes_none():
+    s = Scenario("2024-01-01", name="Unpaid, then canceled")
+    sub = s.subscribe("2024-01-01", [("pro_month_usd", 1)])
+    s.fail_payment("2024-03-01", sub, "unpaid")
+    s.cancel("2024-05-20", sub, "now")
+    s.manual_invoice("2024-05-21", delete_draft=True)  # a one-off draft may be deleted
+    world = scripted_world(s)
+    invoices = objects_of(world, "invoices")
+    renewals_unpaid = [i for i in invoices if i["billing_reason"] == "subscription_cycle"
+                       and i["created"] > 1711929600]  # fmt: skip  # from 2024-04-01
+    assert renewals_unpaid and {i["status"] for i in renewals_unpaid} == {"void"}
+    events = objects_of(world, "events")
+    voided = {e["data"]["object"]["id"] for e in events if e["type"] == "invoice.voided"}
+    assert {i["id"] for i in renewals_unpaid if i["created"] > 1714000000} <= voided
+    deleted = [e["data"]["object"] for e in events if e["type"] == "invoice.deleted"]
+    assert len(deleted) == 1 and subscription_of(deleted[0]) is None  # positive control
+    assert world.deleted_ids(world.account_ids[0], "invoices") == [deleted[0]["id"]]
+
+
+@pytest.mark.parametrize("seed", [3, 7])
+def test_no_subscription_invoice_is_ever_deleted(seed):
+    world = generate(SandboxOptions(seed=seed, customers=300))
+    account = world.account_ids[0]
+    subscription_invoices = {
+        inv.id for acct in world.accounts.values() for c in acct.customers
+        for inv in c.invoices if inv.sub is not None
+    }  # fmt: skip
+    assert subscription_invoices
+    assert not set(world.deleted_ids(account, "invoices")) & subscription_invoices
+    for event in world.objects(account, "events"):
+        if event["type"] == "invoice.deleted":
+            assert subscription_of(event["data"]["object"]) is None
