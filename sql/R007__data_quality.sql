@@ -256,6 +256,29 @@ credited_invoices AS (
         AND 2 * credited.amount > invoices.total
 ),
 
+-- metered usage billed on paid invoices is left out of MRR unless include_metered is set:
+-- one row per subscription, so a user sees which revenue the default leaves out
+excluded_metered AS (
+    SELECT
+        'metered_usage_excluded', 'info',
+        count(*) || ' metered usage line(s) of ' || string_agg(DISTINCT prices.id, ', ' ORDER BY prices.id)
+            || ' (' || sum(invoice_lines.amount) || ' ' || any_value(coalesce(invoice_lines.currency, ''))
+            || ' in all) are not MRR; set reporting.include_metered to count usage',
+        invoices.account_id, invoices.customer_id, invoices.subscription_id, NULL, NULL, NULL::DATE
+    FROM invoice_lines
+    JOIN invoices
+        ON invoices.account_id = invoice_lines.account_id AND invoices.id = invoice_lines.invoice_id
+    JOIN prices
+        ON prices.account_id = invoice_lines.account_id AND prices.id = invoice_lines.price_id
+    CROSS JOIN settings
+    WHERE NOT settings.include_metered
+        AND prices.recurring_usage_type = 'metered'
+        AND invoices.status = 'paid'
+        AND invoice_lines.amount <> 0
+        AND invoices.subscription_id IS NOT NULL
+    GROUP BY invoices.account_id, invoices.customer_id, invoices.subscription_id
+),
+
 -- deleted customers keep their paid history: that revenue was real
 deleted_customers AS (
     SELECT
@@ -281,4 +304,5 @@ UNION ALL SELECT * FROM paused_subscriptions
 UNION ALL SELECT * FROM ratio_valued_prorations
 UNION ALL SELECT * FROM negative_mrr
 UNION ALL SELECT * FROM credited_invoices
+UNION ALL SELECT * FROM excluded_metered
 UNION ALL SELECT * FROM deleted_customers;

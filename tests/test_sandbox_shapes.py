@@ -43,6 +43,10 @@ RELIED_ON = {
                     ("out_of_band_amount",), ("customer_balance_transaction",), ("created",),
                     ("effective_at",), ("voided_at",), ("metadata",)],
     "credit_note_line_item": [("id",), ("amount",), ("type",), ("invoice_line_item",)],
+    # not landed; served so that the sandbox is a faithful account (schedules.py, meters.py)
+    "subscription_schedule": [("id",), ("status",), ("subscription",), ("end_behavior",),
+                              ("phases",), ("current_phase",)],
+    "billing.meter": [("id",), ("event_name",), ("status",)],
 }  # fmt: skip
 
 
@@ -83,7 +87,22 @@ def samples(objects, name):
     if name == "credit_note_line_item":  # custom lines have no invoice_line_item, as Stripe's
         return [line for note in objects["credit_notes"] for line in note["lines"]["data"]
                 if line["type"] == "invoice_line_item"]  # fmt: skip
+    if name == "subscription_schedule":
+        return objects["subscription_schedules"]
+    if name == "billing.meter":
+        return objects["billing_meters"]
     return objects["events"]
+
+
+def test_schedule_phases_have_stripes_fields(objects, stripe_fixtures):
+    phase = stripe_fixtures["subscription_schedule"]["phases"][0]
+    schedules = objects["subscription_schedules"]
+    assert {s["status"] for s in schedules} >= {"active", "released", "completed"}
+    for schedule in schedules:
+        for ours in schedule["phases"]:
+            assert set(ours) == set(phase)
+            for item in ours["items"]:
+                assert set(item) == set(phase["items"][0])
 
 
 @pytest.mark.parametrize("name", sorted(RELIED_ON))
@@ -103,6 +122,8 @@ def test_fields_the_sync_relies_on_are_where_stripe_puts_them(objects, stripe_fi
         dig(stripe_fixtures[name], path)
         for obj in samples(objects, name)[:50]:
             if path[0] == "parent" and name == "invoice" and obj["parent"] is None:
+                continue
+            if path == ("current_phase",) and obj["status"] != "active":
                 continue
             dig(obj, path)
 

@@ -224,6 +224,7 @@ class Sub:
     missing_payment_method: bool = False
     scripted: bool = False
     currency: str = ""  # the customer's currency where every price supports it
+    schedule: object | None = None  # the subscription schedule attached (schedules.py)
 
     @property
     def cycle_price(self) -> Price:
@@ -257,6 +258,7 @@ class Customer:
     ever_subscribed: bool = False
     balance: int = 0  # Stripe's customer balance; < 0 is a credit (cash.py)
     credit_notes: list = field(default_factory=list)
+    schedules: list = field(default_factory=list)  # subscription schedules (schedules.py)
 
 
 @dataclass(slots=True)
@@ -549,6 +551,10 @@ class Account:
         if version != sub.version or not sub.live:
             return
         if sub.cancel_at is not None and t >= sub.cancel_at:
+            if sub.status in ("active", "past_due"):
+                from . import meters
+
+                meters.final_usage(self, sub, t)
             self.end_subscription(sub, t)
             return
         if sub.status == "paused":
@@ -562,19 +568,22 @@ class Account:
                 self.emit(t, "customer.subscription.paused", "subscriptions", sub)
                 return
             sub.status = "active"
+        if sub.schedule is not None:
+            from . import schedules
+
+            schedules.at_renewal(self, sub, t)
         old_start = sub.period_start
         sub.period_index += 1
         sub.period_start = t
         sub.period_end = period_end(sub.cycle_price, sub.anchor, sub.period_index)
         lines = list(sub.pending)
         sub.pending = []
+        from . import meters
+
+        lines.extend(meters.usage_lines(self, customer, sub, t, old_start))
         for item in sub.items:
             price = item.price
-            if price.usage_type == "metered":
-                usage = customer.rng.randint(0, 20000)
-                lines.append(self.new_line(customer, t, price, usage, price.unit_amount * usage,
-                                           old_start, t, sub=sub, item=item))  # fmt: skip
-            else:
+            if price.usage_type != "metered":
                 lines.append(self.new_line(customer, t, price, item.quantity,
                                            price.full_amount(item.quantity, sub.currency), t,
                                            sub.period_end,
@@ -666,6 +675,7 @@ class Account:
         sub.canceled_at = sub.ended_at = t
         sub.cancel_reason = "payment_failed"
         sub.version += 1
+        self.end_schedule(sub, t)
         if what == "cancel_void":
             self.void(inv, t)
         elif what == "cancel_uncollectible":
@@ -795,8 +805,15 @@ class Account:
         sub.ended_at = t
         sub.version += 1
         sub.pending = []
+        self.end_schedule(sub, t)
         self.emit(t, "customer.subscription.deleted", "subscriptions", sub)
         self.subscription_ended(sub.customer, sub, t)
+
+    def end_schedule(self, sub: Sub, t: int) -> None:
+        if sub.schedule is not None:
+            from . import schedules
+
+            schedules.subscription_ended(self, sub, t)
 
     def subscription_ended(self, customer: Customer, sub: Sub, t: int) -> None:
         if self.random_policy and not sub.scripted:

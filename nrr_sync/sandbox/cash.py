@@ -259,8 +259,9 @@ def render_credit_note(note: CreditNote, state: tuple | None = None) -> dict:
     discounts = {}
     for line in note.lines:
         if line.discount_amount and line.position is not None:
-            discount_id = inv.lines[line.position].discount_id
-            discounts[discount_id] = discounts.get(discount_id, 0) + line.discount_amount
+            # A credit note credits whole lines, so with each line's own discount amounts.
+            for discount, amount in inv.lines[line.position].discounts:
+                discounts[discount.id] = discounts.get(discount.id, 0) + amount
     refunds = []
     if note.settled_by == "refund":
         refunds.append({"amount_refunded": note.post_payment_amount,
@@ -338,8 +339,10 @@ def render_line(note: CreditNote, line: CreditNoteLine, n: int) -> dict:
         obj["invoice_line_item"] = f"il_{inv.id[3:]}{b62(line.position, 2)}"
         obj["quantity"] = credited.quantity
         if line.discount_amount:
-            obj["discount_amounts"] = [{"amount": line.discount_amount,
-                                        "discount": credited.discount_id}]  # fmt: skip
+            obj["discount_amounts"] = [
+                {"amount": amount, "discount": discount.id}
+                for discount, amount in credited.discounts
+            ]
     else:
         obj["unit_amount"] = line.amount
         obj["unit_amount_decimal"] = str(line.amount)

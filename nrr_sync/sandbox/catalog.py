@@ -64,6 +64,7 @@ class Price:
     nickname: str | None = None
     meter: str | None = None
     currency_options: dict[str, CurrencyOption] = field(default_factory=dict)
+    unit_amount_decimal: str | None = None  # a fractional unit amount (unit_amount None)
 
     @property
     def recurring(self) -> bool:
@@ -261,6 +262,11 @@ def build_catalog(make_id, created: int, launch_time: int) -> Catalog:
     add(Price("api_usage_month_usd", make_id("price", t), prod, "usd", "month", 1, 2, t,
               usage_type="metered", meter=make_id("mtr", t, long=False),
               nickname="API calls"))  # fmt: skip
+    prod = product("events", "Events (metered)")
+    t += 60
+    add(Price("events_month_usd", make_id("price", t), prod, "usd", "month", 1, None, t,
+              usage_type="metered", meter=make_id("mtr", t, long=False),
+              unit_amount_decimal="0.05", nickname="Events"))  # fmt: skip
     for name in ADDONS:
         key = "addon_" + name.lower().replace(" ", "_").replace("+", "_plus")
         prod = product(key, f"Add-on: {name}")

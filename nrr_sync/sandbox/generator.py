@@ -22,13 +22,23 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 
-from . import cash, render
+from . import cancellations, cash, meters, render, schedules
 from .billing import DAY, HOUR, Account, Customer, Invoice, Sub, add_months, b62
 from .catalog import Catalog, build_catalog
 from .truth import TruthOptions, customer_truth, snapshot_instants
 
 DEFAULT_FX: dict[str, float] = {"eur": 1.1, "gbp": 1.3, "jpy": 0.0067}
-KINDS = ("customers", "products", "prices", "subscriptions", "invoices", "credit_notes", "events")
+KINDS = (
+    "customers",
+    "products",
+    "prices",
+    "subscriptions",
+    "invoices",
+    "credit_notes",
+    "subscription_schedules",
+    "billing_meters",
+    "events",
+)
 
 Change = tuple[str, str, dict | None, str]  # (account_id, kind, object or None if deleted, id)
 
@@ -107,6 +117,12 @@ class Scenario:
         """mode: period_end | now | now_prorate (credit for unused time, invoiced at once)."""
         self.steps.append((at, "cancel", (sub, mode)))
 
+    def cancel_at(self, at, sub: int, when, proration: str = "create_prorations") -> None:
+        """Set ``cancel_at`` to ``when`` (a date that need not be a period end); at that date
+        the unused rest of the period is credited (cancellations.py) unless ``when`` is in the
+        current period and proration is none."""
+        self.steps.append((at, "cancel_at", (sub, parse_time(when), proration)))
+
     def pause(self, at, sub: int, behavior: str = "void", resumes_at=None) -> None:
         self.steps.append((at, "pause", (sub, behavior, resumes_at)))
 
@@ -139,6 +155,14 @@ class Scenario:
     def credit_balance(self, at, amount: int) -> None:
         """Adjust the customer balance by ``amount`` (< 0: a credit the next invoices use)."""
         self.steps.append((at, "credit_balance", (amount,)))
+
+    def schedule(self, at, sub: int, phases, end: int, end_behavior: str = "release") -> None:
+        """Put ``sub`` on a subscription schedule (schedules.py). ``phases``: [(start, items,
+        proration)] after the current one; start: k (the k-th renewal from ``at``: the renewal
+        invoice bills the new items) or a date inside a period (an update with proration
+        create_prorations | none). ``end``: the renewal (k) where the last phase ends;
+        ``end_behavior``: release | cancel."""
+        self.steps.append((at, "schedule", (sub, phases, end, end_behavior)))
 
 
 def resolve_items(catalog: Catalog, items) -> list:
@@ -177,8 +201,8 @@ def script_step(acct: Account, customer: Customer, t: int, op: str, args: tuple)
     if op == "delete":
         acct.delete_customer(customer, t)
         return
-    if op in cash.STEPS:
-        cash.STEPS[op](acct, customer, t, *args)
+    if op in EXTRA_STEPS:
+        EXTRA_STEPS[op](acct, customer, t, *args)
         return
     sub = customer.subs[args[0]]
     if op == "discount_invoice":
@@ -192,6 +216,9 @@ def script_step(acct: Account, customer: Customer, t: int, op: str, args: tuple)
         acct.pause_collection(sub, t, args[1], resumes)
     elif op == "fail":
         sub.failures.append((t, args[1], args[2]))
+
+
+EXTRA_STEPS = {**cash.STEPS, **schedules.STEPS, **cancellations.STEPS}
 
 
 def manual_invoice(acct: Account, customer: Customer, t: int, price, delete_draft: bool):
@@ -357,6 +384,21 @@ def archetypes(start: int, now: int) -> list[Scenario]:
     c.change(later(c.created, 5, 6.0), sub, [("pro_month_usd", 1), ("storage_month_usd", 58)])
     c = scenario(ago(10, 3.9), segment="mid")
     c.subscribe(c.created, [("pro_month_usd", 1), ("api_usage_month_usd", 1)])
+    # licensed beside two meters (whole cents and a fractional unit_amount_decimal), ending
+    # at a period end with its last usage on a final invoice
+    c = scenario(ago(9, 8.6), segment="mid")
+    sub = c.subscribe(
+        c.created,
+        [
+            ("pro_month_usd", 1),
+            ("seats_month_usd", 3),
+            ("api_usage_month_usd", 1),
+            ("events_month_usd", 1),
+        ],
+    )
+    c.cancel(later(c.created, 5, 3.0), sub, "period_end")
+    c = scenario(ago(6, 9.3), segment="mid")
+    c.subscribe(c.created, [("pro_month_usd", 1), ("events_month_usd", 1)])
     # incomplete: expired long ago, and one still incomplete now
     c = scenario(ago(6, 0.0))
     c.subscribe(c.created, [("pro_month_usd", 1)], first_payment="fail")
@@ -423,6 +465,8 @@ def archetypes(start: int, now: int) -> list[Scenario]:
     c.manual_invoice(c.created + 600)
     c.manual_invoice(ago(0, 4.0), delete_draft=True)
     cash.archetypes(scenario, ago, later)
+    schedules.archetypes(scenario, ago, later)
+    cancellations.archetypes(scenario, ago, later)
     return [sc for sc in s if parse_time(sc.created) < now]
 
 
@@ -488,6 +532,8 @@ def plan_items(catalog: Catalog, rng: random.Random, customer: Customer) -> list
         items = [(price("pro", interval), 1), (price("seats", interval), rng.randint(2, 20))]
         if cur == "usd" and interval == "month" and rng.random() < 0.15:
             items.append((catalog.price("api_usage_month_usd"), 1))
+        if cur == "usd" and interval == "month" and rng.random() < 0.1:
+            items.append((catalog.price("events_month_usd"), 1))
         if cur == "usd" and interval == "month" and rng.random() < 0.15:
             items.append((catalog.price("storage_month_usd"), rng.randint(5, 80)))
         return items
@@ -571,8 +617,9 @@ class RandomPolicy:
             first = "recover"
         missing = bool(trial) and rng.random() < 0.1
         coupons = more_discounts(acct, customer, t, coupon)
-        acct.subscribe(customer, t, items, trial_days=trial, coupon=coupons, first_payment=first,
-                       missing_payment_method=missing)  # fmt: skip
+        sub = acct.subscribe(customer, t, items, trial_days=trial, coupon=coupons,
+                             first_payment=first, missing_payment_method=missing)  # fmt: skip
+        schedules.maybe_ramp(acct, customer, sub, t)
         if rng_of(acct, customer, t, "invoice-discount").random() < 0.03:
             welcome = acct.catalog.coupons["welcome_month"]
             if welcome.amount_in(customer.currency) is not None:
@@ -597,7 +644,9 @@ class RandomPolicy:
     def period_started(self, acct: Account, sub: Sub) -> None:
         customer = sub.customer
         rng = customer.rng
-        if sub.status not in ("active", "trialing") or sub.cancel_at_period_end:
+        if sub.status not in ("active", "trialing") or sub.cancel_at is not None:
+            return
+        if sub.schedule is not None:  # a ramp deal: its schedule decides until it ends
             return
         length = sub.period_end - sub.period_start
         months = length / (30.44 * DAY)
@@ -605,7 +654,8 @@ class RandomPolicy:
         r = rng.random()
         at = sub.period_start + int(length * (0.05 + 0.9 * rng.random()))
         if r < p_cancel:
-            mode = pick(rng, (("period_end", 70), ("now_prorate", 15), ("now", 15)))[0]
+            mode = pick(rng, (("period_end", 70), ("now_prorate", 15), ("now", 15),
+                              ("cancel_at", 8)))[0]  # fmt: skip
             if sub.status == "trialing":
                 mode = "period_end"
             acct.schedule(customer, at, "call", RandomPolicy.cancel, (sub, mode))
@@ -638,7 +688,12 @@ class RandomPolicy:
 
     @staticmethod
     def cancel(acct: Account, customer: Customer, t: int, sub: Sub, mode: str) -> None:
-        if sub.status in ("active", "trialing", "past_due") and not sub.cancel_at_period_end:
+        if sub.status not in ("active", "trialing", "past_due") or sub.cancel_at is not None:
+            return
+        if mode == "cancel_at":
+            when, proration = cancellations.random_date(customer, sub, t)
+            cancellations.set_cancel_at(acct, customer, sub, t, when, proration)
+        else:
             acct.cancel(customer, sub, t, mode)
 
     @staticmethod
@@ -648,7 +703,9 @@ class RandomPolicy:
 
     @staticmethod
     def change(acct: Account, customer: Customer, t: int, sub: Sub, how: str) -> None:
-        if sub.status != "active" or sub.cancel_at_period_end or t >= sub.period_end:
+        if sub.status != "active" or sub.cancel_at is not None or t >= sub.period_end:
+            return
+        if sub.schedule is not None:
             return
         rng = customer.rng
         cat = acct.catalog
@@ -869,6 +926,14 @@ class World:
             for c in acct.customers:
                 for note in c.credit_notes:
                     yield cash.render_credit_note(note)
+        elif kind == "billing_meters":
+            for price in meters.meters(acct.catalog.prices):
+                if price.created <= now:
+                    yield meters.render_meter(price)
+        elif kind == "subscription_schedules":
+            for c in acct.customers:
+                for schedule in c.schedules:
+                    yield schedules.render_schedule(schedule)
         elif kind == "events":
             floor = now - 30 * DAY
             for ev in acct.events:

@@ -9,7 +9,7 @@ object's changing state so ``data.object`` shows the object as it was at the eve
 
 from __future__ import annotations
 
-from . import cash
+from . import cash, schedules
 from .billing import Customer, Invoice, Line, Sub, b62
 from .catalog import Price, Product
 
@@ -24,7 +24,7 @@ def snapshot(kind: str, obj) -> tuple | None:
             sub.cancel_reason, sub.pause, sub.discounts,
             tuple((i.id, i.price, i.quantity, i.created) for i in sub.items),
             sub.period_start, sub.period_end, sub.trial_start, sub.trial_end, sub.latest_invoice,
-            sub.anchor,
+            sub.anchor, sub.schedule.id if sub.schedule is not None else None,
         )  # fmt: skip
     if kind == "invoices":
         inv: Invoice = obj
@@ -42,6 +42,8 @@ def snapshot(kind: str, obj) -> tuple | None:
         return (obj.nickname, obj.active)
     if kind == "credit_notes":
         return cash.snapshot(obj)
+    if kind == "subscription_schedules":
+        return schedules.snapshot(obj)
     return None
 
 
@@ -169,7 +171,7 @@ def price(p: Price, state: tuple | None = None) -> dict:
         "transform_quantity": None,
         "type": "recurring" if p.recurring else "one_time",
         "unit_amount": p.unit_amount,
-        "unit_amount_decimal": None if p.unit_amount is None else str(p.unit_amount),
+        "unit_amount_decimal": unit_amount_decimal(p),
     }
     if p.recurring:
         obj["recurring"] = {
@@ -194,13 +196,19 @@ def price(p: Price, state: tuple | None = None) -> dict:
     return obj
 
 
+def unit_amount_decimal(p: Price) -> str | None:
+    if p.unit_amount_decimal is not None:
+        return p.unit_amount_decimal
+    return None if p.unit_amount is None else str(p.unit_amount)
+
+
 def plan(p: Price) -> dict:
     return {
         "id": p.id,
         "object": "plan",
         "active": p.active,
         "amount": p.unit_amount,
-        "amount_decimal": None if p.unit_amount is None else str(p.unit_amount),
+        "amount_decimal": unit_amount_decimal(p),
         "billing_scheme": p.billing_scheme,
         "created": p.created,
         "currency": p.currency,
@@ -284,7 +292,7 @@ def subscription_item(sub_id: str, item: tuple, period: tuple[int, int]) -> dict
 def subscription(sub: Sub, state: tuple | None = None) -> dict:
     (status, cancel_at_period_end, cancel_at, canceled_at, ended_at, reason, pause, disc,
      items, period_start, period_end, trial_start, trial_end, latest_invoice,
-     anchor) = state or snapshot("subscriptions", sub)  # fmt: skip
+     anchor, schedule) = state or snapshot("subscriptions", sub)  # fmt: skip
     discounts = disc
     c = sub.customer
     item_dicts = [subscription_item(sub.id, item, (period_start, period_end)) for item in items]
@@ -339,7 +347,7 @@ def subscription(sub: Sub, state: tuple | None = None) -> dict:
         "pending_invoice_item_interval": None,
         "pending_setup_intent": None,
         "pending_update": None,
-        "schedule": None,
+        "schedule": schedule,
         "start_date": sub.created,
         "status": status,
         "test_clock": None,
@@ -417,7 +425,13 @@ def line_item(line: Line, inv: Invoice, position: int) -> dict:
         "pricing": {
             "price_details": {"price": p.id, "product": p.product.id},
             "type": "price_details",
-            "unit_amount_decimal": None if unit_amount is None else str(unit_amount),
+            "unit_amount_decimal": (
+                unit_amount_decimal(p)
+                if line.currency == p.currency
+                else None
+                if unit_amount is None
+                else str(unit_amount)
+            ),
         },
         "quantity": line.quantity,
         "quantity_decimal": str(line.quantity),
@@ -580,6 +594,8 @@ def render(kind: str, obj, state: tuple | None = None) -> dict:
         return product(obj, state)
     if kind == "credit_notes":
         return cash.render_credit_note(obj, state)
+    if kind == "subscription_schedules":
+        return schedules.render_schedule(obj, state)
     raise ValueError(kind)
 
 

@@ -60,8 +60,12 @@ OBJECT_NAMES = {
     "subscriptions": "subscription",
     "invoices": "invoice",
     "credit_notes": "credit_note",
+    "subscription_schedules": "subscription_schedule",
+    "billing_meters": "billing.meter",
     "events": "event",
 }
+# kinds served under another path than /v1/<kind>
+URL_PATHS = {"billing_meters": "billing/meters"}
 
 # Held lazily (rendered when asked for) when the world can list records without rendering.
 LAZY_KINDS = ("customers", "subscriptions", "invoices", "events")
@@ -74,6 +78,8 @@ LIST_PARAMS = {
     "subscriptions": {"created", "status", "customer"},
     "invoices": {"created", "status", "customer", "subscription"},
     "credit_notes": {"created", "customer", "invoice"},
+    "subscription_schedules": {"created", "customer"},
+    "billing_meters": set(),
     "events": {"created", "type", "types"},
 }
 # Expands that change nothing here (the sandbox's objects already hold these) are accepted.
@@ -100,8 +106,9 @@ ROUTES = [
     ),
 ]
 for _kind in OBJECT_NAMES:
-    ROUTES.append((re.compile(rf"^/v1/{_kind}$"), f"/v1/{_kind}", f"list:{_kind}"))
-    ROUTES.append((re.compile(rf"^/v1/{_kind}/([^/]+)$"), f"/v1/{_kind}/{{id}}", f"get:{_kind}"))
+    _path = URL_PATHS.get(_kind, _kind)
+    ROUTES.append((re.compile(rf"^/v1/{_path}$"), f"/v1/{_path}", f"list:{_kind}"))
+    ROUTES.append((re.compile(rf"^/v1/{_path}/([^/]+)$"), f"/v1/{_path}/{{id}}", f"get:{_kind}"))
 
 
 class ApiError(Exception):
@@ -533,7 +540,7 @@ class Sandbox:
         if kind == "invoices" and expand & {"data.discounts", "data.discounts.source.coupon"}:
             coupons = "data.discounts.source.coupon" in expand
             data = [self._invoice_with(store, item, coupons) for item in data]
-        return list_body(data, has_more, f"/v1/{kind}")
+        return list_body(data, has_more, f"/v1/{URL_PATHS.get(kind, kind)}")
 
     def filters(self, collection, kind: str, params: dict):
         """Pick the index to walk and a check for the remaining filters."""

@@ -36,7 +36,17 @@ ZDICT_SIZE = 32 * 1024  # deflate's window: the most of a preset dictionary it c
 EMBEDDED_LIMIT = 10  # Stripe embeds the first 10 invoice lines and subscription items
 RENDERED_KEPT = 4096  # rendered objects kept per collection (pages asked again, retries)
 
-KINDS = ("customers", "products", "prices", "subscriptions", "invoices", "credit_notes", "events")
+KINDS = (
+    "customers",
+    "products",
+    "prices",
+    "subscriptions",
+    "invoices",
+    "credit_notes",
+    "subscription_schedules",
+    "billing_meters",
+    "events",
+)
 
 # Fields with their own index, per kind: the list filters that select few objects.
 INDEXED_FIELDS = {
@@ -46,6 +56,8 @@ INDEXED_FIELDS = {
     "subscriptions": ("status", "customer"),
     "invoices": ("status", "customer", "subscription"),
     "credit_notes": ("customer", "invoice"),
+    "subscription_schedules": ("customer",),
+    "billing_meters": (),
     "events": ("type",),
 }
 
