@@ -234,7 +234,9 @@ def test_from_after_to_is_a_usage_error(config_file):
         (["--to", "last month"], "not a month"),
         (["--window", "6"], "--window must be 1, 3 or 12"),
         (["--format", "xlsx"], "--format must be"),
-        (["--from", "2030-01"], "the report covers 2024-01 to 2025-06"),
+        (["--from", "2026-01"], "the report covers 2024-01 to 2025-06"),
+        (["--from", "2099-01"], "out of range"),
+        (["--to", "2009-12"], "out of range"),
     ],
 )
 def test_bad_options_are_usage_errors(config_file, args, message):
