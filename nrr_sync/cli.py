@@ -12,6 +12,7 @@ import typer
 from . import __version__, signals
 from .config import load_config, parse_month
 from .errors import ConfigError, NrrSyncError
+from .terminal import printable
 
 app = typer.Typer(
     help="Pull Stripe billing data into DuckDB and compute exact MRR, movements, NRR and GRR.",
@@ -78,7 +79,7 @@ def run(ctx: typer.Context, work) -> None:
     except NrrSyncError as error:
         if state.verbose:
             log.exception("failed")
-        typer.secho(f"Error: {error}", err=True, fg=typer.colors.RED)
+        typer.secho(f"Error: {printable(str(error))}", err=True, fg=typer.colors.RED)
         raise typer.Exit(error.exit_code) from None
     except (KeyboardInterrupt, signals.Terminated) as error:
         _stopped(error)
@@ -89,7 +90,7 @@ def run(ctx: typer.Context, work) -> None:
             log.exception("unexpected error")
         else:
             typer.secho(
-                f"Unexpected error: {type(error).__name__}: {error}\n"
+                f"Unexpected error: {type(error).__name__}: {printable(str(error))}\n"
                 "Run again with --verbose for details.",
                 err=True,
                 fg=typer.colors.RED,

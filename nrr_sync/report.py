@@ -24,6 +24,7 @@ import typer
 
 from .config import Config, parse_month
 from .errors import ConfigError, DatabaseBusyError
+from .terminal import one_line, printable
 
 STALE_AFTER_HOURS = 36
 CENTS = Decimal("0.01")
@@ -395,6 +396,8 @@ NUMBER = re.compile(r"^[-+]?[\d,]+(\.\d+)?( s| min|%)?$")
 
 def text_table(headers: list[str], rows: list[list[str]], indent: str = "") -> str:
     """A plain aligned table: first column left, the numbers right."""
+    headers = [one_line(cell) for cell in headers]
+    rows = [[one_line(cell) for cell in row] for row in rows]
     columns = list(zip(headers, *rows, strict=True))
     widths = [max(len(str(cell)) for cell in column) for column in columns]
     right = [
@@ -416,7 +419,10 @@ def text_table(headers: list[str], rows: list[list[str]], indent: str = "") -> s
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     align = [":---"] + ["---:"] * (len(headers) - 1)
     lines = [headers, align, *rows]
-    return "\n".join("| " + " | ".join(str(cell) for cell in cells) + " |" for cells in lines)
+    return "\n".join(
+        "| " + " | ".join(one_line(cell).replace("|", "\\|") for cell in cells) + " |"
+        for cells in lines
+    )
 
 
 def describe_accounts(accounts: list[str], shown: int = 3) -> str:
@@ -594,7 +600,11 @@ def show(
         html_data = None
         if html_path is not None:
             html_data = html_report.read_html_data(con, data, from_month, to_month)
-    typer.echo(RENDERERS[output_format](data), nl=output_format in ("table",))
+    text = RENDERERS[output_format](data)
+    if output_format in ("table", "markdown"):  # for people: no terminal escapes from data
+        text = printable(text)
+    # color=True: click would strip colour codes from csv piped to a file; data stays exact
+    typer.echo(text, nl=output_format in ("table",), color=output_format == "csv" or None)
     if html_data is not None:
         written = html_report.write(html_data, Path(html_path))
         typer.echo(f"HTML report written to {written}", err=True)
@@ -885,7 +895,7 @@ def print_runs(runs: list[dict]) -> None:
     typer.echo(text_table(headers, rows, "  "))
     failed = [run for run in runs if not run_ok(run) and run.get("message")]
     if failed and not run_ok(runs[0]):
-        typer.echo(f"  last failure: {failed[0]['message']}")
+        typer.echo(f"  last failure: {printable(failed[0]['message'])}")
 
 
 def print_cursors(state: dict[str, tuple[str, float | None]], now: float) -> None:
