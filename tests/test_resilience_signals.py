@@ -170,7 +170,12 @@ def test_a_signal_during_the_sql_build_exits_130_or_143(
     assert marker.exists(), process.communicate()
 
     process.send_signal(signum)
-    _, stderr = process.communicate(timeout=60)
+    try:
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # the signal was not heard: leave no build running
+            process.kill()
+            process.communicate()
 
     assert process.returncode == code, stderr
     assert words in stderr
