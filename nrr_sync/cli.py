@@ -9,9 +9,10 @@ from typing import Annotated
 
 import typer
 
-from . import __version__
+from . import __version__, signals
 from .config import load_config, parse_month
 from .errors import ConfigError, NrrSyncError
+from .terminal import printable
 
 app = typer.Typer(
     help="Pull Stripe billing data into DuckDB and compute exact MRR, movements, NRR and GRR.",
@@ -92,21 +93,23 @@ def run(ctx: typer.Context, work) -> None:
     """Run ``work()``; turn expected failures into one clear message and their exit code."""
     state: Context = ctx.obj
     try:
-        code = work()
+        with signals.handled():
+            code = work()
     except NrrSyncError as error:
         if state.verbose:
             log.exception("failed")
-        typer.secho(f"Error: {error}", err=True, fg=typer.colors.RED)
+        typer.secho(f"Error: {printable(str(error))}", err=True, fg=typer.colors.RED)
         raise typer.Exit(error.exit_code) from None
-    except KeyboardInterrupt:
-        typer.secho("Interrupted; the published database is unchanged.", err=True)
-        raise typer.Exit(130) from None
+    except (KeyboardInterrupt, signals.Terminated) as error:
+        _stopped(error)
     except Exception as error:  # noqa: BLE001 - the last line of defence, exit 1
+        if signals.translated(error) is not error:  # a signal during a DuckDB query
+            _stopped(signals.translated(error))
         if state.verbose:
             log.exception("unexpected error")
         else:
             typer.secho(
-                f"Unexpected error: {type(error).__name__}: {error}\n"
+                f"Unexpected error: {type(error).__name__}: {printable(str(error))}\n"
                 "Run again with --verbose for details.",
                 err=True,
                 fg=typer.colors.RED,
@@ -114,6 +117,17 @@ def run(ctx: typer.Context, work) -> None:
         raise typer.Exit(1) from None
     if code:
         raise typer.Exit(code)
+
+
+def _stopped(error: BaseException) -> None:
+    """SIGINT / SIGTERM: say so, and exit 130 / 143 (a run records it before this)."""
+    what = "Terminated (SIGTERM)" if isinstance(error, signals.Terminated) else "Interrupted"
+    typer.secho(
+        f"{what}; the published database is unchanged. What was fetched is kept: the next "
+        "run resumes from it.",
+        err=True,
+    )
+    raise typer.Exit(signals.exit_code(error)) from None
 
 
 @app.command()

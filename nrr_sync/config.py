@@ -6,9 +6,12 @@ wrong types are errors that name the key and the file.
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,14 @@ import yaml
 from .errors import ConfigError
 
 MONTH_PATTERN = re.compile(r"^(\d{4})-(\d{2})$")
+# Stripe started in 2010: no account holds an older object, and a month after the current
+# one has no data yet, so anything outside these bounds is a typo.
+FIRST_MONTH = (2010, 1)
+API_BASE_PATTERN = re.compile(r"https?://[^\s/]+(/\S*)?")
+ACCOUNT_PATTERN = re.compile(r"acct_[A-Za-z0-9]+")
+MAX_CONCURRENCY = 256  # far above what Stripe's rate limits can use
+# fx rates are stored as DECIMAL(18, 8): smaller rounds to 0, larger overflows.
+FX_RATE_MIN, FX_RATE_MAX = 1e-8, 1e10
 CHURN_RECOGNITION = ("period_end", "canceled_at")
 BUILT_IN_SEGMENTS = ("currency", "country", "cohort", "product")
 
@@ -124,7 +135,20 @@ def parse_month(value: str, what: str) -> tuple[int, int]:
     match = MONTH_PATTERN.match(str(value).strip())
     if not match or not 1 <= int(match.group(2)) <= 12:
         raise ConfigError(f"{what}: {value!r} is not a month; use YYYY-MM, e.g. 2023-01.")
-    return int(match.group(1)), int(match.group(2))
+    month = int(match.group(1)), int(match.group(2))
+    last = current_month()
+    if not FIRST_MONTH <= month <= last:
+        raise ConfigError(
+            f"{what}: {value!r} is out of range; use a month from "
+            f"{FIRST_MONTH[0]}-{FIRST_MONTH[1]:02d} to {last[0]}-{last[1]:02d} (this month)."
+        )
+    return month
+
+
+def current_month() -> tuple[int, int]:
+    """This month where it is latest: a user east of UTC may already be in the next one."""
+    today = max(date.today(), datetime.now(UTC).date())
+    return today.year, today.month
 
 
 def default_config_path() -> Path:
@@ -154,6 +178,8 @@ def load_config(path: str | Path | None = None, *, required: bool | None = None)
         raise ConfigError(f"{config_path} is not valid YAML: {error}") from None
     except OSError as error:
         raise ConfigError(f"Cannot read config file {config_path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{config_path} is not a text (UTF-8) file; is it a config?") from None
     return apply_environment(config_from_dict(data, source=str(config_path)))
 
 
@@ -178,15 +204,19 @@ def config_from_dict(data: Any, *, source: str = "config") -> Config:
             f"{source}: stripe.api_key_env must name an environment variable "
             f"(e.g. STRIPE_API_KEY), not {stripe.api_key_env!r}."
         )
-    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", stripe.api_base):
-        raise ConfigError(
-            f"{source}: stripe.api_base must be an http(s) URL such as "
-            f"https://api.stripe.com, not {stripe.api_base!r}."
-        )
+    _check_api_base(stripe.api_base, f"{source}: stripe.api_base")
     for account in stripe.accounts:
-        if not account.strip():
-            raise ConfigError(f"{source}: stripe.accounts has an empty account id.")
+        if not ACCOUNT_PATTERN.fullmatch(account):
+            raise ConfigError(
+                f"{source}: stripe.accounts: {account!r} is not a Stripe account id "
+                "(acct_ followed by letters and digits)."
+            )
     _check_positive(stripe.concurrency, "stripe.concurrency", source)
+    if stripe.concurrency > MAX_CONCURRENCY:
+        raise ConfigError(
+            f"{source}: stripe.concurrency must be at most {MAX_CONCURRENCY}, "
+            f"not {stripe.concurrency}: Stripe's rate limits leave nothing for more."
+        )
     if retry.max_wait_seconds < 0:
         raise ConfigError(f"{source}: stripe.retry.max_wait_seconds must be >= 0.")
     _check_positive(retry.max_attempts, "stripe.retry.max_attempts", source)
@@ -234,6 +264,7 @@ def apply_environment(config: Config) -> Config:
 
     api_base = os.environ.get("NRR_SYNC_STRIPE_API_BASE")
     if api_base:
+        _check_api_base(api_base, "the environment variable NRR_SYNC_STRIPE_API_BASE")
         config = replace(config, stripe=replace(config.stripe, api_base=api_base))
     database = os.environ.get("NRR_SYNC_DATABASE")
     if database:
@@ -262,6 +293,9 @@ def _checked_section(values: Any, name: str, source: str) -> dict[str, Any]:
         if wrong_bool or not isinstance(value, types):
             wanted = " or ".join(_TYPE_NAMES[t] for t in types) + (" or null" if nullable else "")
             raise ConfigError(f"{source}: {name}.{key} must be {wanted}, not {_kind(value)}.")
+        # YAML reads .inf and .nan as numbers; no timeout, wait or rate can be either.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{source}: {name}.{key} must be a finite number, not {value!r}.")
         checked[key] = value
     return checked
 
@@ -286,9 +320,12 @@ def _checked_fx_rates(rates: dict, source: str) -> dict[str, float]:
     checked = {}
     for currency, rate in rates.items():
         code = _checked_currency(str(currency), f"reporting.fx_rates key {currency!r}", source)
-        if isinstance(rate, bool) or not isinstance(rate, _NUMBER) or rate <= 0:
+        number = not isinstance(rate, bool) and isinstance(rate, _NUMBER)
+        if not number or not FX_RATE_MIN <= rate < FX_RATE_MAX:  # False for nan too
             raise ConfigError(
-                f"{source}: reporting.fx_rates.{currency} must be a positive number, not {rate!r}."
+                f"{source}: reporting.fx_rates.{currency} must be a positive number from "
+                f"{FX_RATE_MIN:g} to {FX_RATE_MAX:g} (reporting-currency units per unit), "
+                f"not {rate!r}."
             )
         checked[code] = float(rate)
     return checked
@@ -306,6 +343,13 @@ def _checked_segments(segments: list, source: str) -> list[str]:
     return segments
 
 
+def _check_api_base(value: str, what: str) -> None:
+    if not API_BASE_PATTERN.fullmatch(value):
+        raise ConfigError(
+            f"{what} must be an http(s) URL such as https://api.stripe.com, not {value!r}."
+        )
+
+
 def _check_positive(value: float, name: str, source: str) -> None:
     if value <= 0:
         raise ConfigError(f"{source}: {name} must be greater than 0, not {value!r}.")
@@ -316,11 +360,27 @@ def _check_timezone(name: str, source: str) -> None:
 
     try:
         ZoneInfo(name)
+        known = name == "UTC" or name in duckdb_time_zones()
     except (ZoneInfoNotFoundError, ValueError):
+        known = False
+    if not known:
         raise ConfigError(
-            f"{source}: reporting.timezone {name!r} is not an IANA time zone "
-            f"(e.g. UTC, Europe/Berlin, America/New_York)."
-        ) from None
+            f"{source}: reporting.timezone {name!r} is not an IANA time zone the database "
+            f"knows (e.g. UTC, Europe/Berlin, America/New_York)."
+        )
+
+
+@functools.cache
+def duckdb_time_zones() -> frozenset[str]:
+    """The zones the SQL build can use (Python may know more, e.g. ``localtime``)."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    try:
+        rows = con.execute("SELECT name FROM pg_timezone_names()").fetchall()
+        return frozenset(name for (name,) in rows)
+    finally:
+        con.close()
 
 
 _TYPE_NAMES = {

@@ -9,7 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ import typer
 
 from .config import Config, parse_month
 from .errors import ConfigError, DatabaseBusyError
+from .terminal import one_line, printable
 
 STALE_AFTER_HOURS = 36
 CENTS = Decimal("0.01")
@@ -393,6 +396,8 @@ NUMBER = re.compile(r"^[-+]?[\d,]+(\.\d+)?( s| min|%)?$")
 
 def text_table(headers: list[str], rows: list[list[str]], indent: str = "") -> str:
     """A plain aligned table: first column left, the numbers right."""
+    headers = [one_line(cell) for cell in headers]
+    rows = [[one_line(cell) for cell in row] for row in rows]
     columns = list(zip(headers, *rows, strict=True))
     widths = [max(len(str(cell)) for cell in column) for column in columns]
     right = [
@@ -414,7 +419,10 @@ def text_table(headers: list[str], rows: list[list[str]], indent: str = "") -> s
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     align = [":---"] + ["---:"] * (len(headers) - 1)
     lines = [headers, align, *rows]
-    return "\n".join("| " + " | ".join(str(cell) for cell in cells) + " |" for cells in lines)
+    return "\n".join(
+        "| " + " | ".join(one_line(cell).replace("|", "\\|") for cell in cells) + " |"
+        for cells in lines
+    )
 
 
 def describe_accounts(accounts: list[str], shown: int = 3) -> str:
@@ -592,7 +600,11 @@ def show(
         html_data = None
         if html_path is not None:
             html_data = html_report.read_html_data(con, data, from_month, to_month)
-    typer.echo(RENDERERS[output_format](data), nl=output_format in ("table",))
+    text = RENDERERS[output_format](data)
+    if output_format in ("table", "markdown"):  # for people: no terminal escapes from data
+        text = printable(text)
+    # color=True: click would strip colour codes from csv piped to a file; data stays exact
+    typer.echo(text, nl=output_format in ("table",), color=output_format == "csv" or None)
     if html_data is not None:
         written = html_report.write(html_data, Path(html_path))
         typer.echo(f"HTML report written to {written}", err=True)
@@ -603,7 +615,7 @@ def status(config: Config) -> int:
     """Print the job's health; 1 when the data is stale, never synced, or the last run failed."""
     path = Path(config.database.path)
     now = time.time()
-    sidecar_runs = read_sidecar_runs(path)
+    sidecar_runs = settle_running(read_sidecar_runs(path))
     if not path.exists():
         typer.echo(f"Database   {path} does not exist yet.")
         print_runs(sidecar_runs)
@@ -619,7 +631,7 @@ def status(config: Config) -> int:
         migrations = read_migrations(con)
         findings = read_findings(con)
         currency = built_currency(con) or config.reporting.currency
-    runs = merge_runs(runs, sidecar_runs)
+    runs = settle_running(merge_runs(runs, sidecar_runs))
 
     size_mb = path.stat().st_size / 1e6
     published = datetime.fromtimestamp(path.stat().st_mtime, UTC)
@@ -725,9 +737,43 @@ def read_sidecar_runs(path: Path) -> list[dict]:
                 "requests": entry.get("requests"),
                 "retries": entry.get("retries"),
                 "message": entry.get("message"),
+                "pid": entry.get("pid"),
+                "host": entry.get("host"),
             }
         )
     return runs
+
+
+def settle_running(runs: list[dict]) -> list[dict]:
+    """A run marked running whose process is gone was killed: say so, never "running".
+
+    The published file never holds a run in progress (a run records its end before it
+    publishes), so there "running" always means killed; the run record next to it holds
+    the pid of a run in progress, which must still be alive on this host.
+    """
+    for run in runs:
+        if run.get("outcome") == "running" and not process_alive(run.get("pid"), run.get("host")):
+            run["outcome"] = "killed"
+            pid = f" (pid {run['pid']})" if run.get("pid") else ""
+            run["message"] = (
+                f"the {run.get('command') or 'run'}{pid} ended without recording an outcome: "
+                "killed (SIGKILL, out of memory, a reboot). The next run resumes."
+            )
+    return runs
+
+
+def process_alive(pid, host) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if host and host != socket.gethostname():
+        return True  # cannot tell from here: another host's run is taken at its word
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, run by another user
+    return True
 
 
 def to_epoch(value) -> float | None:
@@ -837,7 +883,7 @@ def print_runs(runs: list[dict]) -> None:
             if run["started"]
             else "",
             run["command"] or "",
-            format_duration(run["started"], run["finished"]),
+            format_duration(run["started"], run["finished"]) if run["outcome"] != "killed" else "",
             str(run["outcome"] or ""),
             format_count(run["objects"]),
             format_count(run["requests"]),
@@ -849,15 +895,17 @@ def print_runs(runs: list[dict]) -> None:
     typer.echo(text_table(headers, rows, "  "))
     failed = [run for run in runs if not run_ok(run) and run.get("message")]
     if failed and not run_ok(runs[0]):
-        typer.echo(f"  last failure: {failed[0]['message']}")
+        typer.echo(f"  last failure: {printable(failed[0]['message'])}")
 
 
 def print_cursors(state: dict[str, tuple[str, float | None]], now: float) -> None:
     typer.echo("\nCursors")
     cursors = [(key, value, updated) for key, (value, updated) in state.items()]
     checkpoints = [row for row in cursors if ":slice:" in row[0]]
-    shown = [row for row in cursors if ":slice:" not in row[0]]
-    if not shown and not checkpoints:
+    # objects an unfinished sync landed, noted so the next run does not fetch them again
+    landed = [row for row in cursors if row[0].startswith("events:landed:")]
+    shown = [row for row in cursors if row not in checkpoints and row not in landed]
+    if not shown and not checkpoints and not landed:
         typer.echo("  none")
         return
     rows = []
@@ -873,6 +921,8 @@ def print_cursors(state: dict[str, tuple[str, float | None]], now: float) -> Non
         typer.echo(text_table(["key", "value", "age"], rows, "  "))
     if checkpoints:
         typer.echo(f"  {len(checkpoints):,} backfill slice checkpoints")
+    if landed:
+        typer.echo(f"  {len(landed):,} batches of an unfinished sync landed (not fetched again)")
 
 
 def cursor_instant(value: str | None) -> datetime | None:
@@ -916,7 +966,7 @@ def print_health(runs: list[dict], now: float) -> int:
     """The last line, for people and for monitoring; returns the exit code."""
     successes = [run for run in runs if run_ok(run) and run["finished"]]
     problems = []
-    if runs and not run_ok(runs[0]) and runs[0]["finished"] is not None:
+    if runs and not run_ok(runs[0]) and runs[0]["outcome"] != "running":
         problems.append(f"the last run ({runs[0]['command']}) ended {runs[0]['outcome']}")
     if not successes:
         problems.append("no successful run recorded")

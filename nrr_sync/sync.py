@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import queue
+import socket
 import threading
 import time
 import uuid
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import duckdb
 
-from . import STRIPE_API_VERSION, landing, warehouse
+from . import STRIPE_API_VERSION, landing, signals, warehouse
 from .config import Config, parse_month
 from .errors import ConfigError, NrrSyncError
 from .progress import Progress, describe_counts
@@ -71,12 +72,14 @@ EVENT_RETENTION = timedelta(days=30)
 EVENT_OVERLAP_SECONDS = 300
 # No Stripe object is older than this (nor than its account); slices are split above it.
 SPLIT_FLOOR = 1262304000  # 2010-01-01
-FETCH_BATCH = 500  # objects re-fetched by a sync before they are landed
+FETCH_BATCH = 100  # objects re-fetched by a sync before they are landed and committed
+LANDED_PREFIX = "events:landed:"  # objects landed by an unfinished sync, per account
 COMMIT_EVERY_SECONDS = 1.0
 MIN_SLICE_PAGES = 8  # no piece split off a slice is expected to be shorter
 MAX_BATCH_ROWS = 20_000  # rows held before they are written, whatever the pace
 FETCH_MEMORY_LIMIT = "256MB"  # DuckDB's while pages are landed
 RUNS_KEPT_IN_SIDECAR = 50
+KILLED_MESSAGE = "the process ended without recording an outcome (killed)"
 
 
 # Entry points -------------------------------------------------------------------------
@@ -144,10 +147,13 @@ def _run(config: Config, command: str, work, *, since: str | None = None) -> int
         "command": command,
         "started_at": started_at.isoformat(),
         "since_month": since,
+        "pid": os.getpid(),  # `status` tells a run in progress from one that was killed
+        "host": socket.gethostname(),
     }
     with warehouse.job_lock(db_path):
         con = None
         job = None
+        _write_sidecar(db_path, {**record, "outcome": "running"})
         try:
             con, work_path = warehouse.open_working_copy(db_path, timeout)
             migrate(con)
@@ -163,10 +169,10 @@ def _run(config: Config, command: str, work, *, since: str | None = None) -> int
             _finish_run(con, record)
             warehouse.publish(con, work_path, db_path, timeout)
             con = None
-        except BaseException as error:
+        except BaseException as raised:
+            error = signals.translated(raised)  # DuckDB reports a signal as its own error
             exit_code = error.exit_code if isinstance(error, NrrSyncError) else 1
-            if isinstance(error, KeyboardInterrupt):
-                exit_code = 130
+            exit_code = signals.exit_code(error) or exit_code
             message = redact(str(error) or type(error).__name__, _api_key_or_none(config))
             record.update(_outcome(job, started, f"failed:{exit_code}", exit_code, message))
             if job is not None:
@@ -175,6 +181,8 @@ def _run(config: Config, command: str, work, *, since: str | None = None) -> int
                 _record_failure(con, record)
             _write_sidecar(db_path, record)
             log.info(_summary_line(record))
+            if error is not raised:
+                raise error from None
             raise
         finally:
             if con is not None:
@@ -196,7 +204,8 @@ def migrate(con: duckdb.DuckDBPyConnection) -> None:
 def build(con: duckdb.DuckDBPyConnection, config: Config) -> dict:
     from . import transform
 
-    return transform.build(con, config)
+    with signals.interruptible(con):  # a long query stops at SIGINT / SIGTERM
+        return transform.build(con, config)
 
 
 def _api_key_or_none(config: Config) -> str | None:
@@ -217,6 +226,12 @@ def _outcome(job: Job | None, started: float, outcome: str, code: int, message) 
 
 
 def _insert_run(con: duckdb.DuckDBPyConnection, record: dict) -> None:
+    # This run holds the job lock: a run still marked running was killed before it could
+    # record its end (SIGKILL, out of memory, power loss).
+    con.execute(
+        "UPDATE meta.sync_runs SET outcome = 'killed', message = ? WHERE outcome = 'running'",
+        [KILLED_MESSAGE],
+    )
     con.execute(
         "INSERT INTO meta.sync_runs (run_id, command, started_at, outcome, api_version, "
         "since_month) VALUES (?, ?, ?::TIMESTAMPTZ, 'running', ?, ?)",
@@ -278,6 +293,9 @@ def _write_sidecar(db_path: Path, record: dict) -> None:
             runs = []
     except (OSError, ValueError):
         runs = []
+    runs = [
+        run for run in runs if not isinstance(run, dict) or run.get("run_id") != record["run_id"]
+    ]
     runs = [*runs, record][-RUNS_KEPT_IN_SIDECAR:]
     partial = warehouse.sibling(db_path, ".runs.json.partial")
     try:
@@ -743,24 +761,43 @@ def _sync_account(job: Job, account: str, header: str | None, cursor: dict, seen
         for event in api.list_all("/v1/events", params, account=header):
             events[event["id"]] = _event_outline(event)  # dedupe by id
     fresh = [event for event in events.values() if event["id"] not in seen]
-    changed = changed_objects(fresh)
+    named_by = events_by_object(fresh)
     job.landed("events", len(fresh))
     log.info(
         "account %s: %d new event(s), %s changed",
         account,
         len(fresh),
-        describe_counts({kind: len(ids) for kind, ids in changed.items()}),
+        describe_counts(Counter(kind for kind, _ in named_by)),
     )
 
     con = job.con
-    con.begin()
+    window = json.dumps(cursor, sort_keys=True)
+    landed = _landed_before(con, account, window)
+    tasks = [task for task in sorted(named_by) if not named_by[task] <= landed.get(task, set())]
+    if len(tasks) < len(named_by):
+        log.info(
+            "account %s: %d object(s) were landed by an earlier run that stopped; not fetched "
+            "again",
+            account,
+            len(named_by) - len(tasks),
+        )
     try:
-        tasks = [(kind, object_id) for kind, ids in changed.items() for object_id in sorted(ids)]
+        # Objects are landed about once a second (at most FETCH_BATCH at a time), each time
+        # with a note of which they were, so a run that fails keeps its work; the cursor
+        # moves only once every changed object is landed.
         with ThreadPoolExecutor(max_workers=job.config.stripe.concurrency) as pool:
             for start in range(0, len(tasks), FETCH_BATCH):
                 batch = tasks[start : start + FETCH_BATCH]
-                fetched = list(pool.map(lambda task: _refetch(api, header, *task), batch))
-                _land_refetched(job, account, batch, fetched)
+                done, fetched = [], []
+                deadline = time.monotonic() + COMMIT_EVERY_SECONDS
+                results = pool.map(lambda task: _refetch(api, header, *task), batch)
+                for task, obj in zip(batch, results, strict=True):
+                    done.append(task)
+                    fetched.append(obj)
+                    if time.monotonic() >= deadline or task is batch[-1]:
+                        _commit_refetched(job, account, window, named_by, done, fetched)
+                        done, fetched = [], []
+                        deadline = time.monotonic() + COMMIT_EVERY_SECONDS
         newest = max(
             [(int(cursor["created"]), cursor.get("id") or "")]
             + [(int(e["created"]), e["id"]) for e in events.values()]
@@ -768,6 +805,8 @@ def _sync_account(job: Job, account: str, header: str | None, cursor: dict, seen
         recent = sorted(
             e["id"] for e in events.values() if e["created"] >= newest[0] - EVENT_OVERLAP_SECONDS
         )
+        con.begin()
+        warehouse.delete_state_prefix(con, f"{LANDED_PREFIX}{account}:")
         warehouse.set_state(
             con,
             {
@@ -782,6 +821,35 @@ def _sync_account(job: Job, account: str, header: str | None, cursor: dict, seen
         raise
 
 
+def _commit_refetched(job: Job, account: str, window: str, named_by, tasks, fetched) -> None:
+    con = job.con
+    con.begin()
+    _land_refetched(job, account, tasks, fetched)
+    _note_landed(con, account, window, {task: named_by[task] for task in tasks})
+    con.commit()
+
+
+def _note_landed(con, account: str, window: str, landed: dict[tuple[str, str], set[str]]) -> None:
+    """Remember which objects are landed, and as of which events, for the events since
+    the cursor ``window``: a rerun after a failure fetches only the others again."""
+    objects = [[kind, object_id, sorted(ids)] for (kind, object_id), ids in landed.items()]
+    key = f"{LANDED_PREFIX}{account}:{uuid.uuid4().hex[:12]}"
+    warehouse.set_state(con, {key: json.dumps({"window": window, "objects": objects})})
+
+
+def _landed_before(con, account: str, window: str) -> dict[tuple[str, str], set[str]]:
+    """Objects an earlier, unfinished sync from the same cursor landed, with the events
+    they were fetched after: one named by a newer event is fetched again."""
+    landed: dict[tuple[str, str], set[str]] = {}
+    for value in warehouse.state_with_prefix(con, f"{LANDED_PREFIX}{account}:").values():
+        note = json.loads(value)
+        if note.get("window") != window:
+            continue  # from another cursor: stale
+        for kind, object_id, event_ids in note["objects"]:
+            landed.setdefault((kind, object_id), set()).update(event_ids)
+    return landed
+
+
 def _event_outline(event: dict) -> dict:
     """What a sync needs of an event (its payload is never data): keeps memory small."""
     obj = (event.get("data") or {}).get("object") or {}
@@ -794,33 +862,39 @@ def _event_outline(event: dict) -> dict:
     }
 
 
-def changed_objects(events: list[dict]) -> dict[str, set[str]]:
-    """Ids of the objects the events say changed, by kind (event payloads are not data)."""
-    changed: dict[str, set[str]] = {kind: set() for kind in LIST_PATHS}
+def events_by_object(events: list[dict]) -> dict[tuple[str, str], set[str]]:
+    """{(kind, object id): ids of the events that name it as changed}."""
+    named: dict[tuple[str, str], set[str]] = {}
     for event in events:
-        event_type = event.get("type") or ""
-        obj = (event.get("data") or {}).get("object") or {}
-        object_type = obj.get("object")
-        if event_type.startswith("customer.subscription."):
-            kind, object_id = "subscriptions", obj.get("id")
-        elif event_type.startswith("customer."):
-            kind = "customers"
-            object_id = obj.get("id") if object_type == "customer" else obj.get("customer")
-        elif event_type.startswith("invoice."):
-            kind, object_id = "invoices", obj.get("id")
-        elif event_type.startswith("price."):
-            kind, object_id = "prices", obj.get("id")
-        elif event_type.startswith("product."):
-            kind, object_id = "products", obj.get("id")
-        elif event_type.startswith("credit_note."):
-            kind, object_id = "credit_notes", obj.get("id")
-        else:
-            continue
-        if isinstance(object_id, dict):
-            object_id = object_id.get("id")
-        if object_id:
-            changed[kind].add(object_id)
-    return {kind: ids for kind, ids in changed.items() if ids}
+        changed = changed_object(event)
+        if changed:
+            named.setdefault(changed, set()).add(event["id"])
+    return named
+
+
+def changed_object(event: dict) -> tuple[str, str] | None:
+    """(kind, id) of the object an event says changed, or None."""
+    event_type = event.get("type") or ""
+    obj = (event.get("data") or {}).get("object") or {}
+    object_type = obj.get("object")
+    if event_type.startswith("customer.subscription."):
+        kind, object_id = "subscriptions", obj.get("id")
+    elif event_type.startswith("customer."):
+        kind = "customers"
+        object_id = obj.get("id") if object_type == "customer" else obj.get("customer")
+    elif event_type.startswith("invoice."):
+        kind, object_id = "invoices", obj.get("id")
+    elif event_type.startswith("price."):
+        kind, object_id = "prices", obj.get("id")
+    elif event_type.startswith("product."):
+        kind, object_id = "products", obj.get("id")
+    elif event_type.startswith("credit_note."):
+        kind, object_id = "credit_notes", obj.get("id")
+    else:
+        return None
+    if isinstance(object_id, dict):
+        object_id = object_id.get("id")
+    return (kind, object_id) if object_id else None
 
 
 def _refetch(api: StripeApi, header: str | None, kind: str, object_id: str) -> dict | None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 
+from . import signals
 from .config import Config
 from .errors import BuildError
 
@@ -168,6 +169,8 @@ def build(con: duckdb.DuckDBPyConnection, config: Config, directory: Path | None
         con.commit()
     except duckdb.Error as error:
         con.rollback()
+        if signals.translated(error) is not error:  # SIGINT / SIGTERM, not a broken model
+            raise signals.translated(error) from None
         raise BuildError(
             f"SQL build failed in {current}: {error}\nThe previous report tables are unchanged."
         ) from None

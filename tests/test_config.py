@@ -1,3 +1,5 @@
+from datetime import date
+
 import pytest
 from typer.testing import CliRunner
 
@@ -112,6 +114,44 @@ def test_missing_api_key_says_which_variable(monkeypatch):
 def test_bad_months_are_rejected(value):
     with pytest.raises(ConfigError, match="not a month"):
         parse_month(value, "--since")
+
+
+@pytest.mark.parametrize("value", ["2009-12", "1969-12", "0000-01", "9999-12"])
+def test_months_before_stripe_or_after_this_month_are_rejected(value):
+    with pytest.raises(ConfigError, match="out of range; use a month from 2010-01 to"):
+        parse_month(value, "--since")
+
+
+def test_the_first_and_the_current_month_are_accepted():
+    today = date.today()
+    assert parse_month("2010-01", "--since") == (2010, 1)
+    assert parse_month(f"{today:%Y-%m}", "--since") == (today.year, today.month)
+
+
+def test_the_month_after_this_one_is_rejected():
+    today = date.today()
+    following = date(today.year + today.month // 12, today.month % 12 + 1, 1)
+    with pytest.raises(ConfigError, match="out of range"):
+        parse_month(f"{following:%Y-%m}", "--since")
+
+
+def test_a_binary_config_file_is_a_config_error(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"stripe:\n  api_base: \xff\xfe\x00\x01\n")
+    with pytest.raises(ConfigError, match="not a text"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("value", ["api.stripe.com", "ftp://api.stripe.com", "http://", " "])
+def test_a_bad_api_base_in_the_environment_names_the_variable(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("NRR_SYNC_STRIPE_API_BASE", value)
+    with pytest.raises(ConfigError, match="NRR_SYNC_STRIPE_API_BASE must be an http"):
+        load_config(write(tmp_path, "database: {path: file.duckdb}\n"))
+
+
+def test_time_zones_the_database_knows_are_accepted():
+    config = config_from_dict({"reporting": {"timezone": "Europe/Berlin"}})
+    assert config.reporting.timezone == "Europe/Berlin"
 
 
 def test_cli_bad_config_exits_2_with_one_line(tmp_path):

@@ -234,7 +234,9 @@ def test_from_after_to_is_a_usage_error(config_file):
         (["--to", "last month"], "not a month"),
         (["--window", "6"], "--window must be 1, 3 or 12"),
         (["--format", "xlsx"], "--format must be"),
-        (["--from", "2030-01"], "the report covers 2024-01 to 2025-06"),
+        (["--from", "2026-01"], "the report covers 2024-01 to 2025-06"),
+        (["--from", "2099-01"], "out of range"),
+        (["--to", "2009-12"], "out of range"),
     ],
 )
 def test_bad_options_are_usage_errors(config_file, args, message):
@@ -278,3 +280,72 @@ def test_currency_is_the_one_the_tables_were_built_in(config_file, report_db):
     assert "MRR roll-forward in EUR" in result.stdout
     assert "Built in EUR; the config now says USD: run `nrr-sync build`" in result.stdout
     assert json.loads(report(config_file, "--format", "json").stdout)["currency"] == "eur"
+
+
+HOSTILE = "\x1b[31mred\x1b[0m\x1b]8;;http://evil.example\x07link\x1b]8;;\x07\u202eevil|x\r\n\x08"
+
+
+@pytest.fixture
+def hostile_config(tmp_path, monkeypatch):
+    """A report whose customer metadata and product name hold terminal escapes."""
+    from stripe_objects import build_report, customer, price, product, renewals
+
+    monkeypatch.delenv("NRR_SYNC_DATABASE", raising=False)
+    monkeypatch.delenv("NRR_SYNC_CONFIG", raising=False)
+    db = tmp_path / "hostile.duckdb"
+    basic = price("price_basic", 10000, product="prod_basic")
+    segments = ["product", "metadata:plan"]
+    con = build_report(
+        db,
+        invoices=renewals("cus_a", "s1", basic, "2024-01-01", 3),
+        prices=[basic],
+        customers=[customer("cus_a", metadata={"plan": HOSTILE})],
+        products=[product("prod_basic", "Basic" + HOSTILE)],
+        since="2024-01",
+        as_of="2024-03-20",
+        segments=segments,
+    )
+    con.close()
+    path = tmp_path / "config.yaml"
+    path.write_text(f"database:\n  path: {db}\nreporting:\n  segments: {segments}\n")
+    return path
+
+
+@pytest.mark.parametrize("output_format", ["table", "markdown"])
+@pytest.mark.parametrize("segment", ["metadata:plan", "product"])
+def test_terminal_escapes_in_stripe_data_never_reach_the_terminal(
+    hostile_config, output_format, segment
+):
+    result = report(
+        hostile_config, "--window", "1", "--segment", segment, "--format", output_format
+    )
+
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "red" in out and "link" in out, "the text is shown"
+    for character in ("\x1b", "\x07", "\x08", "\r", "\u202e"):
+        assert character not in out
+    assert any("red" in line and "evil" in line for line in out.splitlines()), out
+
+
+def test_a_markdown_cell_with_a_pipe_or_a_line_break_stays_one_cell():
+    from nrr_sync.report import markdown_table
+
+    text = markdown_table(["a", "b"], [["x|y\nz", "1"]])
+
+    assert text.splitlines()[-1] == "| x\\|y z | 1 |"
+
+
+@pytest.mark.parametrize("output_format", ["csv", "json"])
+def test_csv_and_json_keep_stripe_data_exact(hostile_config, output_format):
+    result = report(hostile_config, "--window", "1", "--segment", "metadata:plan",
+                    "--format", output_format)  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    if output_format == "json":
+        assert "\x1b" not in result.stdout, "JSON escapes control characters"
+        segments = {row["segment"] for row in json.loads(result.stdout)["segments"]}
+    else:
+        segments = {row["segment"] for row in csv.DictReader(io.StringIO(result.stdout))}
+    # the test runner reads \r\n back as \n
+    assert HOSTILE in segments or HOSTILE.replace("\r\n", "\n") in segments

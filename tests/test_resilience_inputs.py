@@ -60,6 +60,23 @@ BAD_CONFIG = [
     ("report:\n  window: 12\n", "unknown key 'report'"),
     ("stripe: {concurrency: 4\n", "not valid YAML"),
     ("just a sentence\n", "top level must be a mapping"),
+    # values a parser takes but the run cannot use: refused at load, before any request
+    ('stripe:\n  accounts: ["acct_1\\r\\nX-Evil: 1"]\n', "stripe.accounts"),
+    ("stripe:\n  accounts: [cus_123]\n", "stripe.accounts"),
+    ("stripe:\n  concurrency: 100000\n", "stripe.concurrency"),
+    ("stripe:\n  max_requests_per_second: .inf\n", "stripe.max_requests_per_second"),
+    ("stripe:\n  retry: {max_wait_seconds: .nan}\n", "stripe.retry.max_wait_seconds"),
+    ("stripe:\n  retry: {max_wait_seconds: .inf}\n", "stripe.retry.max_wait_seconds"),
+    ("database:\n  lock_timeout_seconds: .nan\n", "database.lock_timeout_seconds"),
+    ("database:\n  lock_timeout_seconds: .inf\n", "database.lock_timeout_seconds"),
+    ("sync:\n  backfill_since: '2009-12'\n", "sync.backfill_since"),
+    ("sync:\n  backfill_since: '2999-01'\n", "sync.backfill_since"),
+    ("reporting:\n  fx_rates: {eur: .inf}\n", "reporting.fx_rates.eur"),
+    ("reporting:\n  fx_rates: {eur: .nan}\n", "reporting.fx_rates.eur"),
+    ("reporting:\n  fx_rates: {eur: -1.1}\n", "reporting.fx_rates.eur"),
+    ("reporting:\n  fx_rates: {eur: 1.0e-12}\n", "reporting.fx_rates.eur"),
+    ("reporting:\n  fx_rates: {eur: 1.0e+12}\n", "reporting.fx_rates.eur"),
+    ("reporting:\n  timezone: localtime\n", "reporting.timezone"),  # Python knows it
 ]
 
 
@@ -106,6 +123,11 @@ BAD_ARGUMENTS = [
     (["report", "--format", "xml"], "--format"),
     (["report", "--from", "2023-13"], "--from"),
     (["report", "--to", "last month"], "--to"),
+    (["backfill", "--since", "2999-01"], "--since"),
+    (["backfill", "--since", "1969-12"], "--since"),
+    (["backfill", "--since", "0000-01"], "--since"),
+    (["report", "--from", "2009-12"], "--from"),
+    (["report", "--to", "2999-12"], "--to"),
     (["status", "now"], "unexpected extra argument"),
     (["frobnicate"], "No such command"),
     (["sandbox", "serve", "--customers", "0"], "--customers"),
