@@ -114,8 +114,9 @@ def _write(path, customers, first, months, seed, as_of, runs, with_report) -> No
     con.execute(
         "INSERT INTO meta.sync_state VALUES ('report:since', ?, now()), "
         "('report:as_of', ?, now()), ('events:cursor:acct_fixture', ?, now()), "
-        "('backfill:slice:acct_fixture:invoices:1700000000', 'done', now())",
-        [since, as_of, str(int(now - 7200))],
+        "('backfill:slice:acct_fixture:invoices:1700000000', 'done', now()), "
+        "('backfill:status', 'done', now()), ('backfill:since', ?, now())",
+        [since, as_of, str(int(now - 7200)), since],
     )
     history = customer_history(seed, customers, first, months)
     con.executemany(
