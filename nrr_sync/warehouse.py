@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import stat
-import struct
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -244,12 +243,7 @@ def sibling(db_path: Path, suffix: str) -> Path:
 
 
 def file_problem(path: Path) -> str | None:
-    """Why ``path`` is not a whole DuckDB file, judged from its headers alone; None if it is.
-
-    The newer of DuckDB's two database headers says how many blocks of what size follow,
-    so a truncated file (a full disk, an interrupted copy) is caught here rather than
-    read as numbers from what is left of it.
-    """
+    """Why ``path`` is not a DuckDB file, judged from its headers alone; None if it is."""
     try:
         info = path.stat()
         if stat.S_ISDIR(info.st_mode):
@@ -266,23 +260,27 @@ def file_problem(path: Path) -> str | None:
         return "is a SQLite database"
     if head[8:12] != b"DUCK":
         return "is not a DuckDB database file"
-    expected = HEADER_BYTES + _blocks_after_headers(head)
-    if info.st_size < expected:
-        return f"is truncated ({info.st_size:,} bytes where its header promises {expected:,})"
+    if len(head) < HEADER_BYTES:
+        return f"is truncated ({info.st_size:,} bytes, less than DuckDB's headers)"
     return None
 
 
-def _blocks_after_headers(head: bytes) -> int:
-    """Bytes of blocks the newer database header counts; 0 when it is not understood."""
-    if len(head) < HEADER_BYTES:
-        return 1  # not even the headers: truncated
-    # checksum, iteration, meta block, free list, block count, block size
-    headers = [struct.unpack_from("<6Q", head, offset) for offset in (4096, 8192)]
-    newest = max(headers, key=lambda header: header[1])
-    blocks, block_size = newest[4], newest[5]
-    if block_size & (block_size - 1) or not 4096 <= block_size <= 1 << 30 or blocks >= 1 << 40:
-        return 0
-    return blocks * block_size
+def truncation(con: duckdb.DuckDBPyConnection, path: Path) -> str | None:
+    """Why the open file is shorter than the blocks it uses; None if it is not.
+
+    A truncated file (a full disk, an interrupted copy) still opens, and reads numbers
+    from what is left of it. Free blocks at the end may be cut off legitimately, so only
+    the blocks in use are counted.
+    """
+    used, block_size = con.execute(
+        "SELECT used_blocks, block_size FROM pragma_database_size() "
+        "WHERE database_name = current_database()"
+    ).fetchone()
+    expected = HEADER_BYTES + used * block_size
+    size = path.stat().st_size
+    if size < expected:
+        return f"is truncated ({size:,} bytes, less than the {expected:,} its blocks in use need)"
+    return None
 
 
 def _refusal(path: Path, problem: str) -> ConfigError:
@@ -340,11 +338,14 @@ def open_published(db_path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
         raise _refusal(db_path, problem)
     con = open_read_only(db_path, timeout)
     try:
+        problem = truncation(con, db_path)
         reason = foreign_reason(con)
         backfill_state(con)  # reads blocks: a damaged file fails here
     except duckdb.Error as error:
+        problem = f"cannot be read ({_first_line(error)})"
+    if problem:
         con.close()
-        raise _refusal(db_path, f"cannot be read ({_first_line(error)})") from None
+        raise _refusal(db_path, problem)
     if reason:
         con.close()
         raise ConfigError(f"{db_path} is not an nrr-sync database: {reason}. Please {NOT_OURS}.")
@@ -567,12 +568,15 @@ def _resume_working_copy(
             reason = str(error)
         else:
             try:
+                problem = truncation(con, work_path)
+                reason = f"it {problem}" if problem else None
                 foreign_reason(con)
                 backfill_state(con)  # reads blocks: a damaged copy fails here
-                return con
             except duckdb.Error as error:
-                con.close()
                 reason = _first_line(error)
+            if reason is None:
+                return con
+            con.close()
     log.warning(
         "The working copy %s is discarded (%s); this run starts from a fresh copy of %s.",
         work_path,
