@@ -233,7 +233,8 @@ def test_a_link_planted_at_a_side_file_never_writes_its_target(published, tmp_pa
 # 11: report --html never overwrites the database ---------------------------------------
 
 
-@pytest.mark.parametrize("target", ["database", "lock", "link to database", "device", "folder"])
+# A FIFO, never a real device: writing over one as root is what this test guards against.
+@pytest.mark.parametrize("target", ["database", "lock", "link to database", "fifo", "folder"])
 def test_report_html_refuses_the_database_its_side_files_and_non_files(published, tmp_path, target):
     pytest.importorskip("plotly")
     _, config, db = published
@@ -241,10 +242,11 @@ def test_report_html_refuses_the_database_its_side_files_and_non_files(published
         "database": db,
         "lock": tmp_path / "nrr.duckdb.lock",
         "link to database": tmp_path / "report.html",
-        "device": Path("/dev/null"),
+        "fifo": tmp_path / "pipe",
         "folder": tmp_path,
     }
     (tmp_path / "report.html").symlink_to(db)
+    os.mkfifo(tmp_path / "pipe")
     before = sha256(db)
 
     result = cli(config, ["report", "--html", str(paths[target])], **NO_STRIPE)
@@ -252,7 +254,7 @@ def test_report_html_refuses_the_database_its_side_files_and_non_files(published
     assert result.exit_code == 2, result.output
     assert "--html" in result.output
     assert sha256(db) == before
-    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert stat.S_ISFIFO(os.stat(tmp_path / "pipe").st_mode)
     # positive control: a plain new file is written
     good = cli(config, ["report", "--html", str(tmp_path / "ok.html")], **NO_STRIPE)
     assert good.exit_code == 0, good.output
