@@ -269,25 +269,46 @@ def truncation(con: duckdb.DuckDBPyConnection, path: Path) -> str | None:
     """Why the open file is shorter than the blocks it uses; None if it is not.
 
     A truncated file (a full disk, an interrupted copy) still opens, and reads numbers
-    from what is left of it. Free blocks at the end may be cut off legitimately, so only
-    the blocks in use are counted.
+    from what is left of it. Free blocks at the end may be cut off legitimately, so the
+    file must reach the last block a table uses, and hold as many blocks as are in use.
     """
     used, block_size = con.execute(
         "SELECT used_blocks, block_size FROM pragma_database_size() "
         "WHERE database_name = current_database()"
     ).fetchone()
-    expected = HEADER_BYTES + used * block_size
+    needed = max(used, _last_table_block(con) + 1)
+    expected = HEADER_BYTES + needed * block_size
     size = path.stat().st_size
     if size < expected:
         return f"is truncated ({size:,} bytes, less than the {expected:,} its blocks in use need)"
     return None
 
 
+def _last_table_block(con: duckdb.DuckDBPyConnection) -> int:
+    tables = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND NOT internal"
+    ).fetchall()
+    last = -1
+    for schema, table in tables:
+        name = ".".join('"' + part.replace('"', '""') + '"' for part in (schema, table))
+        row = con.execute(
+            "SELECT max(greatest(block_id, coalesce(list_max(additional_block_ids), -1))) "
+            "FROM pragma_storage_info(?) WHERE persistent",
+            [name],
+        ).fetchone()
+        if row[0] is not None:
+            last = max(last, row[0])
+    return last
+
+
 def _refusal(path: Path, problem: str) -> ConfigError:
     """Exit 2 for a file that is not a readable nrr-sync database, with what to do."""
     if problem.startswith(FOREIGN):
         return ConfigError(f"{path} {problem}, so not an nrr-sync database: {NOT_OURS}.")
-    return ConfigError(f"{path} {problem}: the database cannot be read; {START_OVER}.")
+    if problem.startswith("cannot"):
+        return ConfigError(f"{path} {problem}: {START_OVER}.")
+    return ConfigError(f"{path} {problem}, so it cannot be read: {START_OVER}.")
 
 
 def _first_line(error: BaseException) -> str:

@@ -295,6 +295,14 @@ def truncate_half(db: Path) -> None:
     os.truncate(db, db.stat().st_size // 2)
 
 
+def cut_last_block(db: Path) -> None:
+    """Cut the file just before the last block a table uses: DuckDB itself still opens
+    it and reads numbers from it."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        last = warehouse._last_table_block(con)
+    os.truncate(db, warehouse.HEADER_BYTES + last * 262144)
+
+
 def garbage(db: Path) -> None:
     db.write_bytes(os.urandom(db.stat().st_size))
 
@@ -308,7 +316,8 @@ def bad_headers(db: Path) -> None:
 @pytest.mark.parametrize(
     ("damage", "says"),
     [
-        (truncate_half, "is truncated"),
+        (truncate_half, "restore it from a backup"),
+        (cut_last_block, "is truncated"),
         (garbage, "is not a DuckDB database file"),
         (bad_headers, "cannot be opened"),
     ],
