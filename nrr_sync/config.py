@@ -373,9 +373,9 @@ def _check_timezone(name: str, source: str) -> None:
 @functools.cache
 def duckdb_time_zones() -> frozenset[str]:
     """The zones the SQL build can use (Python may know more, e.g. ``localtime``)."""
-    import duckdb
+    from .warehouse import connect  # the one opener: no extension is ever loaded
 
-    con = duckdb.connect(":memory:")
+    con = connect(":memory:")
     try:
         rows = con.execute("SELECT name FROM pg_timezone_names()").fetchall()
         return frozenset(name for (name,) in rows)

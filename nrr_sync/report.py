@@ -22,8 +22,9 @@ from pathlib import Path
 import duckdb
 import typer
 
+from . import warehouse
 from .config import Config, parse_month
-from .errors import ConfigError, DatabaseBusyError
+from .errors import ConfigError
 from .terminal import one_line, printable
 
 STALE_AFTER_HOURS = 36
@@ -75,34 +76,38 @@ class NoReportData(ConfigError):
 
 @contextmanager
 def open_published(path: str | Path):
-    """A read-only connection to the published database, with a clear error for each way
-    opening it can fail."""
-    path = Path(path)
+    """A read-only connection to the published database (symbolic links resolved); a file
+    that is not a whole nrr-sync database, or fails while it is read, is exit 2."""
+    path = warehouse.real_path(path)
     if not path.exists():
         raise NoReportData(
             f"No database at {path} yet: run `nrr-sync backfill --since YYYY-MM` first "
             "(or point database.path in the config at the right file)."
         )
-    if path.is_dir():
-        raise ConfigError(f"{path} is a directory, not a DuckDB file: check database.path.")
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as error:
-        message = str(error)
-        if "lock" in message.lower():
-            raise DatabaseBusyError(
-                f"{path} is open for writing by another process, so it cannot be read now: "
-                f"{message.split('Conflicting lock is held in')[-1].strip()}"
-            ) from None
-        if "not a valid DuckDB database" in message:
-            raise ConfigError(
-                f"{path} is not a DuckDB database file: check database.path in the config."
-            ) from None
-        raise ConfigError(f"Cannot open {path}: {message}") from None
+    con = warehouse.open_published(path, timeout=0)
     try:
         yield con
+    except duckdb.Error as error:
+        raise ConfigError(
+            f"{path} cannot be read ({str(error).strip().splitlines()[0]}): {warehouse.START_OVER}."
+        ) from None
     finally:
         con.close()
+
+
+def require_data(con, path: Path) -> None:
+    """A report shows the data of a finished backfill (and the syncs after it) only."""
+    status, since = warehouse.backfill_state(con)
+    if status == "running":
+        raise NoReportData(
+            f"{path} holds an unfinished backfill from {since}, so its numbers are not the "
+            f"whole truth: finish it with `nrr-sync backfill --since {since}`."
+        )
+    if status != "done":
+        raise NoReportData(
+            f"No report data in {path} yet: nothing fetched yet: run "
+            "`nrr-sync backfill --since YYYY-MM` first."
+        )
 
 
 def has_table(con, schema: str, table: str) -> bool:
@@ -586,8 +591,11 @@ def show(
         from . import html_report
 
         html_report.require_plotly()
-    path = Path(config.database.path)
+    path = warehouse.real_path(config.database.path)
+    if html_path is not None:
+        html_path = warehouse.check_output_path(Path(html_path), path)
     with open_published(path) as con:
+        require_data(con, path)
         data = read_report(
             con,
             database=str(path),
@@ -613,12 +621,19 @@ def show(
 
 def status(config: Config) -> int:
     """Print the job's health; 1 when the data is stale, never synced, or the last run failed."""
-    path = Path(config.database.path)
+    path = warehouse.real_path(config.database.path)
     now = time.time()
     sidecar_runs = settle_running(read_sidecar_runs(path))
     if not path.exists():
         typer.echo(f"Database   {path} does not exist yet.")
         print_runs(sidecar_runs)
+        unfinished = warehouse.unfinished_backfill(path)
+        if unfinished:
+            typer.echo(
+                f"\nA backfill from {unfinished} is unfinished: `nrr-sync backfill --since "
+                f"{unfinished}` or `nrr-sync sync` finishes it."
+            )
+            return 1
         typer.echo(
             "\nNo data yet: run `nrr-sync backfill --since YYYY-MM` (or `nrr-sync demo` to try "
             "the tool on the built-in sandbox)."
@@ -631,6 +646,7 @@ def status(config: Config) -> int:
         migrations = read_migrations(con)
         findings = read_findings(con)
         currency = built_currency(con) or config.reporting.currency
+        problems = data_problems(con, path)
     runs = settle_running(merge_runs(runs, sidecar_runs))
 
     size_mb = path.stat().st_size / 1e6
@@ -666,7 +682,7 @@ def status(config: Config) -> int:
     else:
         typer.echo("  none")
     print_findings(findings)
-    return print_health(runs, now)
+    return print_health(runs, now, problems)
 
 
 # --------------------------------------------------------------------------- status parts
@@ -962,10 +978,36 @@ def print_findings(findings: list[tuple[str, str, int]] | None) -> None:
     typer.echo("  details: SELECT * FROM report.data_quality")
 
 
-def print_health(runs: list[dict], now: float) -> int:
+def data_problems(con, path: Path) -> list[str]:
+    """Why the published data is not the whole truth, whatever the runs say."""
+    problems = []
+    status, since = warehouse.backfill_state(con)
+    if status == "running":
+        problems.append(
+            f"the published file holds an unfinished backfill from {since}: "
+            f"`nrr-sync backfill --since {since}` finishes it"
+        )
+    elif status != "done":
+        problems.append("nothing fetched yet: run `nrr-sync backfill --since YYYY-MM`")
+    elif (
+        not has_table(con, "report", "mrr_summary")
+        or not con.execute("SELECT count(*) FROM report.mrr_summary").fetchone()[0]
+    ):
+        problems.append("the report is empty")
+    unfinished = warehouse.unfinished_backfill(path)
+    if unfinished:
+        problems.append(
+            f"a backfill from {unfinished} is unfinished (the published file holds the data "
+            f"from before it): `nrr-sync backfill --since {unfinished}` or `nrr-sync sync` "
+            "finishes it"
+        )
+    return problems
+
+
+def print_health(runs: list[dict], now: float, data: list[str] = ()) -> int:
     """The last line, for people and for monitoring; returns the exit code."""
     successes = [run for run in runs if run_ok(run) and run["finished"]]
-    problems = []
+    problems = list(data)
     if runs and not run_ok(runs[0]) and runs[0]["outcome"] != "running":
         problems.append(f"the last run ({runs[0]['command']}) ended {runs[0]['outcome']}")
     if not successes:

@@ -137,7 +137,7 @@ class Job:
 
 
 def _run(config: Config, command: str, work, *, since: str | None = None) -> int:
-    db_path = Path(config.database.path)
+    db_path = warehouse.real_path(config.database.path)
     timeout = config.database.lock_timeout_seconds
     started_at = landing.now_utc()
     started = time.monotonic()
@@ -163,6 +163,7 @@ def _run(config: Config, command: str, work, *, since: str | None = None) -> int
                 job.since = since
                 if work is not None:
                     work(job)
+            warehouse.check_publishable(con)
             build_result = build(con, config)
             record.update(_outcome(job, started, "ok", 0, None))
             record["since_month"] = job.since
@@ -288,19 +289,17 @@ def _write_sidecar(db_path: Path, record: dict) -> None:
     """
     path = warehouse.sibling(db_path, ".runs.json")
     try:
-        runs = json.loads(path.read_text()) if path.exists() else []
+        runs = json.loads(warehouse.read_side_file(path) or "[]")
         if not isinstance(runs, list):
             runs = []
-    except (OSError, ValueError):
+    except ValueError:
         runs = []
     runs = [
         run for run in runs if not isinstance(run, dict) or run.get("run_id") != record["run_id"]
     ]
     runs = [*runs, record][-RUNS_KEPT_IN_SIDECAR:]
-    partial = warehouse.sibling(db_path, ".runs.json.partial")
     try:
-        partial.write_text(json.dumps(runs, indent=1, default=str))
-        os.replace(partial, path)
+        warehouse.write_side_file(path, json.dumps(runs, indent=1, default=str))
     except OSError as error:
         log.warning("could not write %s: %s", path, error.strerror)
 

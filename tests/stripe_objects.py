@@ -443,6 +443,8 @@ def build_report(
         warehouse.load_objects(con, account_id, "products", given_products)
         for kind in ("prices", "subscriptions", "invoices"):
             warehouse.load_objects(con, account_id, kind, objects.get(kind, ()))
+    # As a finished backfill leaves it: a report reads only a finished backfill's data.
+    con.execute("INSERT OR REPLACE INTO meta.sync_state VALUES ('backfill:status', 'done', now())")
     for key, value in (("report:since", since), ("report:as_of", as_of)):
         if value is not None:
             con.execute("INSERT OR REPLACE INTO meta.sync_state VALUES (?, ?, now())", [key, value])

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from sync_helpers import cli, cli_process, query, write_config
 
 from nrr_sync import warehouse
@@ -38,18 +39,33 @@ def holder(script: str, db: Path) -> subprocess.Popen:
     return process
 
 
-def test_build_publishes_a_new_file_and_leaves_no_working_copy(tmp_path):
-    config = write_config(tmp_path)
-    db = tmp_path / "nrr.duckdb"
+NO_STRIPE = {"key": "unused", "api_base": "http://127.0.0.1:9"}
 
-    result = cli(config, ["build"], key="unused", api_base="http://127.0.0.1:9")
+
+@pytest.fixture
+def published(tmp_path, sandbox_factory) -> tuple[Path, Path]:
+    """(config, db): a small finished backfill, published."""
+    sandbox = sandbox_factory(customers=5, seed=3, latency_ms=1)
+    config = write_config(tmp_path)
+    result = cli(config, ["backfill", "--since", "2024-01"], sandbox)
+    assert result.exit_code == 0, result.output
+    return config, tmp_path / "nrr.duckdb"
+
+
+def test_build_republishes_and_leaves_no_working_copy(tmp_path, published):
+    config, db = published
+
+    result = cli(config, ["build"], **NO_STRIPE)
 
     assert result.exit_code == 0, result.output
-    assert db.exists()
     assert not (tmp_path / "nrr.duckdb.work").exists()
-    assert query(db, "SELECT command, outcome FROM meta.sync_runs") == [("build", "ok")]
+    assert not (tmp_path / "nrr.duckdb.work.origin").exists()
+    assert query(db, "SELECT command, outcome FROM meta.sync_runs ORDER BY started_at") == [
+        ("backfill", "ok"),
+        ("build", "ok"),
+    ]
     runs = json.loads((tmp_path / "nrr.duckdb.runs.json").read_text())
-    assert [run["outcome"] for run in runs] == ["ok"]
+    assert [run["outcome"] for run in runs] == ["ok", "ok"]
 
 
 def test_a_second_run_exits_5_at_once_while_one_is_working(tmp_path):
@@ -58,7 +74,7 @@ def test_a_second_run_exits_5_at_once_while_one_is_working(tmp_path):
 
     started = time.monotonic()
     with warehouse.job_lock(db):
-        result = cli(config, ["build"], key="unused", api_base="http://127.0.0.1:9")
+        result = cli(config, ["build"], **NO_STRIPE)
 
     assert result.exit_code == 5
     assert time.monotonic() - started < 1
@@ -67,16 +83,15 @@ def test_a_second_run_exits_5_at_once_while_one_is_working(tmp_path):
     assert not db.exists()
 
 
-def test_a_read_write_holder_makes_the_run_exit_5_naming_the_process(tmp_path):
+def test_a_read_write_holder_makes_the_run_exit_5_naming_the_process(tmp_path, published):
+    _, db = published
     config = write_config(tmp_path, database={"lock_timeout_seconds": 0.5})
-    db = tmp_path / "nrr.duckdb"
-    assert cli(config, ["build"], key="unused", api_base="http://127.0.0.1:9").exit_code == 0
     before = db.read_bytes()
     process = holder(HOLD_READ_WRITE, db)
     try:
         assert process.stdout.readline().strip() == "holding"
         started = time.monotonic()
-        result = cli(config, ["build"], key="unused", api_base="http://127.0.0.1:9")
+        result = cli(config, ["build"], **NO_STRIPE)
         waited = time.monotonic() - started
     finally:
         process.communicate("\n")
@@ -88,14 +103,12 @@ def test_a_read_write_holder_makes_the_run_exit_5_naming_the_process(tmp_path):
     assert db.read_bytes() == before
 
 
-def test_a_reader_session_neither_blocks_a_run_nor_sees_it_until_it_reconnects(tmp_path):
-    config = write_config(tmp_path)
-    db = tmp_path / "nrr.duckdb"
-    assert cli(config, ["build"], key="unused", api_base="http://127.0.0.1:9").exit_code == 0
+def test_a_reader_session_neither_blocks_a_run_nor_sees_it_until_it_reconnects(published):
+    config, db = published
     reader = holder(READ_BEFORE_AND_AFTER, db)
     try:
         assert reader.stdout.readline().strip() == "1"
-        result = cli(config, ["build"], key="unused", api_base="http://127.0.0.1:9")
+        result = cli(config, ["build"], **NO_STRIPE)
         after, _ = reader.communicate("\n")
     finally:
         reader.kill()
@@ -110,33 +123,30 @@ def test_a_file_that_is_not_duckdb_is_a_usage_error(tmp_path):
     db = tmp_path / "nrr.duckdb"
     db.write_text("name,mrr\nacme,100\n")
 
-    result = cli(config, ["build"], key="unused", api_base="http://127.0.0.1:9")
+    result = cli(config, ["build"], **NO_STRIPE)
 
     assert result.exit_code == 2
     assert "is not a DuckDB database" in result.output
     assert db.read_text() == "name,mrr\nacme,100\n"
 
 
-def test_a_failed_run_keeps_the_published_file_and_is_recorded(tmp_path):
-    config = write_config(tmp_path, sync={"backfill_since": None})
-    db = tmp_path / "nrr.duckdb"
-    assert cli(config, ["build"], key="unused", api_base="http://127.0.0.1:9").exit_code == 0
+def test_a_failed_run_keeps_the_published_file_and_is_recorded(tmp_path, published):
+    config, db = published
     before = db.read_bytes()
 
-    result = cli(config, ["sync"], key="unused", api_base="http://127.0.0.1:9")
+    result = cli(config, ["sync"], key="sk_test_wrongKey42", api_base=NO_STRIPE["api_base"])
 
-    assert result.exit_code == 2
-    assert "nrr-sync backfill --since YYYY-MM" in result.output
+    assert result.exit_code == 4
     assert db.read_bytes() == before
     runs = json.loads((tmp_path / "nrr.duckdb.runs.json").read_text())
     assert [(run["command"], run["outcome"]) for run in runs] == [
-        ("build", "ok"),
-        ("sync", "failed:2"),
+        ("backfill", "ok"),
+        ("sync", "failed:4"),
     ]
     # the next good run publishes the failure's row too
-    assert cli(config, ["build"], key="unused", api_base="http://127.0.0.1:9").exit_code == 0
+    assert cli(config, ["build"], **NO_STRIPE).exit_code == 0
     outcomes = query(db, "SELECT command, outcome FROM meta.sync_runs ORDER BY started_at")
-    assert outcomes == [("build", "ok"), ("sync", "failed:2"), ("build", "ok")]
+    assert outcomes == [("backfill", "ok"), ("sync", "failed:4"), ("build", "ok")]
 
 
 def test_working_copy_is_reused_after_a_failure(tmp_path):

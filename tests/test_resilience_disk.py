@@ -47,11 +47,11 @@ def unwritable(directory: Path):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 16 MiB tmpfs; ``fill(leave)`` leaves ``leave`` bytes free, ``fill(None)`` frees it."""
+    """A 32 MiB tmpfs; ``fill(leave)`` leaves ``leave`` bytes free, ``fill(None)`` frees it."""
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount_point)], capture_output=True
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs (needs root): {mounted.stderr.decode().strip()}")
@@ -70,11 +70,19 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
-def test_an_unwritable_directory_fails_clearly_and_leaves_the_published_file(tmp_path):
+def publish_an_empty_account(config: Path, sandbox_factory) -> None:
+    """A finished backfill of an account with no customers: a small published file."""
+    code, output = run(config, ["backfill", "--since", SINCE], sandbox_factory(customers=0))
+    assert code == 0, output
+
+
+def test_an_unwritable_directory_fails_clearly_and_leaves_the_published_file(
+    tmp_path, sandbox_factory
+):
     data = tmp_path / "data"
     data.mkdir()
     config = write_config(tmp_path, database={"path": str(data / "nrr.duckdb")})
-    assert run(config, ["build"], **NO_STRIPE)[0] == 0
+    publish_an_empty_account(config, sandbox_factory)
     before = (data / "nrr.duckdb").read_bytes()
 
     with unwritable(data):
@@ -88,11 +96,11 @@ def test_an_unwritable_directory_fails_clearly_and_leaves_the_published_file(tmp
 
 
 def test_no_room_for_the_working_copy_fails_clearly_and_leaves_the_published_file(
-    tmp_path, small_disk
+    tmp_path, small_disk, sandbox_factory
 ):
     disk, fill = small_disk
     config = write_config(tmp_path, database={"path": str(disk / "nrr.duckdb")})
-    assert run(config, ["build"], **NO_STRIPE)[0] == 0
+    publish_an_empty_account(config, sandbox_factory)
     before = (disk / "nrr.duckdb").read_bytes()
     fill(len(before) // 2)
 
@@ -106,11 +114,13 @@ def test_no_room_for_the_working_copy_fails_clearly_and_leaves_the_published_fil
     assert run(config, ["build"], **NO_STRIPE)[0] == 0
 
 
-def fill_up_during_a_backfill(tmp_path, small_disk, sandbox) -> tuple[Path, bytes, int, str]:
-    """Publish an empty database, leave just room for its copy, then backfill."""
+def fill_up_during_a_backfill(
+    tmp_path, small_disk, sandbox, sandbox_factory
+) -> tuple[Path, bytes, int, str]:
+    """Publish an empty account, leave just room for its copy, then backfill."""
     disk, fill = small_disk
     config = write_config(tmp_path, database={"path": str(disk / "nrr.duckdb")})
-    assert run(config, ["build"], **NO_STRIPE)[0] == 0
+    publish_an_empty_account(config, sandbox_factory)
     before = (disk / "nrr.duckdb").read_bytes()
     fill(len(before) + 64 * 1024)
     code, output = run(config, ["backfill", "--since", SINCE], sandbox)
@@ -121,7 +131,9 @@ def test_a_disk_that_fills_up_during_a_backfill_leaves_the_published_file_and_re
     tmp_path, small_disk, sandbox_factory
 ):
     sandbox = sandbox_factory(customers=30, seed=3)
-    config, before, code, output = fill_up_during_a_backfill(tmp_path, small_disk, sandbox)
+    config, before, code, output = fill_up_during_a_backfill(
+        tmp_path, small_disk, sandbox, sandbox_factory
+    )
     disk, fill = small_disk
 
     assert code != 0
@@ -139,7 +151,7 @@ def test_a_disk_that_fills_up_during_a_backfill_leaves_the_published_file_and_re
 
 def test_a_disk_that_fills_up_during_a_backfill_says_so(tmp_path, small_disk, sandbox_factory):
     sandbox = sandbox_factory(customers=30, seed=3)
-    _, _, code, output = fill_up_during_a_backfill(tmp_path, small_disk, sandbox)
+    _, _, code, output = fill_up_during_a_backfill(tmp_path, small_disk, sandbox, sandbox_factory)
 
     assert code != 0
     assert "No space left on device" in output
