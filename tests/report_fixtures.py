@@ -1,5 +1,8 @@
 """A DuckDB file with the report and meta tables as SPEC 5 names them, filled with a small,
-deterministic customer history, so the report can be tested without a sync."""
+deterministic customer history, so the report can be tested without a sync.
+
+The base report tables are written here; the models that only read them (SaaS metrics,
+cohort MRR, top movements) are then built by the project's own SQL files."""
 
 from __future__ import annotations
 
@@ -80,8 +83,8 @@ def _write(path, customers, first, months, seed, as_of, runs, with_report) -> No
     con = duckdb.connect(str(path))
     con.execute("CREATE SCHEMA stripe; CREATE SCHEMA report; CREATE SCHEMA meta;")
     con.execute(
-        "CREATE TABLE stripe.customers (account_id VARCHAR, id VARCHAR, currency VARCHAR, "
-        "synced_at TIMESTAMPTZ, PRIMARY KEY (account_id, id))"
+        "CREATE TABLE stripe.customers (account_id VARCHAR, id VARCHAR, name VARCHAR, "
+        "email VARCHAR, currency VARCHAR, synced_at TIMESTAMPTZ, PRIMARY KEY (account_id, id))"
     )
     con.execute("""
         CREATE TABLE meta.sync_runs (run_id VARCHAR PRIMARY KEY, command VARCHAR NOT NULL,
@@ -119,8 +122,11 @@ def _write(path, customers, first, months, seed, as_of, runs, with_report) -> No
     )
     history = customer_history(seed, customers, first, months)
     con.executemany(
-        "INSERT INTO stripe.customers VALUES (?, ?, ?, now())",
-        [(ACCOUNT, customer, currency) for customer, (currency, _) in history.items()],
+        "INSERT INTO stripe.customers VALUES (?, ?, ?, ?, ?, now())",
+        [
+            (ACCOUNT, customer, customer_name(customer), f"{customer}@example.com", currency)
+            for customer, (currency, _) in history.items()
+        ],
     )
     if with_report:
         write_report_tables(con, history, first, months)
@@ -130,7 +136,7 @@ def _write(path, customers, first, months, seed, as_of, runs, with_report) -> No
 def write_report_tables(con, history: dict, first: date, months: int) -> None:
     con.execute("""
         CREATE TABLE report.customer_mrr_monthly (account_id VARCHAR, customer_id VARCHAR,
-            month DATE, mrr DECIMAL(18,2));
+            month DATE, mrr DECIMAL(18,2), month_complete BOOLEAN);
         CREATE TABLE report.mrr_movements (account_id VARCHAR, customer_id VARCHAR, month DATE,
             movement VARCHAR, mrr_before DECIMAL(18,2), mrr_after DECIMAL(18,2),
             amount DECIMAL(18,2));
@@ -156,7 +162,9 @@ def write_report_tables(con, history: dict, first: date, months: int) -> None:
             continue
         cohort[customer] = add_months(first, started)
         for index in range(started, months):
-            monthly.append((ACCOUNT, customer, add_months(first, index), values[index]))
+            monthly.append(
+                (ACCOUNT, customer, add_months(first, index), values[index], index < months - 1)
+            )
     for index in range(months):
         month = add_months(first, index)
         row = dict.fromkeys(["new", "expansion", "reactivation", "contraction", "churn"], zero)
@@ -248,6 +256,19 @@ def write_report_tables(con, history: dict, first: date, months: int) -> None:
         "'acct_fixture', 'in_1'), "
         "('missing_fx_rate', 'error', 'no rate for chf', 'acct_fixture', 'in_2')"
     )
+    for name in DERIVED_MODELS:
+        con.execute((SQL_DIR / name).read_text())
+
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+# models that read only the tables written above, so the fixture builds them as a build would
+DERIVED_MODELS = ("R008__saas_metrics.sql", "R009__cohort_mrr.sql", "R010__top_movements.sql")
+
+
+def customer_name(customer_id: str) -> str | None:
+    """Every seventh customer has no name, as Stripe allows."""
+    number = int(customer_id.rsplit("_", 1)[1])
+    return None if number % 7 == 3 else f"Customer {number:04d} <Ltd>"
 
 
 def utc(year: int, month: int, day: int) -> float:
