@@ -6,6 +6,7 @@ import shutil
 import struct
 import subprocess
 import sys
+from html import escape as html_escape
 from pathlib import Path
 
 import duckdb
@@ -276,3 +277,35 @@ def test_html_with_less_than_a_year_of_history_says_so(tmp_path):
     text = path.read_text()
     assert text.count("needs 12 months of history") == 3
     assert "January 2024 – May 2024" in text
+
+
+def test_html_draws_a_panel_set_for_every_segment_type_of_a_real_build(tmp_path):
+    """A sandbox account built with every kind of segment, metadata included."""
+    from test_metrics_truth import land_world
+
+    from nrr_sync import transform
+    from nrr_sync.config import Config, ReportingSettings
+    from nrr_sync.sandbox.generator import SandboxOptions, generate
+
+    options = SandboxOptions(seed=5, customers=40, start="2023-06", now="2025-02-03T18:00:00Z")
+    database = tmp_path / "nrr.duckdb"
+    con = land_world(database, generate(options))
+    segments = ("currency", "country", "cohort", "product", "metadata:segment")
+    settings = ReportingSettings(fx_rates=dict(options.fx), segments=segments)
+    transform.build(con, Config(reporting=settings))
+    con.close()
+    config = tmp_path / "config.yaml"
+    config.write_text(f"database:\n  path: {database}\n")
+    path = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["--config", str(config), "report", "--html", str(path)])
+    assert result.exit_code == 0, result.output
+    text = path.read_text()
+    section = text[text.index('id="segments"') : text.index('id="movers"')]
+    titles = ["Billing currency", "Country", "Product", "Cohort (first paying month)",
+              "Customer metadata “segment”"]  # fmt: skip
+    positions = [section.index(f"<h3>{html_escape(title)}</h3>") for title in titles]
+    assert positions == sorted(positions)  # a fixed order, metadata last
+    for number in range(len(titles)):
+        assert f'id="segment-chart-{number}"' in section
+    assert 'id="segment-chart-5"' not in section
+    assert "12-month NRR and GRR" in section
