@@ -65,12 +65,13 @@ class HtmlData:
     movers: list[dict] = field(default_factory=list)  # report.top_movements rows
 
 
-def month_filter(first: date | None, last: date | None, column: str = "month"):
+def month_filter(first: date | None, last: date | None) -> tuple[str, list]:
+    """A WHERE clause (and its parameters) keeping the months between --from and --to."""
     where, params = "WHERE true", []
     if first:
-        where, params = where + f" AND {column} >= ?", [*params, first]
+        where, params = where + " AND month >= ?", [*params, first]
     if last:
-        where, params = where + f" AND {column} <= ?", [*params, last]
+        where, params = where + " AND month <= ?", [*params, last]
     return where, params
 
 
@@ -104,8 +105,8 @@ def read_cohorts(con, first: date | None, last: date | None) -> list[dict]:
     """Each starting cohort's MRR by months since its first month (report.cohort_mrr)."""
     if not has_table(con, "report", "cohort_mrr"):
         return []
-    where, params = month_filter(last=last, first=None)
-    if first:
+    where, params = month_filter(None, last)
+    if first:  # --from keeps the cohorts that start in the range, followed to --to
         where, params = where + " AND cohort >= ?", [*params, first]
     rows = fetch_dicts(
         con,
