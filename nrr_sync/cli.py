@@ -205,6 +205,14 @@ def report(
             "(needs: pip install 'nrr-sync\\[html]')."
         ),
     ] = None,
+    metrics: Annotated[
+        bool,
+        typer.Option(
+            "--metrics",
+            help="SaaS metrics by month instead of the roll-forward: ARR, ARPA, customers, "
+            "churn rates, quick ratio, LTV (report.saas_metrics).",
+        ),
+    ] = False,
 ) -> None:
     """MRR roll-forward and NRR / GRR / logo retention by month.
 
@@ -223,6 +231,10 @@ def report(
         for value, name in ((from_month, "--from"), (to_month, "--to")):
             if value is not None:
                 parse_month(value, name)
+        if metrics and segment != "all":
+            raise ConfigError(
+                "--metrics shows the whole account; retention by segment is --segment alone."
+            )
         return report_module.show(
             ctx.obj.config(),
             window=window,
@@ -231,6 +243,7 @@ def report(
             to_month=to_month,
             output_format=output_format,
             html_path=html,
+            metrics=metrics,
         )
 
     run(ctx, work)

@@ -169,10 +169,12 @@ gets in the way of the nightly job):
   {python_example}
 
   NRR_SYNC_DATABASE={relative} nrr-sync report --window 3 --segment currency
+  NRR_SYNC_DATABASE={relative} nrr-sync report --metrics
   NRR_SYNC_DATABASE={relative} nrr-sync report --format csv > mrr.csv
 
-Tables: report.mrr_summary (roll-forward), report.mrr_movements, report.customer_mrr_monthly,
-report.retention (NRR / GRR / logos), report.data_quality; landing data in stripe.*.
+Tables: report.mrr_summary (roll-forward), report.saas_metrics (ARR, ARPA, churn, LTV),
+report.mrr_movements, report.customer_mrr_monthly, report.retention (NRR / GRR / logos),
+report.cohort_mrr, report.top_movements, report.data_quality; landing data in stripe.*.
 
 Use your own Stripe account:
   1. In the Stripe Dashboard create a restricted key with Read access to Customers,

@@ -581,8 +581,10 @@ def show(
     to_month: str | None = None,
     output_format: str = "table",
     html_path: str | Path | None = None,
+    metrics: bool = False,
 ) -> int:
-    """Print the report; with ``html_path`` also write the HTML report there."""
+    """Print the report (with ``metrics``: report.saas_metrics instead of the roll-forward);
+    with ``html_path`` also write the HTML report there."""
     if output_format not in RENDERERS:
         raise ConfigError(f"--format must be one of {', '.join(RENDERERS)}, not {output_format!r}.")
     if window not in (1, 3, 12):
@@ -605,10 +607,14 @@ def show(
             from_month=from_month,
             to_month=to_month,
         )
+        text = (
+            render_metrics(con, data, from_month, to_month, output_format)
+            if metrics
+            else RENDERERS[output_format](data)
+        )
         html_data = None
         if html_path is not None:
             html_data = html_report.read_html_data(con, data, from_month, to_month)
-    text = RENDERERS[output_format](data)
     if output_format in ("table", "markdown"):  # for people: no terminal escapes from data
         text = printable(text)
     # color=True: click would strip colour codes from csv piped to a file; data stays exact
@@ -617,6 +623,13 @@ def show(
         written = html_report.write(html_data, Path(html_path))
         typer.echo(f"HTML report written to {written}", err=True)
     return 0
+
+
+def render_metrics(con, data: ReportData, from_month, to_month, output_format: str) -> str:
+    from . import metrics_report
+
+    rows = metrics_report.read_metrics(con, data.database, from_month, to_month)
+    return metrics_report.RENDERERS[output_format](data, rows)
 
 
 def status(config: Config) -> int:

@@ -6,15 +6,24 @@ import shutil
 import struct
 import subprocess
 import sys
+from html import escape as html_escape
 from pathlib import Path
 
+import duckdb
 import pytest
 from report_fixtures import make_report_db
 from typer.testing import CliRunner
 
 from nrr_sync.cli import app
 
-CHARTS = ("movements-chart", "retention-chart", "cohort-chart")
+CHARTS = (
+    "movements-chart",
+    "customers-chart",
+    "retention-chart",
+    "segment-chart-0",
+    "segment-chart-1",
+    "cohort-chart",
+)
 
 
 def find_chromium() -> str | None:
@@ -91,15 +100,107 @@ def test_html_is_one_self_contained_file(html_file):
         assert f'id="{chart}"' in text
 
 
+def test_html_inlines_the_smaller_plotly_bundle_when_its_version_matches(html_file):
+    import plotly.offline
+
+    from nrr_sync import html_report
+
+    vendored = html_report.PLOTLY_BUNDLE.read_text(encoding="utf-8")
+    if html_report.bundle_version(vendored) != plotly.offline.get_plotlyjs_version():
+        pytest.skip("the installed plotly writes figures for another plotly.js version")
+    text = html_file.read_text()
+    assert "plotly.js (cartesian - minified) v" in text
+    # 4.9 MB with plotly's full bundle; the page around the library is small
+    assert len(text.encode()) < 2_000_000, len(text.encode())
+
+
+def test_html_falls_back_to_plotlys_full_bundle_for_another_version(tmp_path, monkeypatch):
+    import plotly.offline
+
+    from nrr_sync import html_report
+
+    other = tmp_path / "plotly-cartesian.min.js"
+    other.write_text("/**\n* plotly.js (cartesian - minified) v0.0.1\n*/\nvar Plotly = {};\n")
+    monkeypatch.setattr(html_report, "PLOTLY_BUNDLE", other)
+    assert html_report.plotly_js() == plotly.offline.get_plotlyjs()
+    monkeypatch.setattr(html_report, "PLOTLY_BUNDLE", tmp_path / "missing.js")
+    assert html_report.plotly_js() == plotly.offline.get_plotlyjs()
+
+
 def test_html_shows_account_currency_as_of_and_headline_figures(html_file):
     text = html_file.read_text()
     assert "acct_fixture" in text and "Reporting currency <b>USD</b>" in text
     assert "2025-12-15 00:00 UTC" in text
-    for label in ("MRR", "Net revenue retention", "Gross revenue retention", "Logo retention"):
+    for label in ("MRR", "Net revenue retention", "Gross revenue retention", "Logo retention",
+                  "ARR", "ARPA", "Paying customers", "Quick ratio", "Logo churn",
+                  "Gross MRR churn"):  # fmt: skip
         assert f'<div class="label">{label}</div>' in text
     assert "12 months to Nov 2025" in text  # retention headline: the last complete month
     assert "MRR roll-forward (USD)" in text and "Retention by window" in text
     assert "Dec 2025 *" in text  # the month in progress is marked in the tables
+
+
+def saas_metrics(html_file) -> list[dict]:
+    with duckdb.connect(str(html_file.parent / "nrr.duckdb"), read_only=True) as con:
+        cursor = con.execute("SELECT * FROM report.saas_metrics ORDER BY month")
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def card_value(text: str, label: str) -> tuple[str, str]:
+    found = re.search(
+        rf'<div class="label">{label}</div><div class="value">([^<]*)</div>'
+        r'<div class="note">([^<]*)</div>',
+        text,
+    )
+    assert found, label
+    return found.group(1), found.group(2)
+
+
+def test_html_cards_show_the_saas_metrics_of_the_table(html_file):
+    text = html_file.read_text()
+    rows = saas_metrics(html_file)
+    latest, complete = rows[-1], [row for row in rows if row["month_complete"]][-1]
+    assert card_value(text, "ARR")[0] == f"${latest['arr']:,.0f}"
+    value, note = card_value(text, "ARPA")
+    assert value == f"${latest['arpa']:,.2f}" and f"LTV ${latest['ltv']:,.0f}" in note
+    # monthly rates come from the last complete month, not the month in progress
+    value, note = card_value(text, "Logo churn")
+    assert value == f"{complete['logo_churn_rate'] * 100:.2f}%" and "in Nov 2025" in note
+    value, note = card_value(text, "Quick ratio")
+    assert value == f"{complete['quick_ratio']:.2f}" and "in Nov 2025" in note
+    assert "SaaS metrics (USD)" in text
+
+
+def test_html_shows_retention_by_segment_and_the_customers_behind_movements(html_file):
+    text = html_file.read_text()
+    segments = text[text.index('id="segments"') : text.index('id="movers"')]
+    assert "Retention by segment" in segments and "12-month NRR and GRR" in segments
+    assert "Billing currency" in segments and "Cohort (first paying month)" in segments
+    for currency in ("usd", "eur", "gbp"):
+        assert f"<td>{currency}</td>" in segments  # the table of every segment
+    movers = text[text.index('id="movers"') :]
+    assert "Dec 2024 – Nov 2025" in movers  # the 12 complete months before the as-of month
+    with duckdb.connect(str(html_file.parent / "nrr.duckdb"), read_only=True) as con:
+        top = con.execute(
+            "SELECT movement, customer_id, customer_name, mrr_before, mrr_after "
+            "FROM report.top_movements WHERE rank = 1 ORDER BY movement"
+        ).fetchall()
+        unnamed = con.execute(
+            "SELECT customer_id FROM report.top_movements WHERE customer_name IS NULL "
+            "AND movement IN ('expansion', 'contraction', 'churn') LIMIT 1"
+        ).fetchone()
+    assert {row[0] for row in top} >= {"expansion", "contraction", "churn"}
+    for movement, customer_id, name, before, after in top:
+        if movement in ("new", "reactivation"):
+            continue  # in the table, not on the page
+        assert customer_id in movers
+        if name:  # names are escaped: the fixture's end in "<Ltd>"
+            assert name.replace("<", "&lt;").replace(">", "&gt;") in movers
+        assert f"${before:,.2f} → ${after:,.2f}" in movers
+    assert "<Ltd>" not in text
+    if unnamed:  # a customer without a name shows by id
+        assert f'<span class="id only">{unnamed[0]}</span>' in movers
 
 
 def test_html_without_plotly_says_how_to_install_it(tmp_path, monkeypatch):
@@ -176,3 +277,35 @@ def test_html_with_less_than_a_year_of_history_says_so(tmp_path):
     text = path.read_text()
     assert text.count("needs 12 months of history") == 3
     assert "January 2024 – May 2024" in text
+
+
+def test_html_draws_a_panel_set_for_every_segment_type_of_a_real_build(tmp_path):
+    """A sandbox account built with every kind of segment, metadata included."""
+    from test_metrics_truth import land_world
+
+    from nrr_sync import transform
+    from nrr_sync.config import Config, ReportingSettings
+    from nrr_sync.sandbox.generator import SandboxOptions, generate
+
+    options = SandboxOptions(seed=5, customers=40, start="2023-06", now="2025-02-03T18:00:00Z")
+    database = tmp_path / "nrr.duckdb"
+    con = land_world(database, generate(options))
+    segments = ("currency", "country", "cohort", "product", "metadata:segment")
+    settings = ReportingSettings(fx_rates=dict(options.fx), segments=segments)
+    transform.build(con, Config(reporting=settings))
+    con.close()
+    config = tmp_path / "config.yaml"
+    config.write_text(f"database:\n  path: {database}\n")
+    path = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["--config", str(config), "report", "--html", str(path)])
+    assert result.exit_code == 0, result.output
+    text = path.read_text()
+    section = text[text.index('id="segments"') : text.index('id="movers"')]
+    titles = ["Billing currency", "Country", "Product", "Cohort (first paying month)",
+              "Customer metadata “segment”"]  # fmt: skip
+    positions = [section.index(f"<h3>{html_escape(title)}</h3>") for title in titles]
+    assert positions == sorted(positions)  # a fixed order, metadata last
+    for number in range(len(titles)):
+        assert f'id="segment-chart-{number}"' in section
+    assert 'id="segment-chart-5"' not in section
+    assert "12-month NRR and GRR" in section

@@ -26,7 +26,12 @@ def land_world(path, world, since=SINCE):
         for kind in LIST_PATHS:  # every kind the sync fetches
             warehouse.load_objects(con, account_id, kind, world.objects(account_id, kind))
     as_of = datetime.fromtimestamp(world.now, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    for key, value in (("report:since", since), ("report:as_of", as_of)):
+    # As a finished backfill leaves it: a report reads only a finished backfill's data.
+    for key, value in (
+        ("backfill:status", "done"),
+        ("report:since", since),
+        ("report:as_of", as_of),
+    ):
         con.execute("INSERT OR REPLACE INTO meta.sync_state VALUES (?, ?, now())", [key, value])
     return con
 
