@@ -133,9 +133,10 @@ def last_months(config: Config) -> str | None:
 def write_html(config: Config, html_path: Path) -> str:
     from .report import data as report
     from .report import html as html_report
+    from .report import html_data as html_data_module
 
     try:
-        html_report.require_plotly()
+        html_data_module.require_plotly()
     except ConfigError:
         return (
             "No HTML report: plotly is not installed. Get it with  pip install 'nrr-sync[html]'  "
@@ -145,7 +146,7 @@ def write_html(config: Config, html_path: Path) -> str:
         data = report.read_report(
             con, database=config.database.path, currency=config.reporting.currency
         )
-        html_data = html_report.read_html_data(con, data, None, None)
+        html_data = html_data_module.read_html_data(con, data, None, None)
     html_report.write(html_data, html_path)
     return f"HTML report with charts: {html_path}  (open it in a browser; works offline)"
 

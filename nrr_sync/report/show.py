@@ -33,8 +33,9 @@ def show(
         raise ConfigError(f"--window must be 1, 3 or 12, not {window}.")
     if html_path is not None:
         from . import html as html_report
+        from . import html_data as html_data_module
 
-        html_report.require_plotly()
+        html_data_module.require_plotly()
     path = warehouse.real_path(config.database.path)
     if html_path is not None:
         html_path = warehouse.check_output_path(Path(html_path), path)
@@ -56,7 +57,7 @@ def show(
         )
         html_data = None
         if html_path is not None:
-            html_data = html_report.read_html_data(con, data, from_month, to_month)
+            html_data = html_data_module.read_html_data(con, data, from_month, to_month)
     if output_format in ("table", "markdown"):  # for people: no terminal escapes from data
         text = printable(text)
     # color=True: click would strip colour codes from csv piped to a file; data stays exact
