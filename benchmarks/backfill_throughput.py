@@ -1,4 +1,4 @@
-"""Backfill throughput against Stripe's rate limits (SPEC 8, first target).
+"""Backfill throughput against Stripe's rate limits (docs/benchmarks.md).
 
 The sandbox answers every request after ``--latency-ms`` and enforces Stripe's limits
 (``--rate-limit`` over all endpoints, ``--endpoint-rate-limit`` per endpoint, answering

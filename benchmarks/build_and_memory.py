@@ -1,4 +1,5 @@
-"""Build time, peak memory and load rate at 100k customers and over 1M invoices (SPEC 8).
+"""Build time, peak memory and load rate at 100k customers and over 1M invoices
+(docs/benchmarks.md).
 
 1. Backfill peak memory: ``nrr-sync backfill`` from a sandbox without latency or limits,
    on a small account and on one with over a million invoices; the peak RSS of the

@@ -1,4 +1,4 @@
-"""Nightly sync cost: after one simulated day, on accounts of growing size (SPEC 8).
+"""Nightly sync cost: after one simulated day, on accounts of growing size (docs/benchmarks.md).
 
 For each account size: backfill from a sandbox without latency or limits, move the
 sandbox clock one day (``POST /_sandbox/advance days=1``: renewals, payments, sign-ups,

@@ -1,4 +1,4 @@
-"""Load and validate the YAML configuration (SPEC section 3).
+"""Load and validate the YAML configuration (config.example.yaml documents every key).
 
 Every key is declared once in ``SCHEMA`` with its type and default; unknown keys and
 wrong types are errors that name the key and the file.
@@ -259,7 +259,7 @@ def config_from_dict(data: Any, *, source: str = "config") -> Config:
 
 
 def apply_environment(config: Config) -> Config:
-    """Environment variables marked in SPEC 3 override the file."""
+    """Environment variables listed in config.example.yaml override the file."""
     from dataclasses import replace
 
     api_base = os.environ.get("NRR_SYNC_STRIPE_API_BASE")

@@ -1,4 +1,5 @@
-"""Talking to Stripe (SPEC 4.1): one client per run, a shared rate limiter, retries in one place.
+"""Talking to Stripe (docs/operations.md): one client per run, a shared rate limiter,
+retries in one place.
 
 Requests go through the official SDK's ``StripeClient.raw_request``: it does the auth,
 the pinned API version, the ``Stripe-Account`` header, the encoding and Stripe's error
@@ -237,7 +238,7 @@ def failure_of(error: stripe.StripeError) -> Failure:
 
 
 def is_retryable(failure: Failure) -> bool:
-    """Stripe's retry rules (SPEC 4.1); 400/401/403/404 are never retried."""
+    """Stripe's retry rules (docs/operations.md); 400/401/403/404 are never retried."""
     if failure.status in (400, 401, 403, 404):
         return False
     if failure.should_retry_header == "true":

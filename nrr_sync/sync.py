@@ -1,4 +1,4 @@
-"""The job: backfill, incremental sync and build, each published safely (SPEC 4.2-4.4).
+"""The job: backfill, incremental sync and build, each published safely (docs/operations.md).
 
 Every run holds the job lock, works in the working copy (``<db>.work``), runs the SQL
 build and atomically replaces the published file. A failed run leaves the published

@@ -1,4 +1,4 @@
-"""Run the versioned SQL files of ``sql/`` (SPEC 5.1).
+"""Run the versioned SQL files of ``sql/`` (docs/tables.md).
 
 ``V###__name.sql`` files are schema migrations: each is applied once, in version order,
 and recorded in ``meta.sql_migrations`` with its sha256; an applied file that was edited

@@ -3,7 +3,7 @@
 Loads go through DuckDB's appender (``action="upsert"``), never row-by-row
 ``executemany``, so landing a page of 100 invoices is one statement.
 
-Publishing (SPEC 4.4): a run holds a job lock (``<db>.lock``), works in a copy next to
+Publishing (docs/operations.md): a run holds a job lock (``<db>.lock``), works in a copy next to
 the published file (``<db>.work``, kept after a failure so the next run resumes from
 it), and atomically replaces the published file when done. Analysts' read-only
 sessions on the published file never block a run and keep their old view.

@@ -1,5 +1,5 @@
 -- report.mrr_lines: every invoice line that contributes to MRR, with its service period and
--- its monthly value in the reporting currency (SPEC 6.1). One row per contributing line.
+-- its monthly value in the reporting currency (docs/metrics.md). One row per contributing line.
 --
 -- MRR is built from the service periods of invoice lines (as ChartMogul does) because
 -- Stripe keeps no history of a subscription's past states and its events last 30 days.

@@ -1,5 +1,5 @@
 -- report.mrr_movements: one row per customer and month whose MRR changed from the
--- previous month's snapshot (SPEC 6.2). amount = mrr_after - mrr_before.
+-- previous month's snapshot (docs/metrics.md). amount = mrr_after - mrr_before.
 --
 -- new:          0 -> > 0, and the customer never had MRR > 0 at an earlier month end
 --               (months before `since` count: a customer already paying is not new)

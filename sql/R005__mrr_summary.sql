@@ -1,4 +1,4 @@
--- report.mrr_summary: the MRR roll-forward, one row per reported month (SPEC 6.2):
+-- report.mrr_summary: the MRR roll-forward, one row per reported month (docs/metrics.md):
 --   mrr_end = mrr_start + new + expansion + reactivation - contraction - churned, exactly
 -- (every term is a sum of per-customer cent amounts, so the identity holds to the cent).
 -- All movement columns are >= 0.

@@ -1,5 +1,5 @@
 -- report.retention: net / gross revenue retention and logo retention in cohort form
--- (SPEC 6.3), for month m (the window's end) x window k in (1, 3, 12) x segment.
+-- (docs/metrics.md), for month m (the window's end) x window k in (1, 3, 12) x segment.
 --
 -- The cohort of (m, k) is every customer with MRR > 0 at m-k; customers who start after
 -- m-k never count. Segments use the customer's attributes at m-k.

@@ -1,4 +1,4 @@
-"""The worked examples of SPEC 6.4, to the cent, built from hand-made Stripe objects."""
+"""The five worked examples of docs/metrics.md, to the cent, built from hand-made Stripe objects."""
 
 from decimal import Decimal
 

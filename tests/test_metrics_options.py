@@ -1,4 +1,4 @@
-"""Every option of `reporting` (SPEC 3) changes the numbers as documented."""
+"""Every option of `reporting` (config.example.yaml) changes the numbers as documented."""
 
 from decimal import Decimal
 

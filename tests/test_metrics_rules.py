@@ -1,4 +1,4 @@
-"""SPEC 6.1 / 6.2 rules and billing edge cases, each with hand-made Stripe objects."""
+"""The rules of docs/metrics.md and billing edge cases, each with hand-made Stripe objects."""
 
 from decimal import Decimal
 

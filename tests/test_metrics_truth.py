@@ -1,5 +1,6 @@
 """Against the sandbox's ground truth: every customer-month of report.customer_mrr_monthly
-equals the generator's own record of SPEC 6 MRR to the cent, and NRR / GRR recomputed
+equals the generator's own record of the MRR defined in docs/metrics.md to the cent, and
+NRR / GRR recomputed
 from that truth in Python equal report.retention. A disagreement is a bug in one of the
 two; never loosen the comparison."""
 

@@ -1,4 +1,4 @@
-"""Safe publishing (SPEC 4.4): job lock, working copy, atomic replace, busy databases."""
+"""Safe publishing (docs/operations.md): job lock, working copy, atomic replace, busy databases."""
 
 from __future__ import annotations
 

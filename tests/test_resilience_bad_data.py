@@ -1,6 +1,6 @@
 """Bad data from Stripe: malformed JSON, a missing field, an unknown enum value, a new
 field, an unknown currency. Each run either handles it correctly or fails clearly without
-touching the published database — never a silent wrong number (SPEC 8).
+touching the published database — never a silent wrong number (docs/benchmarks.md).
 
 A database is first published from a clean sandbox; then the same account is served
 with one thing broken and backfilled again (``--restart``). If that run succeeds, every

@@ -1,5 +1,6 @@
 """An unwritable directory or a full disk: a clear error, the published file untouched,
-and once there is room again the next run finishes with the data of a clean run (SPEC 8).
+and once there is room again the next run finishes with the data of a clean run
+(docs/benchmarks.md).
 
 Runs nrr-sync as a separate process, as cron would. A full disk is a small tmpfs
 mounted for the test (needs root; skipped otherwise); an unwritable directory is

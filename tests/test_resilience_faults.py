@@ -1,6 +1,7 @@
 """Injected faults (5% 500/503, 2% dropped connections, bursts of 429) change nothing:
 a backfill and the nightly sync after it end with the landing AND report tables of a
-clean run, row by row (SPEC 8). test_sync_backfill covers the landing tables of a backfill."""
+clean run, row by row
+(docs/benchmarks.md). test_sync_backfill covers the landing tables of a backfill."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Bad input from users: every malformed config value and command-line argument gets one
-clear error line and exit 2, through the real CLI (SPEC 2, 3). test_config checks the
+clear error line and exit 2, through the real CLI
+(README, config.example.yaml). test_config checks the
 loader's messages; this goes through ``nrr-sync`` for every key of the config."""
 
 from __future__ import annotations

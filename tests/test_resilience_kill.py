@@ -1,6 +1,6 @@
 """SIGKILL at random points of a backfill and of a sync, then a rerun: the result is row by
 row the data of an uninterrupted run, and a resumed backfill fetches exactly the objects
-that were not landed yet (SPEC 4.2, 8). test_sync_backfill kills a backfill once; these
+that were not landed yet (docs/operations.md). test_sync_backfill kills a backfill once; these
 kill the same run again and again at seeded random points, and a sync too."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from sync_helpers import cli, cli_process, query, write_config
 
 SINCE = "2023-01"
 DAY = 86400
-# SPEC 8 asks for 10 kill points: NRR_RESILIENCE_KILLS=10 pytest tests/test_resilience_kill.py
+# 10 kill points, as docs/benchmarks.md
+# reports: NRR_RESILIENCE_KILLS=10 pytest tests/test_resilience_kill.py
 KILLS = int(os.environ.get("NRR_RESILIENCE_KILLS", "4"))
 RATE = 10  # requests per second: slow enough to kill a run in the middle
 

@@ -1,6 +1,6 @@
 """The Stripe key never leaks: after runs with faults, 429s, a kill, a rejected key, an
 unreachable API, verbose logging, reports and status, the key appears in no file next
-to the database, in no table of it, and in no output (SPEC 4.4)."""
+to the database, in no table of it, and in no output (docs/operations.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The generated account history has every case of SPEC 7, is deterministic, and moves on."""
+"""The generated account history has every case docs/sandbox.md lists, is deterministic,
+and moves on."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The generator's ground truth is SPEC 6's MRR: the worked examples of SPEC 6.4 come out
+"""The generator's ground truth is the MRR of docs/metrics.md: its worked examples come out
 exactly, and for whole generated accounts the truth (from the engine's own records) equals
-SPEC 6.1 computed independently from the rendered invoice JSON, to the cent."""
+docs/metrics.md computed independently from the rendered invoice JSON, to the cent."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The SQL runner (SPEC 5.1): migrations once, report models in one transaction."""
+"""The SQL runner (docs/tables.md): migrations once, report models in one transaction."""
 
 import re
 import shutil

@@ -4,7 +4,7 @@ Each customer owns an agenda (a heap of timed actions) and a random stream; runn
 agenda up to a time moves every subscription through Stripe's life cycle: creation
 invoice, renewals (draft, finalized an hour later, paid or failed), prorations, coupons,
 taxes, cancellations, pauses and dunning. The engine keeps compact records; render.py
-turns them into Stripe JSON, truth.py values them per SPEC 6.
+turns them into Stripe JSON, truth.py values them per docs/metrics.md.
 """
 
 from __future__ import annotations

@@ -281,7 +281,7 @@ def build_catalog(make_id, created: int, launch_time: int) -> Catalog:
     legacy = add(Price("pro_legacy_month_usd", make_id("price", t), by_key["pro_month_usd"].product,
                        "usd", "month", 1, 7900, t, active=False, nickname="Pro 2023"))  # fmt: skip
     del legacy
-    # Round prices of SPEC 6.4's worked examples, for scripted scenarios.
+    # Round prices of the worked examples of docs/metrics.md, for scripted scenarios.
     prod = product("example", "Example plan")
     for key, currency, interval, amount in (
         ("example_basic_month_usd", "usd", "month", 10000),

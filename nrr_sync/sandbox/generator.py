@@ -3,10 +3,10 @@
 ``generate(SandboxOptions(...))`` simulates every customer of every account from the
 history start to ``now`` with the billing engine (billing.py) and returns a ``World``:
 Stripe JSON objects on demand (render.py), ``advance(seconds)`` to move the clock on, and
-``truth()`` — each customer's MRR per SPEC 6 from the engine's own records (truth.py).
+``truth()`` — each customer's MRR per docs/metrics.md from the engine's own records (truth.py).
 
 Customers are of two kinds: scripted (the archetypes that make sure every case of
-SPEC 7 occurs, and any ``Scenario`` a test passes) and random (decisions drawn from the
+docs/sandbox.md occurs, and any ``Scenario`` a test passes) and random (decisions drawn from the
 customer's own random stream, so customers are independent of each other).
 """
 
@@ -53,7 +53,7 @@ class SandboxOptions:
     currency: str = "usd"
     fx: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FX))
     # Scripted customers added to the first account (see Scenario), and whether the first
-    # customers of each account are the archetypes that cover every case of SPEC 7.
+    # customers of each account are the archetypes that cover every case docs/sandbox.md lists.
     scenarios: tuple = ()
     archetypes: bool = True
 
@@ -78,7 +78,7 @@ def account_ids(count: int) -> list[str]:
 # -- scripted customers -------------------------------------------------------------------
 @dataclass
 class Scenario:
-    """One customer's scripted life, e.g. SPEC 6.4 example 1::
+    """One customer's scripted life, e.g. docs/metrics.md, worked example 1::
 
         s = Scenario("2024-01-01", name="Example 1")
         sub = s.subscribe("2024-01-01", [("basic_month_usd", 1)])
@@ -246,7 +246,8 @@ def add_scripted(acct: Account, scenario: Scenario, idx: int) -> Customer:
 
 
 def archetypes(start: int, now: int) -> list[Scenario]:
-    """Customers whose scripted lives make every case of SPEC 7 occur in every account."""
+    """Customers whose scripted lives make every case docs/sandbox.md lists occur in every
+    account."""
     s: list[Scenario] = []
 
     def ago(months: int, days: float = 0) -> int:

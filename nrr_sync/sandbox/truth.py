@@ -1,9 +1,9 @@
-"""Ground truth: each customer's MRR per SPEC 6.1, from the engine's own billing records.
+"""Ground truth: each customer's MRR per docs/metrics.md, from the engine's own billing records.
 
 The engine records what it billed for which service period (price, quantity, its own
 rounded amounts, discount and tax) on which invoice; this module values those records
 with the rules below, using exact fractions and rounding once, per customer and month.
-It never reads the rendered JSON. The rules (SPEC 6.1):
+It never reads the rendered JSON. The rules (docs/metrics.md):
 
 - An invoice counts if ``paid``; ``open`` when open invoices are included and its
   subscription's status *now* is not unpaid / incomplete / incomplete_expired, nor
@@ -45,7 +45,7 @@ EXCLUDED_OPEN = ("unpaid", "incomplete", "incomplete_expired")
 
 @dataclass(frozen=True)
 class TruthOptions:
-    """The reporting options of SPEC 3 that change MRR (defaults = the config defaults)."""
+    """The reporting options that change MRR (defaults = the config defaults)."""
 
     currency: str = "usd"
     fx: tuple[tuple[str, float], ...] = ()
