@@ -105,7 +105,7 @@ def test_html_inlines_the_smaller_plotly_bundle_when_its_version_matches(html_fi
 
     from nrr_sync.report import html as html_report
 
-    vendored = html_report.PLOTLY_BUNDLE.read_text(encoding="utf-8")
+    vendored = html_report.read_bundle()
     if html_report.bundle_version(vendored) != plotly.offline.get_plotlyjs_version():
         pytest.skip("the installed plotly writes figures for another plotly.js version")
     text = html_file.read_text()
@@ -115,12 +115,16 @@ def test_html_inlines_the_smaller_plotly_bundle_when_its_version_matches(html_fi
 
 
 def test_html_falls_back_to_plotlys_full_bundle_for_another_version(tmp_path, monkeypatch):
+    import gzip
+
     import plotly.offline
 
     from nrr_sync.report import html as html_report
 
-    other = tmp_path / "plotly-cartesian.min.js"
-    other.write_text("/**\n* plotly.js (cartesian - minified) v0.0.1\n*/\nvar Plotly = {};\n")
+    other = tmp_path / "plotly-cartesian.min.js.gz"
+    other.write_bytes(
+        gzip.compress(b"/**\n* plotly.js (cartesian - minified) v0.0.1\n*/\nvar P;\n")
+    )
     monkeypatch.setattr(html_report, "PLOTLY_BUNDLE", other)
     assert html_report.plotly_js() == plotly.offline.get_plotlyjs()
     monkeypatch.setattr(html_report, "PLOTLY_BUNDLE", tmp_path / "missing.js")
