@@ -27,6 +27,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from .config import Config
 from .errors import NrrSyncError, StripeAuthError, StripeUnavailableError
+from .window import InFlightWindow
 
 log = logging.getLogger("nrr_sync.stripe")
 
@@ -262,6 +263,9 @@ class StripeApi:
         self.max_wait = float(config.stripe.retry.max_wait_seconds)
         rate, endpoint_rate = default_rates(self._api_key, config)
         self.limiter = RateLimiter(rate, endpoint_rate)
+        self.window = InFlightWindow(
+            self.limiter.budget, self.limiter.global_budget, config.stripe.concurrency
+        )
         self.stats = RequestStats()
         self.stopping = threading.Event()
         self._thread = threading.local()  # seconds this thread waited for the limiter
@@ -303,7 +307,7 @@ class StripeApi:
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._attempt(path, endpoint, params or {}, account)
+                    return self._attempt_in_window(path, endpoint, params or {}, account)
         except _Retry as error:
             attempts = self.max_attempts
             where = f" for account {account}" if account else ""
@@ -313,6 +317,20 @@ class StripeApi:
                 "What was fetched is kept; the next run resumes."
             ) from None
         raise AssertionError("unreachable")
+
+    def _attempt_in_window(self, path: str, endpoint: str, params: dict, account: str | None):
+        """One attempt within the in-flight window; an answer's latency (its time
+        without the wait for the rate limiter) tells the window what it needs."""
+        if not self.window.enter(endpoint, self.stopping):
+            raise NrrSyncError("stopped")
+        latency = None  # failures say nothing about it
+        try:
+            waited_before, started = self.waited_here(), time.monotonic()
+            answer = self._attempt(path, endpoint, params, account)
+            latency = time.monotonic() - started - (self.waited_here() - waited_before)
+            return answer
+        finally:
+            self.window.leave(endpoint, latency)
 
     def _attempt(self, path: str, endpoint: str, params: dict, account: str | None):
         if self.stopping.is_set():
