@@ -15,7 +15,6 @@ import contextlib
 import fcntl
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
@@ -24,6 +23,7 @@ from pathlib import Path
 import duckdb
 
 from . import landing
+from .clone import clone_file
 from .errors import ConfigError, DatabaseBusyError
 
 
@@ -256,9 +256,9 @@ def open_working_copy(db_path: Path, timeout: float) -> tuple[duckdb.DuckDBPyCon
         reader = open_read_only(db_path, timeout)
         try:
             partial = sibling(db_path, ".copying")
-            shutil.copyfile(db_path, partial)
+            clone_file(db_path, partial)
             if sibling(db_path, ".wal").exists():
-                shutil.copyfile(sibling(db_path, ".wal"), sibling(work_path, ".wal"))
+                clone_file(sibling(db_path, ".wal"), sibling(work_path, ".wal"))
             os.replace(partial, work_path)
         finally:
             reader.close()
