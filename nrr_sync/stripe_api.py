@@ -9,7 +9,6 @@ retries are off; ``StripeApi.get`` retries with tenacity.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import re
@@ -25,6 +24,7 @@ from typing import Any
 import stripe
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
+from . import fastjson
 from .config import Config
 from .errors import NrrSyncError, StripeAuthError, StripeUnavailableError
 from .window import InFlightWindow
@@ -46,6 +46,34 @@ REQUEST_TIMEOUT = (10, 60)  # connect, read (seconds)
 
 _KEY_PATTERN = re.compile(r"\b([sr]k_(?:live|test)_)[A-Za-z0-9_*]+")
 _PERMISSION_PATTERN = re.compile(r"'(rak_[a-z0-9_]+)'")
+
+
+def _sdk_formats_logs_only_when_logged() -> None:
+    """The SDK formats every response body into a debug log line (a regex search and a
+    ``repr`` over 600 KB for a page of 100 invoices, about a fifth of the CPU of such a
+    request) before its logger decides to drop it. Format only when the line would be
+    printed (``STRIPE_LOG`` / ``stripe.log``) or logged (the ``stripe`` logger's level):
+    the same output, without the cost. Left alone if the SDK's internals change."""
+    from stripe import _api_requestor, _util
+
+    needed = ("log_debug", "log_info", "logger", "_console_log_level")
+    if not all(hasattr(_util, name) for name in needed):
+        return
+
+    def when_on(log: Callable, level: int) -> Callable:
+        def log_if_on(message, **params):
+            if _util._console_log_level() is not None or _util.logger.isEnabledFor(level):
+                log(message, **params)
+
+        return log_if_on
+
+    if getattr(_api_requestor, "log_debug", None) is _util.log_debug:
+        _api_requestor.log_debug = when_on(_util.log_debug, logging.DEBUG)
+    if getattr(_api_requestor, "log_info", None) is _util.log_info:
+        _api_requestor.log_info = when_on(_util.log_info, logging.INFO)
+
+
+_sdk_formats_logs_only_when_logged()
 
 
 def redact(text: str, api_key: str | None = None) -> str:
@@ -357,7 +385,7 @@ class StripeApi:
         """One GET through the SDK's requestor (auth, API version, Stripe-Account,
         encoding, HTTP client, Stripe's error classes).
 
-        A success is parsed with plain ``json.loads``: the SDK's own parse (ordered
+        A success is parsed with orjson (``fastjson``): the SDK's own parse (ordered
         dicts) costs about as much CPU again as the rest of a page of 100 invoices, and
         a backfill on a small machine is bound by CPU as much as by Stripe's rate limit.
         Falls back to the public ``raw_request`` if the SDK's internals ever change.
@@ -371,7 +399,7 @@ class StripeApi:
         )
         if 200 <= code < 300:
             try:
-                return json.loads(body), dict(headers)
+                return fastjson.loads(body), dict(headers)
             except ValueError:
                 raise stripe.APIError(
                     "Invalid response body from API", body, code, None, headers
