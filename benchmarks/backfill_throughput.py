@@ -47,6 +47,14 @@ def main(argv: list[str] | None = None) -> dict:
     arguments.add_argument("--budget", type=float, default=95, help="nrr-sync's global budget.")
     arguments.add_argument("--endpoint-budget", type=float, default=24)
     arguments.add_argument("--seed", type=int, default=7)
+    arguments.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="Also run each backfill with nrr-sync imported from this source tree (e.g. "
+        "`mkdir /tmp/base && git archive ab4102c | tar -x -C /tmp/base`), right after "
+        "the current code's.",
+    )
     args = arguments.parse_args(argv)
     latencies = [float(v) for v in args.latencies.split(",")]
     windows = [None if w == "adaptive" else int(w) for w in args.windows.split(",")]
@@ -66,15 +74,17 @@ def main(argv: list[str] | None = None) -> dict:
         ) as sandbox:
             for latency in latencies:
                 for window in windows:
-                    run = backfill_once(sandbox, workdir, args, latency, window)
-                    runs.append(run)
-                    print_run(run, args)
+                    for code in (None, args.baseline) if args.baseline else (None,):
+                        run = backfill_once(sandbox, workdir, args, latency, window, code)
+                        runs.append(run)
+                        print_run(run, args)
 
     print()
     print(
         common.table(
             [
                 "latency ms",
+                "code",
                 "window",
                 "budget bound s",
                 "backfill s",
@@ -90,6 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
             [
                 [
                     run["latency_ms"],
+                    run["code"],
                     run["window"],
                     run["bound_seconds"],
                     run["backfill_seconds"],
@@ -117,15 +128,20 @@ def main(argv: list[str] | None = None) -> dict:
         "endpoint_budget": args.endpoint_budget,
         "seed": args.seed,
         "quick": args.quick,
+        "baseline": str(args.baseline) if args.baseline else None,
     }
     path = common.record("backfill_throughput", params, results, args.results)
     print(f"\nrecorded in {path}")
     return results
 
 
-def backfill_once(sandbox, workdir: Path, args, latency_ms: float, window: int | None) -> dict:
-    """One backfill of the whole account at ``latency_ms`` with a window; its measures."""
-    name = f"{latency_ms:g}ms-{window or 'adaptive'}"
+def backfill_once(
+    sandbox, workdir: Path, args, latency_ms: float, window: int | None, code: Path | None
+) -> dict:
+    """One backfill of the whole account at ``latency_ms`` with a window; its measures.
+    ``code``: the source tree nrr-sync is imported from (None: the installed one)."""
+    label = "baseline" if code else "current"
+    name = f"{latency_ms:g}ms-{window or 'adaptive'}-{label}"
     settings = {
         "max_requests_per_second": args.budget,
         "max_requests_per_second_per_endpoint": args.endpoint_budget,
@@ -136,7 +152,9 @@ def backfill_once(sandbox, workdir: Path, args, latency_ms: float, window: int |
     sandbox.set_knobs(latency_ms=latency_ms)
     sandbox.reset_stats()
     load_average = os.getloadavg()[0]
-    backfill = common.check(common.run_nrr_sync(config, ["backfill", "--since", SINCE], sandbox))
+    backfill = common.check(
+        common.run_nrr_sync(config, ["backfill", "--since", SINCE], sandbox, code=code)
+    )
     stats = sandbox.stats()
     db = workdir / name / "nrr.duckdb"
     build = common.check(common.run_nrr_sync(config, ["build"], None))
@@ -150,6 +168,7 @@ def backfill_once(sandbox, workdir: Path, args, latency_ms: float, window: int |
     sequential = total_pages * latency_ms / 1000
     return {
         "latency_ms": latency_ms,
+        "code": label,
         "window": window or "adaptive",
         "load_average": round(load_average, 1),
         "objects": common.landed_counts(db),
@@ -179,7 +198,8 @@ def backfill_once(sandbox, workdir: Path, args, latency_ms: float, window: int |
 def print_run(run: dict, args) -> None:
     print()
     print(
-        f"{args.customers:,} customers, {run['latency_ms']:g} ms, window {run['window']} "
+        f"{args.customers:,} customers, {run['latency_ms']:g} ms, {run['code']} code, "
+        f"window {run['window']} "
         f"(load average {run['load_average']}); objects landed: {run['objects']}"
     )
     rows = [

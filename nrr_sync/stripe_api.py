@@ -50,10 +50,11 @@ _PERMISSION_PATTERN = re.compile(r"'(rak_[a-z0-9_]+)'")
 
 def _sdk_formats_logs_only_when_logged() -> None:
     """The SDK formats every response body into a debug log line (a regex search and a
-    ``repr`` over 600 KB for a page of 100 invoices, about a fifth of the CPU of such a
-    request) before its logger decides to drop it. Format only when the line would be
-    printed (``STRIPE_LOG`` / ``stripe.log``) or logged (the ``stripe`` logger's level):
-    the same output, without the cost. Left alone if the SDK's internals change."""
+    ``repr`` over the 400-600 KB of a page of 100 invoices, about a sixth of the CPU of
+    such a request, benchmarks/page_cpu.py) before its logger decides to drop it.
+    Format only when the line would be printed (``STRIPE_LOG`` / ``stripe.log``) or
+    logged (the ``stripe`` logger's level): the same output, without the cost. Left
+    alone if the SDK's internals change."""
     from stripe import _api_requestor, _util
 
     needed = ("log_debug", "log_info", "logger", "_console_log_level")

