@@ -254,6 +254,8 @@ def run_nrr_sync(
         process = subprocess.Popen(
             [*NRR_SYNC, "--config", str(config), *args],
             env=env,
+            # `python -c` imports from the working directory first.
+            cwd=str(code) if code is not None else None,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -14,6 +14,7 @@ with orjson, side by side.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import tempfile
@@ -124,11 +125,23 @@ def best_ms(step, pages: list, repeat: int) -> float:
 stdlib_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
+@contextlib.contextmanager
+def stdlib_json_text(fastjson):
+    """``fastjson``'s writers replaced by the standard library's, for a comparison."""
+    saved = fastjson.dumps, fastjson.dumps_sorted
+    fastjson.dumps = stdlib_compact
+    fastjson.dumps_sorted = lambda value: json.dumps(value, separators=(",", ":"), sort_keys=True)
+    try:
+        yield
+    finally:
+        fastjson.dumps, fastjson.dumps_sorted = saved
+
+
 def measure_kind(kind: str, bodies: list[bytes], repeat: int) -> dict:
     import duckdb
     import orjson
 
-    from nrr_sync import landing, transform, warehouse
+    from nrr_sync import fastjson, landing, transform, warehouse
 
     synced_at = landing.now_utc()
     parsed = [json.loads(body)["data"] for body in bodies]
@@ -141,11 +154,11 @@ def measure_kind(kind: str, bodies: list[bytes], repeat: int) -> dict:
         "raw_orjson_ms": best_ms(lambda objs: [orjson.dumps(o) for o in objs], parsed, repeat),
     }
     rows = [warehouse.landing_rows("acct_x", kind, objects, synced_at) for objects in parsed]
-    measured["landing_rows_ms"] = best_ms(
-        lambda objects: warehouse.landing_rows("acct_x", kind, objects, synced_at),
-        parsed,
-        repeat,
-    )
+    build_rows = lambda objects: warehouse.landing_rows("acct_x", kind, objects, synced_at)  # noqa: E731
+    measured["landing_rows_ms"] = best_ms(build_rows, parsed, repeat)
+    # The same with the standard library writing raw and metadata, as before orjson.
+    with stdlib_json_text(fastjson):
+        measured["landing_rows_stdlib_json_ms"] = best_ms(build_rows, parsed, repeat)
     with tempfile.TemporaryDirectory() as scratch:
         best = float("inf")
         for attempt in range(repeat):
