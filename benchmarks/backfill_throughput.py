@@ -1,4 +1,4 @@
-"""Backfill throughput against Stripe's rate limits (SPEC 8, first target).
+"""Backfill throughput against Stripe's rate limits, at several latencies and windows.
 
 The sandbox answers every request after a latency and enforces Stripe's limits
 (``--rate-limit`` over all endpoints, ``--endpoint-rate-limit`` per endpoint, answering

@@ -2,10 +2,10 @@
 
 Every run starts from a copy of the published file; at a million invoices a plain copy
 of its 2.4 GB takes seconds. A copy-on-write clone (``FICLONE``: btrfs, XFS with reflink,
-bcachefs, ZFS 2.2+) shares the blocks and takes milliseconds whatever the size
-(benchmarks/working_copy.py: 4 ms against 2.2 s for 1 GiB on XFS); ``copy_file_range``
-copies inside the kernel, and server-side on NFS 4.2 and SMB; a plain copy works
-everywhere else.
+bcachefs, ZFS 2.2+) shares the blocks and takes no time whatever the size
+(benchmarks/working_copy.py: under a millisecond against 2.6 s for 1 GiB on XFS);
+``copy_file_range`` copies inside the kernel, and server-side on NFS 4.2 and SMB; a
+plain copy works everywhere else.
 """
 
 from __future__ import annotations
