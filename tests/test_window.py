@@ -128,3 +128,39 @@ def test_a_waiting_request_gives_up_when_the_run_stops():
     assert window.in_flight("/v1/invoices") == 2
     window.leave("/v1/invoices", 0.1)
     assert window.enter("/v1/invoices", stopping) is True
+
+
+class _Api:
+    """What the slice planner asks of the Stripe client: budgets and the window."""
+
+    def __init__(self, latency: float):
+        self.window = window_for(endpoint_budget=24)
+        self.window.observe("/v1/invoices", latency)
+
+    def endpoint_budget(self, path: str) -> float:
+        return 24
+
+    def global_budget(self) -> float:
+        return 95
+
+
+@pytest.mark.parametrize(
+    ("latency", "min_pages", "pieces"),
+    [
+        (0.09, 8, 4),  # 24/s x 0.09 s x 1.25 + 1 = 4 slices; pieces of at least 8 pages
+        (0.25, 4, 9),  # 9 slices; pieces of 4 pages take a second one by one
+        (0.75, 2, 24),  # 24 slices, of 2 pages at least
+    ],
+)
+def test_the_planner_splits_a_slice_into_what_the_window_needs(latency, min_pages, pieces):
+    from nrr_sync.sync import Slice, SlicePlanner
+
+    invoices = Slice("s1", "acct_1", None, "invoices", 0, 100)
+    planner = SlicePlanner(_Api(latency), [invoices])
+    assert planner.min_pages("/v1/invoices") == min_pages
+    assert planner.pieces("invoices", remaining_pages=100) == pieces
+    # the slices it made count: no more pieces while they are live
+    assert planner.pieces("invoices", remaining_pages=100) == 1
+    # a short remainder makes fewer pieces, none shorter than min_pages
+    short = SlicePlanner(_Api(latency), [invoices])
+    assert short.pieces("invoices", remaining_pages=16) == min(pieces, 16 // min_pages)
