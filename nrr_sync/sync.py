@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import queue
 import threading
@@ -62,8 +61,7 @@ EVENT_OVERLAP_SECONDS = 300
 SPLIT_FLOOR = 1262304000  # 2010-01-01
 FETCH_BATCH = 500  # objects re-fetched by a sync before they are landed
 COMMIT_EVERY_SECONDS = 1.0
-MIN_SLICE_PAGES = 8  # no piece split off a slice is expected to be shorter ...
-MIN_SLICE_SECONDS = 1.0  # ... unless its pages would take longer than this one by one
+MIN_SLICE_PAGES = 8  # no piece split off a slice is expected to be shorter
 MAX_BATCH_ROWS = 20_000  # rows held before they are written, whatever the pace
 PAGES_QUEUED = 64  # fetched pages waiting for the writer (rows only, so small)
 FETCH_MEMORY_LIMIT = "256MB"  # DuckDB's while pages are landed
@@ -443,21 +441,13 @@ class SlicePlanner:
             active = sum(1 for n in self.live.values() if n > 0) or 1
             budget = min(self.api.endpoint_budget(endpoint), self.api.global_budget() / active)
             wanted = self.api.window.needed(budget, endpoint)
+            # Pieces of at least MIN_SLICE_PAGES: each one ends with a partial page.
             pieces = min(
-                1 + max(0, wanted - self.live[kind]),
-                int(remaining_pages // self.min_pages(endpoint)),
+                1 + max(0, wanted - self.live[kind]), int(remaining_pages // MIN_SLICE_PAGES)
             )
             pieces = max(pieces, 1)
             self.live[kind] += pieces - 1
             return pieces
-
-    def min_pages(self, endpoint: str) -> int:
-        """Pages a split-off piece should have at least: each piece ends with a partial
-        page, so not too few; but a slice's pages come one after the other, so the last
-        slices of a run take pages x latency, and at high latency fewer pages each keep
-        that tail short."""
-        latency = self.api.window.latency(endpoint)
-        return max(2, min(MIN_SLICE_PAGES, math.ceil(MIN_SLICE_SECONDS / latency)))
 
     def slice_done(self, kind: str) -> None:
         with self.lock:

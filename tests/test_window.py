@@ -145,22 +145,20 @@ class _Api:
 
 
 @pytest.mark.parametrize(
-    ("latency", "min_pages", "pieces"),
+    ("latency", "pieces"),
     [
-        (0.09, 8, 4),  # 24/s x 0.09 s x 1.25 + 1 = 4 slices; pieces of at least 8 pages
-        (0.25, 4, 9),  # 9 slices; pieces of 4 pages take a second one by one
-        (0.75, 2, 24),  # 24 slices, of 2 pages at least
+        (0.09, 4),  # 24/s x 0.09 s x 1.25 + 1 = 4 slices
+        (0.25, 9),
+        (0.75, 12),  # 24 slices wanted, but no piece shorter than 8 of the 100 pages
     ],
 )
-def test_the_planner_splits_a_slice_into_what_the_window_needs(latency, min_pages, pieces):
-    from nrr_sync.sync import Slice, SlicePlanner
+def test_the_planner_splits_a_slice_into_what_the_window_needs(latency, pieces):
+    from nrr_sync.sync import MIN_SLICE_PAGES, Slice, SlicePlanner
 
     invoices = Slice("s1", "acct_1", None, "invoices", 0, 100)
     planner = SlicePlanner(_Api(latency), [invoices])
-    assert planner.min_pages("/v1/invoices") == min_pages
+    assert MIN_SLICE_PAGES == 8
     assert planner.pieces("invoices", remaining_pages=100) == pieces
-    # the slices it made count: no more pieces while they are live
-    assert planner.pieces("invoices", remaining_pages=100) == 1
-    # a short remainder makes fewer pieces, none shorter than min_pages
-    short = SlicePlanner(_Api(latency), [invoices])
-    assert short.pieces("invoices", remaining_pages=16) == min(pieces, 16 // min_pages)
+    # the slices it made count: fewer (or no) more pieces while they are live
+    wanted = planner.api.window.needed(24, "/v1/invoices")
+    assert planner.pieces("invoices", remaining_pages=100) == min(1 + wanted - pieces, 12)
