@@ -229,13 +229,22 @@ SAMPLE_SECONDS = 0.25
 
 
 def run_nrr_sync(
-    config: Path, args: list[str], sandbox: SandboxProcess | None, *, sample: bool = False
+    config: Path,
+    args: list[str],
+    sandbox: SandboxProcess | None,
+    *,
+    sample: bool = False,
+    code: Path | None = None,
 ) -> RunResult:
     """Run ``nrr-sync --config CONFIG ARGS`` to the end; wall time, peak RSS, CPU time.
 
-    With ``sample``, RSS and the sandbox's request count are recorded over time.
+    With ``sample``, RSS and the sandbox's request count are recorded over time. With
+    ``code``, nrr-sync is imported from that source tree (e.g. a git worktree of an
+    older commit) instead of the installed one.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("NRR_SYNC_")}
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     if sandbox is not None:
         env[SANDBOX_KEY_ENV] = sandbox.api_key
         env["NRR_SYNC_STRIPE_API_BASE"] = sandbox.url
@@ -245,6 +254,8 @@ def run_nrr_sync(
         process = subprocess.Popen(
             [*NRR_SYNC, "--config", str(config), *args],
             env=env,
+            # `python -c` imports from the working directory first.
+            cwd=str(code) if code is not None else None,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

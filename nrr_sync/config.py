@@ -45,7 +45,7 @@ class StripeSettings:
     accounts: tuple[str, ...] = ()
     max_requests_per_second: float | None = None
     max_requests_per_second_per_endpoint: float | None = None
-    concurrency: int = 8
+    concurrency: int | None = None  # an upper bound on requests in flight; None = adaptive
     retry: Retry = field(default_factory=Retry)
 
 
@@ -101,7 +101,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "accounts": ((list,), False),
         "max_requests_per_second": (_NUMBER, True),
         "max_requests_per_second_per_endpoint": (_NUMBER, True),
-        "concurrency": ((int,), False),
+        "concurrency": ((int,), True),
         "retry": ((dict,), False),
     },
     "stripe.retry": {
@@ -211,12 +211,13 @@ def config_from_dict(data: Any, *, source: str = "config") -> Config:
                 f"{source}: stripe.accounts: {account!r} is not a Stripe account id "
                 "(acct_ followed by letters and digits)."
             )
-    _check_positive(stripe.concurrency, "stripe.concurrency", source)
-    if stripe.concurrency > MAX_CONCURRENCY:
-        raise ConfigError(
-            f"{source}: stripe.concurrency must be at most {MAX_CONCURRENCY}, "
-            f"not {stripe.concurrency}: Stripe's rate limits leave nothing for more."
-        )
+    if stripe.concurrency is not None:
+        _check_positive(stripe.concurrency, "stripe.concurrency", source)
+        if stripe.concurrency > MAX_CONCURRENCY:
+            raise ConfigError(
+                f"{source}: stripe.concurrency must be at most {MAX_CONCURRENCY}, "
+                f"not {stripe.concurrency}: Stripe's rate limits leave nothing for more."
+            )
     if retry.max_wait_seconds < 0:
         raise ConfigError(f"{source}: stripe.retry.max_wait_seconds must be >= 0.")
     _check_positive(retry.max_attempts, "stripe.retry.max_attempts", source)

@@ -8,9 +8,10 @@ load; what the reports need is checked by the SQL models and ``report.data_quali
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
+
+from . import fastjson
 
 KINDS = (
     "customers",
@@ -104,16 +105,13 @@ def ref(value: Any) -> str | None:
 
 
 def as_json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True)
-
-
-_compact = json.JSONEncoder(separators=(",", ":")).encode
+    return None if value is None else fastjson.dumps_sorted(value)
 
 
 def raw_json(obj: dict) -> str:
     """The whole object for the ``raw`` column, in Stripe's key order (sorting every
     nested dict would cost a backfill about a fifth of its CPU)."""
-    return _compact(obj)
+    return fastjson.dumps(obj)
 
 
 def customer_row(account_id: str, obj: dict, synced_at: datetime) -> tuple:

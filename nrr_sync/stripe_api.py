@@ -13,7 +13,6 @@ overall deadline (``http_client``).
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import re
@@ -28,10 +27,11 @@ from typing import Any
 import stripe
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
-from . import answers
+from . import answers, fastjson
 from .config import Config
 from .errors import MalformedAnswer, NrrSyncError, StripeAuthError, StripeUnavailableError
 from .http_client import StrictRequestsClient
+from .window import InFlightWindow
 
 log = logging.getLogger("nrr_sync.stripe")
 
@@ -51,6 +51,35 @@ MAX_LOCATION = 200  # characters of a redirect's target quoted to the user
 _KEY_PATTERN = re.compile(r"\b([sr]k_(?:live|test)_)[A-Za-z0-9_*]+")
 _PERMISSION_PATTERN = re.compile(r"'(rak_[a-z0-9_]+)'")
 _NETWORK_ERROR_PATTERN = re.compile(r"\(Network error: (.*)\)", re.DOTALL)
+
+
+def _sdk_formats_logs_only_when_logged() -> None:
+    """The SDK formats every response body into a debug log line (a regex search and a
+    ``repr`` over the 400-600 KB of a page of 100 invoices, about a sixth of the CPU of
+    such a request, benchmarks/page_cpu.py) before its logger decides to drop it.
+    Format only when the line would be printed (``STRIPE_LOG`` / ``stripe.log``) or
+    logged (the ``stripe`` logger's level): the same output, without the cost. Left
+    alone if the SDK's internals change."""
+    from stripe import _api_requestor, _util
+
+    needed = ("log_debug", "log_info", "logger", "_console_log_level")
+    if not all(hasattr(_util, name) for name in needed):
+        return
+
+    def when_on(log: Callable, level: int) -> Callable:
+        def log_if_on(message, **params):
+            if _util._console_log_level() is not None or _util.logger.isEnabledFor(level):
+                log(message, **params)
+
+        return log_if_on
+
+    if getattr(_api_requestor, "log_debug", None) is _util.log_debug:
+        _api_requestor.log_debug = when_on(_util.log_debug, logging.DEBUG)
+    if getattr(_api_requestor, "log_info", None) is _util.log_info:
+        _api_requestor.log_info = when_on(_util.log_info, logging.INFO)
+
+
+_sdk_formats_logs_only_when_logged()
 
 
 def redact(text: str, api_key: str | None = None) -> str:
@@ -287,6 +316,9 @@ class StripeApi:
         self.max_wait = float(config.stripe.retry.max_wait_seconds)
         rate, endpoint_rate = default_rates(self._api_key, config)
         self.limiter = RateLimiter(rate, endpoint_rate)
+        self.window = InFlightWindow(
+            self.limiter.budget, self.limiter.global_budget, config.stripe.concurrency
+        )
         self.stats = RequestStats()
         self.stopping = threading.Event()
         self._thread = threading.local()  # seconds this thread waited for the limiter
@@ -328,7 +360,7 @@ class StripeApi:
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._attempt(path, endpoint, params or {}, account)
+                    return self._attempt_in_window(path, endpoint, params or {}, account)
         except _Retry as error:
             attempts = self.max_attempts
             where = f" for account {account}" if account else ""
@@ -340,6 +372,20 @@ class StripeApi:
                 "What was fetched is kept; the next run resumes."
             ) from None
         raise AssertionError("unreachable")
+
+    def _attempt_in_window(self, path: str, endpoint: str, params: dict, account: str | None):
+        """One attempt within the in-flight window; an answer's latency (its time
+        without the wait for the rate limiter) tells the window what it needs."""
+        if not self.window.enter(endpoint, self.stopping):
+            raise NrrSyncError("stopped")
+        latency = None  # failures say nothing about it
+        try:
+            waited_before, started = self.waited_here(), time.monotonic()
+            answer = self._attempt(path, endpoint, params, account)
+            latency = time.monotonic() - started - (self.waited_here() - waited_before)
+            return answer
+        finally:
+            self.window.leave(endpoint, latency)
 
     def _attempt(self, path: str, endpoint: str, params: dict, account: str | None):
         if self.stopping.is_set():
@@ -392,7 +438,7 @@ class StripeApi:
         """One GET through the SDK's requestor (auth, API version, Stripe-Account,
         encoding, HTTP client, Stripe's error classes).
 
-        A success is parsed with plain ``json.loads``: the SDK's own parse (ordered
+        A success is parsed with orjson (``fastjson``): the SDK's own parse (ordered
         dicts) costs about as much CPU again as the rest of a page of 100 invoices, and
         a backfill on a small machine is bound by CPU as much as by Stripe's rate limit.
         Falls back to the public ``raw_request`` if the SDK's internals ever change.
@@ -409,7 +455,7 @@ class StripeApi:
             raise _Redirected(code, location or "nowhere (no Location header)")
         if 200 <= code < 300:
             try:
-                return json.loads(body), dict(headers)
+                return fastjson.loads(body), dict(headers)
             except ValueError:
                 raise stripe.APIError(
                     "Invalid response body from API", body, code, None, headers

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import queue
 import socket
@@ -77,6 +76,7 @@ LANDED_PREFIX = "events:landed:"  # objects landed by an unfinished sync, per ac
 COMMIT_EVERY_SECONDS = 1.0
 MIN_SLICE_PAGES = 8  # no piece split off a slice is expected to be shorter
 MAX_BATCH_ROWS = 20_000  # rows held before they are written, whatever the pace
+PAGES_QUEUED = 64  # fetched pages waiting for the writer (rows only, so small)
 FETCH_MEMORY_LIMIT = "256MB"  # DuckDB's while pages are landed
 RUNS_KEPT_IN_SIDECAR = 50
 KILLED_MESSAGE = "the process ended without recording an outcome (killed)"
@@ -449,71 +449,59 @@ class PageResult:
     split_off: list[Slice]  # new slices split off the remainder
 
 
-class _Stop:
-    pass
-
-
 class SlicePlanner:
     """Decides how many pieces a slice's remainder is split into.
 
-    Enough slices of a kind must be in flight to keep its endpoint busy at the rate
-    limit (budget x seconds per page, plus a margin); every extra slice costs one
-    partial page at its end, so no more than that.
+    Enough slices of a kind must be in flight to keep its endpoint busy at its budget:
+    as many as the in-flight window says that budget needs at the endpoint's measured
+    latency (Little's law). Every extra slice costs one partial page at its end, so no
+    more than that.
     """
 
-    def __init__(self, api: StripeApi, slices: list[Slice], concurrency: int):
+    def __init__(self, api: StripeApi, slices: list[Slice]):
         self.api = api
-        self.concurrency = concurrency
         self.live: Counter[str] = Counter(piece.kind for piece in slices)
-        self.page_seconds: dict[str, float] = {}
         self.lock = threading.Lock()
 
     def pieces(self, kind: str, remaining_pages: float) -> int:
+        endpoint = LIST_PATHS[kind]
         with self.lock:
-            seconds = self.page_seconds.get(kind, 0.5)
             # The kind's endpoint budget, or its share of the global one if smaller.
             active = sum(1 for n in self.live.values() if n > 0) or 1
-            budget = min(
-                self.api.endpoint_budget(LIST_PATHS[kind]), self.api.global_budget() / active
-            )
-            wanted = math.ceil(budget * seconds * 1.15) + 1
-            wanted = min(wanted, self.concurrency)
+            budget = min(self.api.endpoint_budget(endpoint), self.api.global_budget() / active)
+            wanted = self.api.window.needed(budget, endpoint)
             # Pieces of at least MIN_SLICE_PAGES: each one ends with a partial page.
             pieces = min(
-                1 + max(0, wanted - self.live[kind]), int(remaining_pages // MIN_SLICE_PAGES), 8
+                1 + max(0, wanted - self.live[kind]), int(remaining_pages // MIN_SLICE_PAGES)
             )
             pieces = max(pieces, 1)
             self.live[kind] += pieces - 1
             return pieces
 
-    def page_done(self, kind: str, seconds: float, slice_done: bool) -> None:
+    def slice_done(self, kind: str) -> None:
         with self.lock:
-            previous = self.page_seconds.get(kind, seconds)
-            self.page_seconds[kind] = 0.8 * previous + 0.2 * seconds
-            if slice_done:
-                self.live[kind] -= 1
+            self.live[kind] -= 1
 
 
 def _fetch_slices(job: Job, slices: list[Slice]) -> None:
-    """Fetch every slice with a pool of workers; land and checkpoint pages in this thread."""
+    """Fetch every slice with a pool of workers; land and checkpoint pages in this thread.
+
+    A worker thread per slice in flight, started as slices are split (the planner and
+    the in-flight window decide how many; ``stripe.concurrency`` caps them when set).
+    """
     if not slices:
         return
     api = job.api
     api.stopping.clear()
-    workers = job.config.stripe.concurrency
-    planner = SlicePlanner(api, slices, workers)
+    planner = SlicePlanner(api, slices)
     synced_at = landing.now_utc()
-    # Tasks are (slice, gate): the gate opens once the page that produced the slice was
-    # handed to the writer, so a slice's pages always reach the writer in order.
-    tasks: queue.Queue = queue.Queue()
     # Room for the pages fetched while the writer lands a batch; rows only, so small.
-    results: queue.Queue = queue.Queue(maxsize=2 * workers)
+    results: queue.Queue = queue.Queue(maxsize=PAGES_QUEUED)
     opened = threading.Event()
     opened.set()
-    for piece in slices:
-        tasks.put((piece, opened))
+    workers = ThreadPoolExecutor(max_workers=api.window.upper_bound)
     # Extra line / item pages of long invoices and subscriptions, fetched side by side.
-    sub_requests = ThreadPoolExecutor(max_workers=workers)
+    sub_requests = ThreadPoolExecutor(max_workers=api.window.upper_bound)
 
     def hand_over(item, after: threading.Event) -> None:
         while not after.wait(timeout=0.2):
@@ -526,35 +514,28 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
             except queue.Full:
                 continue
 
-    def work() -> None:
-        while True:
-            task = tasks.get()
-            if task is _Stop:
-                return
-            piece, after = task
-            handed = threading.Event()
-            try:
-                started = time.monotonic()
-                api.waited_here(reset=True)
-                page, rest, split_off = _fetch_page(api, piece, planner)
-                # Time the page took on the wire, without waiting for the rate limiter.
-                seconds = time.monotonic() - started - api.waited_here()
-                planner.page_done(piece.kind, seconds, rest is None)
-                # The slice goes on while this page's long invoices are completed.
-                for follow_up in (rest, *split_off):
-                    if follow_up is not None:
-                        tasks.put((follow_up, handed))
-                _complete(api, piece, page, sub_requests)
-                rows = warehouse.landing_rows(piece.account, piece.kind, page, synced_at)
-            except BaseException as error:  # handed to the writer, which stops the run
-                hand_over(error, opened)
-                return
-            hand_over(PageResult(piece, rows, rest, split_off), after)
-            handed.set()
+    def fetch(piece: Slice, after: threading.Event) -> None:
+        """One page of ``piece``; ``after`` opens once the page before it was handed to
+        the writer, so a slice's pages always reach the writer in order."""
+        handed = threading.Event()
+        try:
+            page, rest, split_off = _fetch_page(api, piece, planner)
+            if rest is None:
+                planner.slice_done(piece.kind)
+            # The slice goes on while this page's long invoices are completed.
+            for follow_up in (rest, *split_off):
+                if follow_up is not None:
+                    workers.submit(fetch, follow_up, handed)
+            _complete(api, piece, page, sub_requests)
+            rows = warehouse.landing_rows(piece.account, piece.kind, page, synced_at)
+        except BaseException as error:  # handed to the writer, which stops the run
+            hand_over(error, opened)
+            return
+        hand_over(PageResult(piece, rows, rest, split_off), after)
+        handed.set()
 
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
+    for piece in slices:
+        workers.submit(fetch, piece, opened)
     live = len(slices)
     # Appending needs little memory; without a limit DuckDB would keep caching what it
     # wrote, and the job's memory would grow with the account. The build gets it back.
@@ -574,8 +555,7 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
             batch.commit(job.con)
     finally:
         api.stopping.set()
-        for _ in threads:
-            tasks.put(_Stop)
+        workers.shutdown(wait=False, cancel_futures=True)
         sub_requests.shutdown(wait=False, cancel_futures=True)
         job.con.execute("RESET memory_limit")
 
@@ -783,8 +763,9 @@ def _sync_account(job: Job, account: str, header: str | None, cursor: dict, seen
     try:
         # Objects are landed about once a second (at most FETCH_BATCH at a time), each time
         # with a note of which they were, so a run that fails keeps its work; the cursor
-        # moves only once every changed object is landed.
-        with ThreadPoolExecutor(max_workers=job.config.stripe.concurrency) as pool:
+        # moves only once every changed object is landed. As many threads as the in-flight
+        # window allows now (the events told it the latency); the window paces them.
+        with ThreadPoolExecutor(max_workers=api.window.global_limit()) as pool:
             for start in range(0, len(tasks), FETCH_BATCH):
                 batch = tasks[start : start + FETCH_BATCH]
                 done, fetched = [], []

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import stat
 import tempfile
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 import duckdb
 
 from . import landing
+from .clone import clone_file
 from .errors import ConfigError, DatabaseBusyError
 
 
@@ -660,9 +660,9 @@ def _fresh_working_copy(db_path: Path, work_path: Path, timeout: float) -> None:
 def _private_copy(source: Path) -> Path:
     """A copy of ``source`` in a new file only its owner can read (mode 0600), beside it."""
     handle, temporary = tempfile.mkstemp(prefix=source.name + COPYING, dir=source.parent)
+    os.close(handle)
     try:
-        with open(source, "rb") as src, os.fdopen(handle, "wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
+        clone_file(source, temporary)  # copy-on-write where the filesystem can
     except BaseException:
         _remove(Path(temporary))
         raise

@@ -28,15 +28,22 @@ def test_backfill_throughput_runs_and_records(tmp_path):
     import backfill_throughput
 
     results_path = tmp_path / "results.jsonl"
-    result = backfill_throughput.main(
-        ["--quick", "--customers", "40", "--latency-ms", "5", "--results", str(results_path)]
+    results = backfill_throughput.main(
+        [
+            *("--quick", "--customers", "40", "--latencies", "5", "--windows", "adaptive,2"),
+            *("--results", str(results_path)),
+        ]
     )
 
-    assert result["pages_needed_total"] > 5
-    assert result["requests"] >= result["pages_needed_total"]
-    assert result["objects"]["invoices"] > 0
-    assert result["bound_seconds"] > 0 and result["ratio_to_bound"] > 0
-    assert recorded(results_path)["requests"] == result["requests"]
+    adaptive, fixed = results["runs"]
+    assert (adaptive["window"], fixed["window"]) == ("adaptive", 2)
+    assert fixed["in_flight_peak"] <= 3  # one answer may still be closing at the server
+    for result in (adaptive, fixed):
+        assert result["pages_needed_total"] > 5
+        assert result["requests"] >= result["pages_needed_total"]
+        assert result["objects"]["invoices"] > 0
+        assert result["bound_seconds"] > 0 and result["ratio_to_bound"] > 0
+    assert recorded(results_path)["runs"][0]["requests"] == adaptive["requests"]
 
 
 def test_nightly_sync_runs_and_records(tmp_path):
@@ -74,3 +81,28 @@ def test_build_and_memory_runs_and_records(tmp_path):
     assert result["loads"]["append"]["objects_per_second"] > 0
     assert result["loads"]["upsert"]["rows"] == result["loads"]["append"]["rows"]
     assert recorded(results_path)["loads"] == result["loads"]
+
+
+def test_page_cpu_runs_and_records(tmp_path):
+    import page_cpu
+
+    results_path = tmp_path / "results.jsonl"
+    result = page_cpu.main(["--quick", "--results", str(results_path)])
+
+    assert result["invoices"]["pages"] > 0 and result["customers"]["pages"] > 0
+    for step in ("parse_json_ms", "parse_orjson_ms", "raw_json_ms", "landing_rows_ms"):
+        assert result["invoices"][step] > 0
+    assert result["request_ms"] > 0
+    assert recorded(results_path)["invoices"]["pages"] == result["invoices"]["pages"]
+
+
+def test_storage_runs_and_records(tmp_path):
+    import storage
+
+    results_path = tmp_path / "results.jsonl"
+    result = storage.main(["--quick", "--results", str(results_path)])
+
+    assert result["invoices"] > 0 and result["file_bytes"] > 0
+    parts = result["parts"]
+    assert parts["stripe.invoices"]["bytes"] > 0 and parts["  invoices raw JSON"]["bytes"] > 0
+    assert recorded(results_path)["invoices"] == result["invoices"]

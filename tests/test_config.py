@@ -17,7 +17,7 @@ def write(tmp_path, text):
 def test_example_config_loads_with_documented_defaults():
     config = load_config("config.example.yaml")
     assert config.stripe.api_key_env == "STRIPE_API_KEY"
-    assert config.stripe.concurrency == 8
+    assert config.stripe.concurrency is None  # adaptive
     assert config.stripe.retry.max_attempts == 8
     assert config.database.lock_timeout_seconds == 300
     assert config.sync.invoice_lookback_months == 12
@@ -172,3 +172,8 @@ def test_version_names_the_pinned_api_version():
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0
     assert "2026-10-28.endive" in result.output
+
+
+def test_concurrency_is_adaptive_by_default_and_a_number_caps_it(tmp_path):
+    assert load_config(write(tmp_path, "stripe:\n  concurrency: null\n")).stripe.concurrency is None
+    assert load_config(write(tmp_path, "stripe:\n  concurrency: 12\n")).stripe.concurrency == 12

@@ -321,6 +321,7 @@ class Sandbox:
         self.random = random.Random(seed)
         self.response_number = 0
         self.windows: dict[str, collections.deque] = collections.defaultdict(collections.deque)
+        self.in_flight = 0  # API requests being served now
         self.stores: dict[str, AccountStore] = {}
         with paused_cyclic_gc():
             for account_id in world.account_ids:
@@ -339,6 +340,7 @@ class Sandbox:
                 "by_endpoint": collections.Counter(),
                 "by_status": collections.Counter(),
                 "rate_limited_by_endpoint": collections.Counter(),
+                "in_flight_peak": 0,  # most API requests being served at once
             }
 
     def stats(self) -> dict:
@@ -352,9 +354,20 @@ class Sandbox:
                 "by_endpoint": dict(counters["by_endpoint"]),
                 "by_status": {str(k): v for k, v in sorted(counters["by_status"].items())},
                 "rate_limited_by_endpoint": dict(counters["rate_limited_by_endpoint"]),
+                "in_flight_peak": counters["in_flight_peak"],
                 "now": self.world.now,
                 "knobs": vars(self.knobs).copy(),
             }
+
+    def request_started(self) -> None:
+        with self.stats_lock:
+            self.in_flight += 1
+            peak = max(self.counters["in_flight_peak"], self.in_flight)
+            self.counters["in_flight_peak"] = peak
+
+    def request_finished(self) -> None:
+        with self.stats_lock:
+            self.in_flight -= 1
 
     def set_knobs(self, **changes) -> dict:
         with self.stats_lock:
@@ -720,6 +733,13 @@ class Handler(BaseHTTPRequestHandler):
         if url.path.startswith("/_sandbox/"):
             self.admin(method, url.path, url.query, body)
             return
+        self.sandbox.request_started()
+        try:
+            self.serve_api(method, url, body)
+        finally:
+            self.sandbox.request_finished()
+
+    def serve_api(self, method: str, url, body: bytes) -> None:
         template, handler, match = "unknown", None, None
         for pattern, route_template, route_handler in ROUTES:
             match = pattern.match(url.path)

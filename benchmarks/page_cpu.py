@@ -1,0 +1,181 @@
+"""CPU per page of the backfill's steps, in one process, on real sandbox pages.
+
+Fetches every page of ``/v1/invoices`` (100 invoices with their first 10 lines each)
+and ``/v1/customers`` from a sandbox without latency, keeps the bodies, then times each
+step the backfill does per page with ``time.process_time`` (CPU, so steadier than wall
+time on a shared machine), best of ``--repeat``: the request through the SDK, parsing
+the body, building the landing rows (typed columns and the ``raw`` JSON text), and
+appending them to DuckDB. Parsing and ``raw`` are timed with the standard library and
+with orjson, side by side.
+
+    python benchmarks/page_cpu.py                 # 1,000 customers
+    python benchmarks/page_cpu.py --quick
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> dict:
+    arguments = common.parser(__doc__.splitlines()[0])
+    arguments.add_argument("--customers", type=int, default=1000)
+    arguments.add_argument("--repeat", type=int, default=3)
+    args = arguments.parse_args(argv)
+    if args.quick:
+        args.customers, args.repeat = min(args.customers, 40), 1
+
+    print(common.header("CPU per page"), flush=True)
+    with common.start_sandbox(customers=args.customers) as sandbox:
+        bodies = {kind: fetch_bodies(sandbox, kind) for kind in ("invoices", "customers")}
+        request_ms = sdk_request_cpu_ms(sandbox, args.repeat)
+
+    results: dict = {"customers": args.customers, **request_ms}
+    rows = [
+        ["invoices: request through the SDK (HTTP and parse)", request_ms["request_ms"]],
+        [
+            "invoices: the same, the SDK formatting its debug log line",
+            request_ms["request_sdk_log_formatting_ms"],
+        ],
+    ]
+    for kind, pages in bodies.items():
+        measured = measure_kind(kind, pages, args.repeat)
+        results[kind] = measured
+        for step, ms in measured.items():
+            if step.endswith("_ms"):
+                rows.append([f"{kind}: {step.removesuffix('_ms').replace('_', ' ')}", ms])
+    print()
+    print(f"{args.customers:,} customers; ms of CPU per page of 100 (best of {args.repeat})")
+    print(common.table(["step", "ms per page"], rows))
+    params = {"customers": args.customers, "repeat": args.repeat, "quick": args.quick}
+    path = common.record("page_cpu", params, results, args.results)
+    print(f"\nrecorded in {path}")
+    return results
+
+
+def fetch_bodies(sandbox, kind: str) -> list[bytes]:
+    bodies, after = [], None
+    while True:
+        query = "limit=100" + (f"&starting_after={after}" if after else "")
+        request = urllib.request.Request(
+            f"{sandbox.url}/v1/{kind}?{query}",
+            headers={"Authorization": f"Bearer {sandbox.api_key}"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = response.read()
+        bodies.append(body)
+        page = json.loads(body)
+        if not page["has_more"]:
+            return bodies
+        after = page["data"][-1]["id"]
+
+
+def sdk_request_cpu_ms(sandbox, repeat: int) -> dict:
+    """CPU of one ``StripeApi.list_page`` of invoices (request, response, parse), as
+    nrr-sync runs it and with the SDK formatting every body for its debug log."""
+    import os
+
+    from stripe import _api_requestor, _util
+
+    from nrr_sync.config import Config, StripeSettings
+    from nrr_sync.stripe_api import StripeApi
+
+    os.environ["NRR_BENCH_KEY"] = sandbox.api_key
+    settings = StripeSettings(
+        api_key_env="NRR_BENCH_KEY",
+        api_base=sandbox.url,
+        max_requests_per_second=common.NO_LIMIT,
+        max_requests_per_second_per_endpoint=common.NO_LIMIT,
+    )
+    api = StripeApi(Config(stripe=settings))
+
+    def request(_):
+        api.list_page("/v1/invoices", {}, account=None)
+
+    measured = {"request_ms": best_ms(request, range(20), repeat)}
+    guarded = _api_requestor.log_debug, _api_requestor.log_info
+    _api_requestor.log_debug, _api_requestor.log_info = _util.log_debug, _util.log_info
+    try:
+        measured["request_sdk_log_formatting_ms"] = best_ms(request, range(20), repeat)
+    finally:
+        _api_requestor.log_debug, _api_requestor.log_info = guarded
+    return measured
+
+
+def best_ms(step, pages: list, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.process_time()
+        for page in pages:
+            step(page)
+        best = min(best, (time.process_time() - started) / len(pages))
+    return round(best * 1000, 2)
+
+
+stdlib_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
+@contextlib.contextmanager
+def stdlib_json_text(fastjson):
+    """``fastjson``'s writers replaced by the standard library's, for a comparison."""
+    saved = fastjson.dumps, fastjson.dumps_sorted
+    fastjson.dumps = stdlib_compact
+    fastjson.dumps_sorted = lambda value: json.dumps(value, separators=(",", ":"), sort_keys=True)
+    try:
+        yield
+    finally:
+        fastjson.dumps, fastjson.dumps_sorted = saved
+
+
+def measure_kind(kind: str, bodies: list[bytes], repeat: int) -> dict:
+    import duckdb
+    import orjson
+
+    from nrr_sync import fastjson, landing, transform, warehouse
+
+    synced_at = landing.now_utc()
+    parsed = [json.loads(body)["data"] for body in bodies]
+    measured = {
+        "pages": len(bodies),
+        "kb_per_page": round(sum(map(len, bodies)) / len(bodies) / 1024),
+        "parse_json_ms": best_ms(json.loads, bodies, repeat),
+        "parse_orjson_ms": best_ms(orjson.loads, bodies, repeat),
+        "raw_json_ms": best_ms(lambda objs: [stdlib_compact(o) for o in objs], parsed, repeat),
+        "raw_orjson_ms": best_ms(lambda objs: [orjson.dumps(o) for o in objs], parsed, repeat),
+    }
+    rows = [warehouse.landing_rows("acct_x", kind, objects, synced_at) for objects in parsed]
+    build_rows = lambda objects: warehouse.landing_rows("acct_x", kind, objects, synced_at)  # noqa: E731
+    measured["landing_rows_ms"] = best_ms(build_rows, parsed, repeat)
+    # The same with the standard library writing raw and metadata, as before orjson.
+    with stdlib_json_text(fastjson):
+        measured["landing_rows_stdlib_json_ms"] = best_ms(build_rows, parsed, repeat)
+    with tempfile.TemporaryDirectory() as scratch:
+        best = float("inf")
+        for attempt in range(repeat):
+            con = duckdb.connect(f"{scratch}/append-{attempt}.duckdb")
+            transform.migrate(con)
+            batch: dict[str, list] = {}  # all pages in one batch, as the backfill lands them
+            for page_rows in rows:
+                for table, table_rows in page_rows.items():
+                    batch.setdefault(table, []).extend(table_rows)
+            started = time.process_time()
+            for table, table_rows in batch.items():
+                warehouse.insert_rows(con, table, table_rows)
+            best = min(best, (time.process_time() - started) / len(rows))
+            con.close()
+        measured["append_ms"] = round(best * 1000, 2)
+    return measured
+
+
+if __name__ == "__main__":
+    main()

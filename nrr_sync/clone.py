@@ -1,0 +1,72 @@
+"""Copying the published file into the working copy as cheaply as the filesystem allows.
+
+Every run starts from a copy of the published file; at a million invoices a plain copy
+of its 2.4 GB takes seconds. A copy-on-write clone (``FICLONE``: btrfs, XFS with reflink,
+bcachefs, ZFS 2.2+) shares the blocks and takes no time whatever the size
+(benchmarks/working_copy.py: under a millisecond against 2.6 s for 1 GiB on XFS);
+``copy_file_range`` copies inside the kernel, and server-side on NFS 4.2 and SMB; a
+plain copy works everywhere else.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+
+FICLONE = 0x40049409  # _IOW(0x94, 9, int) from <linux/fs.h>
+# Errors that mean "this filesystem (pair) cannot do it this way", not "the copy failed".
+_NOT_SUPPORTED = {
+    errno.EBADF,
+    errno.EINVAL,
+    errno.ENOSYS,
+    errno.ENOTTY,
+    errno.EOPNOTSUPP,
+    errno.EXDEV,
+    errno.EPERM,
+}
+_CHUNK = 1 << 30  # bytes per copy_file_range call
+
+
+def clone_file(source: str | os.PathLike, target: str | os.PathLike) -> str:
+    """Make ``target`` a copy of ``source``'s content; returns how: "clone",
+    "copy_file_range" or "copy". Like ``shutil.copyfile``, copies content only."""
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        for method, copy in (
+            ("clone", _clone),
+            ("copy_file_range", _copy_file_range),
+            ("copy", _copy),
+        ):
+            try:
+                copy(src.fileno(), dst.fileno())
+                return method
+            except OSError as error:
+                if error.errno not in _NOT_SUPPORTED or method == "copy":
+                    raise
+                # Start over: a partial attempt may have written some of the file.
+                dst.seek(0)
+                dst.truncate()
+                src.seek(0)
+    raise AssertionError("unreachable")
+
+
+def _clone(src: int, dst: int) -> None:
+    fcntl.ioctl(dst, FICLONE, src)
+
+
+def _copy_file_range(src: int, dst: int) -> None:
+    if not hasattr(os, "copy_file_range"):
+        raise OSError(errno.ENOSYS, "copy_file_range is not available")
+    size = os.fstat(src).st_size
+    copied = 0
+    while copied < size:
+        n = os.copy_file_range(src, dst, min(_CHUNK, size - copied), copied, copied)
+        if n == 0:  # the file shrank while copying; a reader lock prevents that
+            break
+        copied += n
+
+
+def _copy(src: int, dst: int) -> None:
+    with open(src, "rb", closefd=False) as reader, open(dst, "wb", closefd=False) as writer:
+        shutil.copyfileobj(reader, writer, 1 << 20)
