@@ -70,6 +70,36 @@ CREATE OR REPLACE MACRO report.tiers_in(line_currency, price_currency, tiers, cu
         ELSE currency_options -> line_currency -> 'tiers'
     END;
 
+-- Decimals of a currency's minor unit as Stripe's API counts them (docs.stripe.com/currencies):
+-- zero-decimal, three-decimal, and the two-decimal presentment currencies (isk, huf and twd
+-- included: Stripe's API keeps two decimals for them). NULL for a currency not listed here:
+-- it is valued as two-decimal, Stripe's default, and report.data_quality names it.
+CREATE OR REPLACE MACRO report.currency_exponent(currency) AS
+    CASE
+        WHEN currency IN ('bif', 'clp', 'djf', 'gnf', 'jpy', 'kmf', 'krw', 'mga', 'pyg', 'rwf',
+                          'ugx', 'vnd', 'vuv', 'xaf', 'xof', 'xpf') THEN 0
+        WHEN currency IN ('bhd', 'jod', 'kwd', 'omr', 'tnd') THEN 3
+        WHEN currency IN ('usd', 'aed', 'afn', 'all', 'amd', 'ang', 'aoa', 'ars', 'aud', 'awg',
+                          'azn', 'bam', 'bbd', 'bdt', 'bgn', 'bmd', 'bnd', 'bob', 'brl', 'bsd',
+                          'bwp', 'byn', 'bzd', 'cad', 'cdf', 'chf', 'cny', 'cop', 'crc', 'cve',
+                          'czk', 'dkk', 'dop', 'dzd', 'egp', 'etb', 'eur', 'fjd', 'fkp', 'gbp',
+                          'gel', 'gip', 'gmd', 'gtq', 'gyd', 'hkd', 'hnl', 'htg', 'huf', 'idr',
+                          'ils', 'inr', 'isk', 'jmd', 'kes', 'kgs', 'khr', 'kyd', 'kzt', 'lak',
+                          'lbp', 'lkr', 'lrd', 'lsl', 'mad', 'mdl', 'mkd', 'mmk', 'mnt', 'mop',
+                          'mur', 'mvr', 'mwk', 'mxn', 'myr', 'mzn', 'nad', 'ngn', 'nio', 'nok',
+                          'npr', 'nzd', 'pab', 'pen', 'pgk', 'php', 'pkr', 'pln', 'qar', 'ron',
+                          'rsd', 'rub', 'sar', 'sbd', 'scr', 'sek', 'sgd', 'shp', 'sle',
+                          'sll', 'sos', 'srd', 'std', 'szl', 'thb', 'tjs', 'top', 'try', 'ttd',
+                          'twd', 'tzs', 'uah', 'uyu', 'uzs', 'wst', 'xcd', 'yer', 'zar', 'zmw')
+            THEN 2
+    END;
+CREATE OR REPLACE MACRO report.minor_unit(currency) AS
+    CASE coalesce(report.currency_exponent(currency), 2)
+        WHEN 0 THEN 1.000
+        WHEN 3 THEN 0.001
+        ELSE 0.010
+    END::DECIMAL(4, 3);
+
 CREATE OR REPLACE TABLE report.mrr_lines AS
 WITH
 settings AS (SELECT * FROM meta.build_settings),
@@ -247,7 +277,8 @@ recurring_lines AS (
                             // prices.transform_quantity_divide_by
                     ELSE counted_lines.quantity // prices.transform_quantity_divide_by
                 END
-            WHEN prices.billing_scheme = 'tiered'
+            -- a tiers_mode nrr-sync does not know is not guessed at (report.data_quality)
+            WHEN prices.billing_scheme = 'tiered' AND prices.tiers_mode IN ('volume', 'graduated')
                 AND report.tiers_in(counted_lines.currency, prices.currency, prices.tiers,
                     prices.currency_options) IS NOT NULL
                 THEN report.tiered_amount(
@@ -331,11 +362,7 @@ monthly_lines AS (
 converted_lines AS (
     SELECT
         monthly_lines.*,
-        CASE
-            WHEN currency IN ('bif', 'clp', 'djf', 'gnf', 'jpy', 'kmf', 'krw', 'mga', 'pyg', 'rwf', 'ugx', 'vnd', 'vuv', 'xaf', 'xof', 'xpf')
-                THEN 1.00
-            ELSE 0.01
-        END::DECIMAL(3, 2) AS minor_unit,
+        report.minor_unit(currency) AS minor_unit,
         (SELECT rate FROM fx_rates WHERE fx_rates.currency = monthly_lines.currency) AS fx_rate
     FROM monthly_lines
 )
