@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 
-from . import cash, render
+from . import cash, free, render
 from .billing import DAY, HOUR, Account, Customer, Invoice, Sub, add_months, b62
 from .catalog import Catalog, build_catalog
 from .truth import TruthOptions, customer_truth, snapshot_instants
@@ -322,6 +322,7 @@ def archetypes(start: int, now: int) -> list[Scenario]:
     c = scenario(ago(3, 2.0))
     c.subscribe(c.created, [("starter_month_usd", 1)], trial_days=14,
                 missing_payment_method=True)  # fmt: skip
+    free.archetypes(scenario, ago, later)  # free plans; trials over a month end, unpaid
     # several subscriptions; churned and came back
     c = scenario(ago(13, 9.0), segment="mid")
     c.subscribe(c.created, [("pro_month_usd", 1)])
@@ -571,9 +572,14 @@ class RandomPolicy:
             first = "recover"
         missing = bool(trial) and rng.random() < 0.1
         coupons = more_discounts(acct, customer, t, coupon)
+        starts_free = None if trial else free.free_instead(acct, customer, t, items)
+        if starts_free is not None:  # the free plan instead, maybe upgraded to items later
+            items, coupons, first, missing = starts_free[0], (), "ok", False
         acct.subscribe(customer, t, items, trial_days=trial, coupon=coupons, first_payment=first,
                        missing_payment_method=missing)  # fmt: skip
-        if rng_of(acct, customer, t, "invoice-discount").random() < 0.03:
+        if starts_free is not None:
+            free.schedule_upgrade(acct, customer, customer.subs[-1], starts_free[1])
+        elif rng_of(acct, customer, t, "invoice-discount").random() < 0.03:
             welcome = acct.catalog.coupons["welcome_month"]
             if welcome.amount_in(customer.currency) is not None:
                 acct.discount_invoice(customer, customer.subs[-1], t, welcome)
