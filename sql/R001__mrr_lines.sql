@@ -359,12 +359,44 @@ monthly_lines AS (
     FROM valued_lines
 ),
 
+-- Flexible billing mode: a credit proration that names the line it credits
+-- (parent.<type>.proration_details.credited_items) takes back what that line counted: minus
+-- its monthly value, whatever the credit's own prorated and rounded amounts, so the two
+-- cancel exactly over the credited rest of the period (a discount that has ended since is
+-- taken back as it was counted). A credit whose credited line is not counted here (not
+-- landed, or on an invoice that does not count) keeps the proration rule above.
+credited_lines AS (
+    SELECT credit.account_id, credit.line_id, -sum(credited.monthly_minor) AS monthly_minor
+    FROM monthly_lines AS credit
+    JOIN invoice_lines
+        ON invoice_lines.account_id = credit.account_id AND invoice_lines.id = credit.line_id
+    CROSS JOIN json_each(invoice_lines.raw -> 'parent' -> credit.parent_type
+        -> 'proration_details' -> 'credited_items' -> 'invoice_line_items') AS credited_item
+    JOIN monthly_lines AS credited
+        ON credited.account_id = credit.account_id
+        AND credited.line_id = credited_item.value ->> '$'
+    WHERE credit.proration
+    GROUP BY credit.account_id, credit.line_id
+),
+
+flexible_lines AS (
+    SELECT monthly_lines.* REPLACE (
+        CASE WHEN credited_lines.line_id IS NULL THEN valuation ELSE 'credited_line' END
+            AS valuation,
+        coalesce(credited_lines.monthly_minor, monthly_lines.monthly_minor) AS monthly_minor
+    )
+    FROM monthly_lines
+    LEFT JOIN credited_lines
+        ON credited_lines.account_id = monthly_lines.account_id
+        AND credited_lines.line_id = monthly_lines.line_id
+),
+
 converted_lines AS (
     SELECT
-        monthly_lines.*,
+        flexible_lines.*,
         report.minor_unit(currency) AS minor_unit,
-        (SELECT rate FROM fx_rates WHERE fx_rates.currency = monthly_lines.currency) AS fx_rate
-    FROM monthly_lines
+        (SELECT rate FROM fx_rates WHERE fx_rates.currency = flexible_lines.currency) AS fx_rate
+    FROM flexible_lines
 )
 
 SELECT

@@ -289,20 +289,26 @@ unknown_tax_behaviors AS (
 unlanded_discounts AS (
     SELECT
         'unknown_discount',
-        CASE WHEN mrr_lines.proration AND settings.subtract_discounts THEN 'warning' ELSE 'info' END,
+        CASE WHEN valued_by_coupon THEN 'warning' ELSE 'info' END,
         'discount ' || coalesce(entry.value ->> 'discount', 'NULL') || ' took '
             || coalesce(entry.value ->> 'amount', '?') || ' off the line but is not among its '
             || 'invoice''s landed discounts; '
-            || CASE WHEN mrr_lines.proration AND settings.subtract_discounts
+            || CASE WHEN valued_by_coupon
                 THEN 'the proration is valued through Stripe''s rounded amounts, not its coupon '
                     || '(may be off by a cent)'
-                ELSE 'its amount is subtracted as is, which is exact for a line that is not a '
-                    || 'proration'
+                ELSE 'its value does not depend on the discount''s coupon (not a proration, '
+                    || 'or a credit valued from the line it credits)'
             END,
         mrr_lines.account_id, mrr_lines.customer_id, mrr_lines.subscription_id,
         mrr_lines.invoice_id, mrr_lines.line_id, NULL::DATE
-    FROM mrr_lines
-    CROSS JOIN settings
+    FROM (
+        SELECT
+            mrr_lines.*,
+            mrr_lines.proration AND mrr_lines.valuation <> 'credited_line'
+                AND settings.subtract_discounts AS valued_by_coupon
+        FROM mrr_lines
+        CROSS JOIN settings
+    ) AS mrr_lines
     JOIN invoice_lines
         ON invoice_lines.account_id = mrr_lines.account_id AND invoice_lines.id = mrr_lines.line_id
     CROSS JOIN json_each(invoice_lines.raw -> 'discount_amounts') AS entry

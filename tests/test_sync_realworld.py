@@ -207,3 +207,55 @@ def assert_report_equals_truth_under(tmp_path, sandbox, option: dict) -> None:
     expected = expected_monthly(truth, since=SINCE)
     got = reported(tmp_path / "nrr.duckdb")
     assert sorted(got - expected)[:10] == sorted(expected - got)[:10] == [], option
+
+
+def flexible_scenarios() -> tuple[Scenario, ...]:
+    once = Scenario("2024-01-10T00:00:00Z", name="Flexible downgrade after a once coupon")
+    sub = once.subscribe(once.created, [("business_month_usd", 1)], coupon="once25",
+                         billing_mode="flexible")  # fmt: skip
+    once.change("2024-01-22T00:00:00Z", sub, [("pro_month_usd", 1)])
+    classic = Scenario("2024-01-10T00:00:00Z", name="Classic downgrade after a once coupon")
+    sub = classic.subscribe(classic.created, [("business_month_usd", 1)], coupon="once25")
+    classic.change("2024-01-22T00:00:00Z", sub, [("pro_month_usd", 1)])
+    seats = Scenario("2024-02-03T09:00:00Z", name="Flexible seats", segment="mid")
+    sub = seats.subscribe(seats.created, [("pro_month_usd", 1), ("seats_month_usd", 4)],
+                          coupon="amount10", billing_mode="flexible")  # fmt: skip
+    seats.change("2024-03-08T10:00:00Z", sub, [("pro_month_usd", 1), ("seats_month_usd", 8)],
+                 "always_invoice")  # fmt: skip
+    seats.change("2024-03-20T10:00:00Z", sub, [("pro_month_usd", 1), ("seats_month_usd", 6)],
+                 "always_invoice")  # fmt: skip
+    seats.cancel("2024-06-12T10:00:00Z", sub, "now_prorate")
+    return once, classic, seats
+
+
+def test_flexible_credits_take_back_what_was_counted_before_and_after_advance(
+    tmp_path, sandbox_factory
+):
+    options = SandboxOptions(customers=0, start="2024-01", now="2024-06-01T00:00:00Z",
+                             archetypes=False, scenarios=flexible_scenarios())  # fmt: skip
+    sandbox = sandbox_factory(world=generate(options))
+    config = write_config(tmp_path)
+    db = tmp_path / "nrr.duckdb"
+    assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
+
+    modes = dict(query(db, "SELECT raw->'billing_mode'->>'type', count(*) "
+                           "FROM stripe.subscriptions GROUP BY ALL"))  # fmt: skip
+    assert modes == {"flexible": 2, "classic": 1}
+    credits = query(db, "SELECT l.amount, l.discount_amount, m.valuation "
+                        "FROM stripe.invoice_lines l JOIN report.mrr_lines m ON m.line_id = l.id "
+                        "WHERE (l.raw->'parent'->l.parent_type->'proration_details'"
+                        "->'credited_items') <> 'null'")  # fmt: skip
+    assert len(credits) == 3  # the downgrade's and the two seat changes' (Pro unchanged)
+    assert {valuation for *_, valuation in credits} == {"credited_line"}
+    # Business $299 with 25 % off its first invoice, down to Pro ($99) on Jan 22 for the rest
+    # of the period: the credit takes back the discounted charge (224.25), not the list price
+    assert mrr_by_name(db, "Flexible downgrade after a once coupon")["2024-01"] == Decimal("99.00")
+    assert mrr_by_name(db, "Classic downgrade after a once coupon")["2024-01"] == Decimal("24.25")
+    assert_report_equals_truth(db, sandbox.world)
+
+    sandbox.advance(20 * DAY)  # the immediate cancellation with its credit (to the balance)
+    assert cli(config, ["sync"], sandbox).exit_code == 0
+    assert_report_equals_truth(db, sandbox.world)
+    for option in ({"subtract_discounts": False}, {"churn_recognition": "canceled_at"},
+                   {"include_open_invoices": False}):  # fmt: skip
+        assert_report_equals_truth_under(tmp_path, sandbox, option)

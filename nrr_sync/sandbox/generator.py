@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 
-from . import cash, free, render
+from . import cash, flexible, free, render
 from .billing import DAY, HOUR, Account, Customer, Invoice, Sub, add_months, b62
 from .catalog import Catalog, build_catalog
 from .truth import TruthOptions, customer_truth, snapshot_instants
@@ -92,10 +92,11 @@ class Scenario:
     subscriptions: int = 0
 
     def subscribe(self, at, items, *, trial_days=0, coupon=None, first_payment="ok",
-                  missing_payment_method=False) -> int:  # fmt: skip
-        """first_payment: ok | recover (paid within hours) | fail (incomplete_expired)."""
+                  missing_payment_method=False, billing_mode="classic") -> int:  # fmt: skip
+        """first_payment: ok | recover (paid within hours) | fail (incomplete_expired);
+        billing_mode: classic | flexible (credits take back what was charged)."""
         self.steps.append((at, "subscribe", (items, trial_days, coupon, first_payment,
-                                             missing_payment_method)))  # fmt: skip
+                                             missing_payment_method, billing_mode)))  # fmt: skip
         self.subscriptions += 1
         return self.subscriptions - 1
 
@@ -161,11 +162,11 @@ def resolve_coupons(catalog: Catalog, coupon) -> tuple:
 def script_step(acct: Account, customer: Customer, t: int, op: str, args: tuple) -> None:
     cat = acct.catalog
     if op == "subscribe":
-        items, trial_days, coupon, first_payment, missing = args
+        items, trial_days, coupon, first_payment, missing, billing_mode = args
         acct.subscribe(customer, t, resolve_items(cat, items), trial_days=trial_days,
                        coupon=resolve_coupons(cat, coupon),
                        first_payment=first_payment, missing_payment_method=missing,
-                       scripted=True)  # fmt: skip
+                       scripted=True, billing_mode=billing_mode)  # fmt: skip
         return
     if op == "manual":
         price_key, delete_draft = args
@@ -322,7 +323,6 @@ def archetypes(start: int, now: int) -> list[Scenario]:
     c = scenario(ago(3, 2.0))
     c.subscribe(c.created, [("starter_month_usd", 1)], trial_days=14,
                 missing_payment_method=True)  # fmt: skip
-    free.archetypes(scenario, ago, later)  # free plans; trials over a month end, unpaid
     # several subscriptions; churned and came back
     c = scenario(ago(13, 9.0), segment="mid")
     c.subscribe(c.created, [("pro_month_usd", 1)])
@@ -339,6 +339,8 @@ def archetypes(start: int, now: int) -> list[Scenario]:
     sub = c.subscribe(c.created, [("starter_month_usd", 1)])
     c.cancel(later(c.created, 5, 1), sub, "period_end")
     c.delete(ago(0, 10.0))
+    free.archetypes(scenario, ago, later)  # free plans; trials over a month end, unpaid
+    flexible.archetypes(scenario, ago, later)  # credits of what was charged
     # currencies, intervals and price models
     c = scenario(ago(12, 6.0), country="JP", currency="jpy")
     sub = c.subscribe(c.created, [("pro_month_jpy", 1)])
