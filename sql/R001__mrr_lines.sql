@@ -70,6 +70,36 @@ CREATE OR REPLACE MACRO report.tiers_in(line_currency, price_currency, tiers, cu
         ELSE currency_options -> line_currency -> 'tiers'
     END;
 
+-- Decimals of a currency's minor unit as Stripe's API counts them (docs.stripe.com/currencies):
+-- zero-decimal, three-decimal, and the two-decimal presentment currencies (isk, huf and twd
+-- included: Stripe's API keeps two decimals for them). NULL for a currency not listed here:
+-- it is valued as two-decimal, Stripe's default, and report.data_quality names it.
+CREATE OR REPLACE MACRO report.currency_exponent(currency) AS
+    CASE
+        WHEN currency IN ('bif', 'clp', 'djf', 'gnf', 'jpy', 'kmf', 'krw', 'mga', 'pyg', 'rwf',
+                          'ugx', 'vnd', 'vuv', 'xaf', 'xof', 'xpf') THEN 0
+        WHEN currency IN ('bhd', 'jod', 'kwd', 'omr', 'tnd') THEN 3
+        WHEN currency IN ('usd', 'aed', 'afn', 'all', 'amd', 'ang', 'aoa', 'ars', 'aud', 'awg',
+                          'azn', 'bam', 'bbd', 'bdt', 'bgn', 'bmd', 'bnd', 'bob', 'brl', 'bsd',
+                          'bwp', 'byn', 'bzd', 'cad', 'cdf', 'chf', 'cny', 'cop', 'crc', 'cve',
+                          'czk', 'dkk', 'dop', 'dzd', 'egp', 'etb', 'eur', 'fjd', 'fkp', 'gbp',
+                          'gel', 'gip', 'gmd', 'gtq', 'gyd', 'hkd', 'hnl', 'htg', 'huf', 'idr',
+                          'ils', 'inr', 'isk', 'jmd', 'kes', 'kgs', 'khr', 'kyd', 'kzt', 'lak',
+                          'lbp', 'lkr', 'lrd', 'lsl', 'mad', 'mdl', 'mkd', 'mmk', 'mnt', 'mop',
+                          'mur', 'mvr', 'mwk', 'mxn', 'myr', 'mzn', 'nad', 'ngn', 'nio', 'nok',
+                          'npr', 'nzd', 'pab', 'pen', 'pgk', 'php', 'pkr', 'pln', 'qar', 'ron',
+                          'rsd', 'rub', 'sar', 'sbd', 'scr', 'sek', 'sgd', 'shp', 'sle',
+                          'sll', 'sos', 'srd', 'std', 'szl', 'thb', 'tjs', 'top', 'try', 'ttd',
+                          'twd', 'tzs', 'uah', 'uyu', 'uzs', 'wst', 'xcd', 'yer', 'zar', 'zmw')
+            THEN 2
+    END;
+CREATE OR REPLACE MACRO report.minor_unit(currency) AS
+    CASE coalesce(report.currency_exponent(currency), 2)
+        WHEN 0 THEN 1.000
+        WHEN 3 THEN 0.001
+        ELSE 0.010
+    END::DECIMAL(4, 3);
+
 CREATE OR REPLACE TABLE report.mrr_lines AS
 WITH
 settings AS (SELECT * FROM meta.build_settings),
@@ -247,7 +277,8 @@ recurring_lines AS (
                             // prices.transform_quantity_divide_by
                     ELSE counted_lines.quantity // prices.transform_quantity_divide_by
                 END
-            WHEN prices.billing_scheme = 'tiered'
+            -- a tiers_mode nrr-sync does not know is not guessed at (report.data_quality)
+            WHEN prices.billing_scheme = 'tiered' AND prices.tiers_mode IN ('volume', 'graduated')
                 AND report.tiers_in(counted_lines.currency, prices.currency, prices.tiers,
                     prices.currency_options) IS NOT NULL
                 THEN report.tiered_amount(
@@ -328,16 +359,44 @@ monthly_lines AS (
     FROM valued_lines
 ),
 
+-- Flexible billing mode: a credit proration that names the line it credits
+-- (parent.<type>.proration_details.credited_items) takes back what that line counted: minus
+-- its monthly value, whatever the credit's own prorated and rounded amounts, so the two
+-- cancel exactly over the credited rest of the period (a discount that has ended since is
+-- taken back as it was counted). A credit whose credited line is not counted here (not
+-- landed, or on an invoice that does not count) keeps the proration rule above.
+credited_lines AS (
+    SELECT credit.account_id, credit.line_id, -sum(credited.monthly_minor) AS monthly_minor
+    FROM monthly_lines AS credit
+    JOIN invoice_lines
+        ON invoice_lines.account_id = credit.account_id AND invoice_lines.id = credit.line_id
+    CROSS JOIN json_each(invoice_lines.raw -> 'parent' -> credit.parent_type
+        -> 'proration_details' -> 'credited_items' -> 'invoice_line_items') AS credited_item
+    JOIN monthly_lines AS credited
+        ON credited.account_id = credit.account_id
+        AND credited.line_id = credited_item.value ->> '$'
+    WHERE credit.proration
+    GROUP BY credit.account_id, credit.line_id
+),
+
+flexible_lines AS (
+    SELECT monthly_lines.* REPLACE (
+        CASE WHEN credited_lines.line_id IS NULL THEN valuation ELSE 'credited_line' END
+            AS valuation,
+        coalesce(credited_lines.monthly_minor, monthly_lines.monthly_minor) AS monthly_minor
+    )
+    FROM monthly_lines
+    LEFT JOIN credited_lines
+        ON credited_lines.account_id = monthly_lines.account_id
+        AND credited_lines.line_id = monthly_lines.line_id
+),
+
 converted_lines AS (
     SELECT
-        monthly_lines.*,
-        CASE
-            WHEN currency IN ('bif', 'clp', 'djf', 'gnf', 'jpy', 'kmf', 'krw', 'mga', 'pyg', 'rwf', 'ugx', 'vnd', 'vuv', 'xaf', 'xof', 'xpf')
-                THEN 1.00
-            ELSE 0.01
-        END::DECIMAL(3, 2) AS minor_unit,
-        (SELECT rate FROM fx_rates WHERE fx_rates.currency = monthly_lines.currency) AS fx_rate
-    FROM monthly_lines
+        flexible_lines.*,
+        report.minor_unit(currency) AS minor_unit,
+        (SELECT rate FROM fx_rates WHERE fx_rates.currency = flexible_lines.currency) AS fx_rate
+    FROM flexible_lines
 )
 
 SELECT

@@ -14,6 +14,7 @@ subscriptions AS (SELECT * FROM stripe.subscriptions),
 subscription_items AS (SELECT * FROM stripe.subscription_items),
 customers AS (SELECT * FROM stripe.customers),
 credit_notes AS (SELECT * FROM stripe.credit_notes),
+invoice_discounts AS (SELECT * FROM stripe.invoice_discounts),
 
 -- must never happen: the roll-forward identity of mrr_summary
 identity_violations AS (
@@ -210,15 +211,115 @@ paused_subscriptions AS (
         AND subscriptions.pause_collection_behavior IS NOT NULL
 ),
 
--- prorations valued from their own period because the price's full amount is unknown
+-- prorations valued from their own period because the price's full amount is unknown. Why,
+-- named: a warning when the price carries something nrr-sync does not know (a billing
+-- scheme, a tiers mode, no amount in the line's currency), else a note (no quantity, no
+-- amount on the price: expected for custom amounts)
 ratio_valued_prorations AS (
     SELECT
-        'proration_valued_by_period_ratio', 'info',
-        'proration line valued from its period length (price amount or quantity unknown); '
-            || 'may be off by a few cents',
+        'proration_valued_by_period_ratio',
+        CASE WHEN reason LIKE 'price%' THEN 'warning' ELSE 'info' END,
+        'proration line valued from its period length because ' || reason
+            || '; may be off by a few cents',
         account_id, customer_id, subscription_id, invoice_id, line_id, NULL::DATE
+    FROM (
+        SELECT
+            mrr_lines.*,
+            CASE
+                WHEN coalesce(prices.billing_scheme, 'per_unit') NOT IN ('per_unit', 'tiered')
+                    THEN 'price ' || prices.id || ' has billing_scheme ''' || prices.billing_scheme
+                        || ''', which nrr-sync does not know'
+                WHEN prices.billing_scheme = 'tiered'
+                    AND prices.tiers_mode IS DISTINCT FROM 'volume'
+                    AND prices.tiers_mode IS DISTINCT FROM 'graduated'
+                    THEN 'price ' || prices.id || ' has tiers_mode '
+                        || coalesce('''' || prices.tiers_mode || '''', 'NULL')
+                        || ', which nrr-sync does not know'
+                WHEN mrr_lines.currency <> lower(prices.currency)
+                    AND (prices.currency_options -> mrr_lines.currency) IS NULL
+                    THEN 'price ' || prices.id || ' has no amount in ' || mrr_lines.currency
+                        || ' (no currency_options entry; its own currency is '
+                        || lower(prices.currency) || ')'
+                WHEN NOT coalesce(mrr_lines.quantity >= 0, false) THEN 'the line has no quantity'
+                ELSE 'the price has no amount at this quantity'
+            END AS reason
+        FROM mrr_lines
+        JOIN prices ON prices.account_id = mrr_lines.account_id AND prices.id = mrr_lines.price_id
+        WHERE mrr_lines.valuation = 'period_ratio' AND mrr_lines.amount <> 0
+    )
+),
+
+-- counted lines in a currency whose decimals nrr-sync does not know (report.currency_exponent):
+-- valued as two-decimal, Stripe's default; one row per customer and currency
+unknown_currency_exponents AS (
+    SELECT
+        'unknown_currency_exponent', 'warning',
+        count(*) || ' counted line(s) in ' || currency || ', a currency whose number of '
+            || 'decimals nrr-sync does not know: valued as two-decimal (Stripe''s default); '
+            || 'if it has none this MRR is 100x too low, if three 10x too high',
+        account_id, customer_id, any_value(subscription_id), max(invoice_id), max(line_id),
+        NULL::DATE
     FROM mrr_lines
-    WHERE valuation = 'period_ratio' AND amount <> 0
+    WHERE report.currency_exponent(currency) IS NULL
+    GROUP BY account_id, customer_id, currency
+),
+
+-- counted lines whose taxes carry a tax_behavior that is neither inclusive (subtracted) nor
+-- exclusive (not in the amount): such a tax is left in the line's value
+unknown_tax_behaviors AS (
+    SELECT
+        'unknown_tax_behavior', 'warning',
+        'tax of ' || coalesce(tax.value ->> 'amount', '?') || ' has tax_behavior '
+            || coalesce('''' || (tax.value ->> 'tax_behavior') || '''', 'NULL')
+            || ', neither inclusive nor exclusive: it is not subtracted, so if the line''s '
+            || 'amount includes it, it is counted as revenue',
+        mrr_lines.account_id, mrr_lines.customer_id, mrr_lines.subscription_id,
+        mrr_lines.invoice_id, mrr_lines.line_id, NULL::DATE
+    FROM mrr_lines
+    JOIN invoice_lines
+        ON invoice_lines.account_id = mrr_lines.account_id AND invoice_lines.id = mrr_lines.line_id
+    CROSS JOIN json_each(invoice_lines.raw -> 'taxes') AS tax
+    WHERE coalesce(tax.value ->> 'tax_behavior', '') NOT IN ('inclusive', 'exclusive')
+        AND coalesce((tax.value ->> 'amount')::BIGINT, 0) <> 0
+),
+
+-- a line's discount_amounts entry naming a discount that is not among its invoice's landed
+-- discounts (e.g. a discount on one subscription item): its amount is still subtracted, but
+-- a proration's percent-off coupon cannot be applied to its full price
+unlanded_discounts AS (
+    SELECT
+        'unknown_discount',
+        CASE WHEN valued_by_coupon THEN 'warning' ELSE 'info' END,
+        'discount ' || coalesce(entry.value ->> 'discount', 'NULL') || ' took '
+            || coalesce(entry.value ->> 'amount', '?') || ' off the line but is not among its '
+            || 'invoice''s landed discounts; '
+            || CASE WHEN valued_by_coupon
+                THEN 'the proration is valued through Stripe''s rounded amounts, not its coupon '
+                    || '(may be off by a cent)'
+                ELSE 'its value does not depend on the discount''s coupon (not a proration, '
+                    || 'or a credit valued from the line it credits)'
+            END,
+        mrr_lines.account_id, mrr_lines.customer_id, mrr_lines.subscription_id,
+        mrr_lines.invoice_id, mrr_lines.line_id, NULL::DATE
+    FROM (
+        SELECT
+            mrr_lines.*,
+            mrr_lines.proration AND mrr_lines.valuation <> 'credited_line'
+                AND settings.subtract_discounts AS valued_by_coupon
+        FROM mrr_lines
+        CROSS JOIN settings
+    ) AS mrr_lines
+    JOIN invoice_lines
+        ON invoice_lines.account_id = mrr_lines.account_id AND invoice_lines.id = mrr_lines.line_id
+    CROSS JOIN json_each(invoice_lines.raw -> 'discount_amounts') AS entry
+    WHERE coalesce((entry.value ->> 'amount')::BIGINT, 0) <> 0
+        AND NOT EXISTS (
+            SELECT 1
+            FROM invoice_discounts
+            WHERE invoice_discounts.account_id = mrr_lines.account_id
+                AND invoice_discounts.invoice_id = mrr_lines.invoice_id
+                AND invoice_discounts.discount_id = entry.value ->> 'discount'
+        )
 ),
 
 -- credits larger than the charges at a snapshot: MRR is floored at 0 (customers who had
@@ -302,6 +403,9 @@ UNION ALL SELECT * FROM unusable_prices
 UNION ALL SELECT * FROM uncovered_subscriptions
 UNION ALL SELECT * FROM paused_subscriptions
 UNION ALL SELECT * FROM ratio_valued_prorations
+UNION ALL SELECT * FROM unknown_currency_exponents
+UNION ALL SELECT * FROM unknown_tax_behaviors
+UNION ALL SELECT * FROM unlanded_discounts
 UNION ALL SELECT * FROM negative_mrr
 UNION ALL SELECT * FROM credited_invoices
 UNION ALL SELECT * FROM excluded_metered

@@ -318,6 +318,29 @@ def test_zero_decimal_currency_is_not_divided_by_100(db):
     assert mrr_by_month(con, "cus_a") == {"2024-01": D("100.50")}
 
 
+def test_three_decimal_currency_is_divided_by_1000(db):
+    dinar = price("price_kwd", 30250, currency="kwd")
+    con = build_report(db, invoices=renewals("cus_a", "s", dinar, "2024-01-01", 1),
+                       prices=[dinar], since="2024-01", as_of="2024-01-31",
+                       fx_rates={"kwd": 3.25})  # fmt: skip
+    assert mrr_by_month(con, "cus_a") == {"2024-01": D("98.31")}  # 30.250 KWD x 3.25
+    assert con.execute("SELECT count(*) FROM report.data_quality").fetchone() == (0,)
+
+
+def test_a_currency_of_unknown_decimals_is_valued_as_two_decimal_and_named(db):
+    bolivar = price("price_ves", 250000, currency="ves")
+    con = build_report(db, invoices=renewals("cus_a", "s", bolivar, "2024-01-01", 1),
+                       prices=[bolivar], since="2024-01", as_of="2024-01-31",
+                       fx_rates={"ves": 0.02})  # fmt: skip
+    assert mrr_by_month(con, "cus_a") == {"2024-01": D("50.00")}  # 2500.00 VES x 0.02
+    ((severity, customer, detail),) = con.execute(
+        "SELECT severity, customer_id, detail FROM report.data_quality "
+        "WHERE \"check\" = 'unknown_currency_exponent'"
+    ).fetchall()
+    assert (severity, customer) == ("warning", "cus_a")
+    assert "ves" in detail and "two-decimal" in detail
+
+
 def test_multi_currency_customers_are_summed_in_the_reporting_currency(db):
     eur = price("price_eur", 10000, currency="eur")
     gbp = price("price_gbp", 10000, currency="gbp", product="prod_gbp")

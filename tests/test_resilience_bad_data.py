@@ -191,6 +191,8 @@ BROKEN = {
     "missing line period": break_invoice(each_line(lambda line: line.pop("period"))),
     "unknown price interval": break_price(lambda p: p["recurring"].update(interval="fortnight")),
     "missing price recurring": break_price(lambda p: p.pop("recurring")),
+    "unknown price type": break_price(lambda p: p.update(type="hybrid")),
+    "unknown usage type": break_price(lambda p: p["recurring"].update(usage_type="prepaid")),
 }
 
 

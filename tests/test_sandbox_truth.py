@@ -58,6 +58,7 @@ def spec_mrr(invoices, subscriptions, prices, now: int, fx: dict[str, float],
     rates = {cur: Fraction(str(r)) for cur, r in fx.items()}
     rates[currency] = Fraction(1)
     per_customer = defaultdict(list)
+    value_by_line, credits = {}, []  # flexible credits are valued from the lines they credit
     for inv in invoices:
         sub_id = ((inv.get("parent") or {}).get("subscription_details") or {}).get("subscription")
         sub = subs.get(sub_id)
@@ -108,7 +109,8 @@ def spec_mrr(invoices, subscriptions, prices, now: int, fx: dict[str, float],
                 coupons = {d["id"]: d["source"]["coupon"] for d in inv["discounts"]}
                 percent = [(coupons[d["discount"]]["percent_off"], d["amount"])
                            for d in line["discount_amounts"]
-                           if coupons[d["discount"]]["percent_off"] is not None]  # fmt: skip
+                           if d["discount"] in coupons
+                           and coupons[d["discount"]]["percent_off"] is not None]  # fmt: skip
                 if subtract_discounts and percent:
                     # percent-off coupons apply to the full amount; the rest keeps its ratio
                     for percent_off, _ in percent:
@@ -121,8 +123,16 @@ def spec_mrr(invoices, subscriptions, prices, now: int, fx: dict[str, float],
             else:
                 monthly = Fraction(net) / months
             scale = 1 if line["currency"] in ZERO_DECIMAL else 100
-            per_customer[inv["customer"]].append((start, end, monthly * rates[line["currency"]]
-                                                  / scale))  # fmt: skip
+            value = monthly * rates[line["currency"]] / scale
+            value_by_line[line["id"]] = value
+            credited = (details.get("proration_details") or {}).get("credited_items")
+            if details["proration"] and credited:
+                credits.append((inv["customer"], start, end, value, credited))
+                continue
+            per_customer[inv["customer"]].append((start, end, value))
+    for customer, start, end, value, credited in credits:
+        taken = [value_by_line[i] for i in credited["invoice_line_items"] if i in value_by_line]
+        per_customer[customer].append((start, end, -sum(taken) if taken else value))
     out = {}
     now_dt = datetime.fromtimestamp(now, UTC)
     for customer, parts in per_customer.items():

@@ -130,3 +130,132 @@ def test_discounts_land_with_their_coupons_and_report_exactly_before_and_after_a
     sandbox.advance(15 * DAY)
     assert cli(config, ["sync"], sandbox).exit_code == 0
     assert_report_equals_truth(db, sandbox.world)
+
+
+def free_and_trial_scenarios() -> tuple[Scenario, ...]:
+    free = Scenario("2024-01-10T00:00:00Z", name="Free for good")
+    free.subscribe(free.created, [("free_month_usd", 1)])
+    upgraded = Scenario("2024-01-10T00:00:00Z", name="Free then Pro")
+    sub = upgraded.subscribe(upgraded.created, [("free_month_usd", 1)])
+    upgraded.change("2024-03-25T00:00:00Z", sub, [("pro_month_usd", 1)])
+    eur = Scenario("2024-02-05T00:00:00Z", country="DE", currency="eur", name="Free then paid, eur")
+    sub = eur.subscribe(eur.created, [("free_month_usd", 1)])
+    eur.change("2024-04-12T00:00:00Z", sub, [("pro_month_usd", 1), ("seats_month_usd", 2)],
+               "always_invoice")  # fmt: skip
+    trial = Scenario("2024-01-20T00:00:00Z", name="Trial over a month end")
+    trial.subscribe(trial.created, [("pro_month_usd", 1)], trial_days=30)
+    unpaid = Scenario("2024-02-15T00:00:00Z", name="Trial ends unpaid")
+    sub = unpaid.subscribe(unpaid.created, [("starter_month_usd", 1)], trial_days=30)
+    unpaid.fail_payment("2024-03-14T00:00:00Z", sub, "unpaid")
+    voided = Scenario("2024-04-01T00:00:00Z", name="Trial canceled unpaid")
+    sub = voided.subscribe(voided.created, [("pro_month_usd", 1)], trial_days=14)
+    voided.fail_payment("2024-04-14T00:00:00Z", sub, "cancel_void")
+    return free, upgraded, eur, trial, unpaid, voided
+
+
+def movements_by_name(db, name: str) -> dict[str, tuple]:
+    rows = query(db, "SELECT strftime(m.month, '%Y-%m'), m.movement, m.amount "
+                     "FROM report.mrr_movements m JOIN stripe.customers c "
+                     "ON c.account_id = m.account_id AND c.id = m.customer_id "
+                     "WHERE c.name = ?", [name])  # fmt: skip
+    return {month: (movement, amount) for month, movement, amount in rows}
+
+
+def test_free_plans_and_trials_are_never_paying_customers_before_and_after_advance(
+    tmp_path, sandbox_factory
+):
+    options = SandboxOptions(customers=0, start="2024-01", now="2024-06-01T00:00:00Z",
+                             archetypes=False, scenarios=free_and_trial_scenarios())  # fmt: skip
+    sandbox = sandbox_factory(world=generate(options))
+    config = write_config(tmp_path)
+    db = tmp_path / "nrr.duckdb"
+    assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
+
+    free_price = "SELECT unit_amount FROM stripe.prices WHERE raw->>'lookup_key' = 'free_month_usd'"
+    assert query(db, free_price) == [(0,)]
+    for name in ("Free for good", "Trial ends unpaid", "Trial canceled unpaid"):
+        assert mrr_by_name(db, name) == {} and movements_by_name(db, name) == {}, name
+    # a new customer only in the month they first pay, at the full price
+    paying = ("2024-03", "2024-04", "2024-05", "2024-06")
+    assert mrr_by_name(db, "Free then Pro") == dict.fromkeys(paying, Decimal("99.00"))
+    assert movements_by_name(db, "Free then Pro") == {"2024-03": ("new", Decimal("99.00"))}
+    # (€91 + 2 x €14) incl. 19 % VAT = €100.00 net → $110.00, from the upgrade invoiced at once
+    assert movements_by_name(db, "Free then paid, eur") == {"2024-04": ("new", Decimal("110.00"))}
+    assert min(mrr_by_name(db, "Trial over a month end")) == "2024-02"  # 0 at the January end
+    assert movements_by_name(db, "Trial over a month end") == {"2024-02": ("new", Decimal("99.00"))}
+    customers = dict(query(db, "SELECT strftime(month, '%Y-%m'), customers_end "
+                               "FROM report.mrr_summary"))  # fmt: skip
+    assert (customers["2024-01"], customers["2024-02"], customers["2024-05"]) == (0, 1, 3)
+    assert_report_equals_truth(db, sandbox.world)
+
+    sandbox.advance(20 * DAY)
+    assert cli(config, ["sync"], sandbox).exit_code == 0
+    assert_report_equals_truth(db, sandbox.world)
+    for option in ({"include_open_invoices": False}, {"churn_recognition": "canceled_at"},
+                   {"subtract_discounts": False}, {"timezone": "America/New_York"}):  # fmt: skip
+        assert_report_equals_truth_under(tmp_path, sandbox, option)
+
+
+def assert_report_equals_truth_under(tmp_path, sandbox, option: dict) -> None:
+    """Rebuild the synced database's report under a reporting option; compare to the truth."""
+    from nrr_sync.sandbox.truth import TruthOptions
+
+    config = write_config(tmp_path, reporting=option)
+    assert cli(config, ["build"], sandbox).exit_code == 0
+    fx = (("eur", 1.1), ("gbp", 1.3), ("jpy", 0.0067))
+    truth = truth_by_customer(sandbox.world, TruthOptions(fx=fx, **option))
+    expected = expected_monthly(truth, since=SINCE)
+    got = reported(tmp_path / "nrr.duckdb")
+    assert sorted(got - expected)[:10] == sorted(expected - got)[:10] == [], option
+
+
+def flexible_scenarios() -> tuple[Scenario, ...]:
+    once = Scenario("2024-01-10T00:00:00Z", name="Flexible downgrade after a once coupon")
+    sub = once.subscribe(once.created, [("business_month_usd", 1)], coupon="once25",
+                         billing_mode="flexible")  # fmt: skip
+    once.change("2024-01-22T00:00:00Z", sub, [("pro_month_usd", 1)])
+    classic = Scenario("2024-01-10T00:00:00Z", name="Classic downgrade after a once coupon")
+    sub = classic.subscribe(classic.created, [("business_month_usd", 1)], coupon="once25")
+    classic.change("2024-01-22T00:00:00Z", sub, [("pro_month_usd", 1)])
+    seats = Scenario("2024-02-03T09:00:00Z", name="Flexible seats", segment="mid")
+    sub = seats.subscribe(seats.created, [("pro_month_usd", 1), ("seats_month_usd", 4)],
+                          coupon="amount10", billing_mode="flexible")  # fmt: skip
+    seats.change("2024-03-08T10:00:00Z", sub, [("pro_month_usd", 1), ("seats_month_usd", 8)],
+                 "always_invoice")  # fmt: skip
+    seats.change("2024-03-20T10:00:00Z", sub, [("pro_month_usd", 1), ("seats_month_usd", 6)],
+                 "always_invoice")  # fmt: skip
+    seats.cancel("2024-06-12T10:00:00Z", sub, "now_prorate")
+    return once, classic, seats
+
+
+def test_flexible_credits_take_back_what_was_counted_before_and_after_advance(
+    tmp_path, sandbox_factory
+):
+    options = SandboxOptions(customers=0, start="2024-01", now="2024-06-01T00:00:00Z",
+                             archetypes=False, scenarios=flexible_scenarios())  # fmt: skip
+    sandbox = sandbox_factory(world=generate(options))
+    config = write_config(tmp_path)
+    db = tmp_path / "nrr.duckdb"
+    assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
+
+    modes = dict(query(db, "SELECT raw->'billing_mode'->>'type', count(*) "
+                           "FROM stripe.subscriptions GROUP BY ALL"))  # fmt: skip
+    assert modes == {"flexible": 2, "classic": 1}
+    credits = query(db, "SELECT l.amount, l.discount_amount, m.valuation "
+                        "FROM stripe.invoice_lines l JOIN report.mrr_lines m ON m.line_id = l.id "
+                        "WHERE (l.raw->'parent'->l.parent_type->'proration_details'"
+                        "->'credited_items') <> 'null'")  # fmt: skip
+    assert len(credits) == 3  # the downgrade's and the two seat changes' (Pro unchanged)
+    assert {valuation for *_, valuation in credits} == {"credited_line"}
+    # Business $299 with 25 % off its first invoice, down to Pro ($99) on Jan 22 for the rest
+    # of the period: the credit takes back the discounted charge (224.25), not the list price
+    assert mrr_by_name(db, "Flexible downgrade after a once coupon")["2024-01"] == Decimal("99.00")
+    assert mrr_by_name(db, "Classic downgrade after a once coupon")["2024-01"] == Decimal("24.25")
+    assert_report_equals_truth(db, sandbox.world)
+
+    sandbox.advance(20 * DAY)  # the immediate cancellation with its credit (to the balance)
+    assert cli(config, ["sync"], sandbox).exit_code == 0
+    assert_report_equals_truth(db, sandbox.world)
+    for option in ({"subtract_discounts": False}, {"churn_recognition": "canceled_at"},
+                   {"include_open_invoices": False}):  # fmt: skip
+        assert_report_equals_truth_under(tmp_path, sandbox, option)

@@ -87,7 +87,7 @@ def apply_percent_off(lines: list[Line], discount: Discount) -> None:
     as the line (a credit's discount is negative)."""
     basis_points = round(discount.coupon.percent_off * 100)
     for line in lines:
-        if line.amount:
+        if line.amount and line.credited is None:  # a flexible credit carries its own (flexible.py)
             amount = divide_half_up((line.amount - line.discount_amount) * basis_points, 10000)
             line.discounts += ((discount, amount),)
             line.discount_amount += amount
@@ -116,6 +116,7 @@ class Item:
     price: Price
     quantity: int
     created: int
+    debit: Line | None = None  # the item's latest charge (what a flexible credit takes back)
 
 
 @dataclass(slots=True)
@@ -150,6 +151,9 @@ class Line:
     tax_amount: int = 0
     tax_rate: TaxRate | None = None
     currency: str = ""  # the invoice's currency: the price's own or one of its currency_options
+    credited: Line | None = None  # flexible billing mode: the charge this credit takes back
+    invoice: Invoice | None = None  # set when the line goes onto an invoice, with its position
+    position: int = -1
 
 
 @dataclass(slots=True)
@@ -225,6 +229,7 @@ class Sub:
     scripted: bool = False
     currency: str = ""  # the customer's currency where every price supports it
     schedule: object | None = None  # the subscription schedule attached (schedules.py)
+    billing_mode: str = "classic"  # classic | flexible (flexible.py)
 
     @property
     def cycle_price(self) -> Price:
@@ -344,6 +349,8 @@ class Account:
                     proration, parent, sub.id if sub else None, item.id if item else None, ii_id,
                     description)  # fmt: skip
         line.currency = sub.currency if sub is not None else price.currency
+        if item is not None and amount >= 0 and price.usage_type != "metered":
+            item.debit = line
         return line
 
     def create_invoice(self, customer: Customer, sub: Sub | None, t: int, reason: str,
@@ -351,6 +358,8 @@ class Account:
         inv = Invoice(self.make_id("in", t, customer.rng), customer, sub, t, reason,
                       period[0], period[1], lines)  # fmt: skip
         inv.starting_balance = customer.balance  # a draft shows the current balance
+        for position, line in enumerate(lines):
+            line.invoice, line.position = inv, position
         self.apply_discounts(inv, sub, t)
         self.apply_taxes(inv)
         customer.invoices.append(inv)
@@ -473,7 +482,8 @@ class Account:
 
     def subscribe(self, customer: Customer, t: int, items: list[tuple[Price, int]], *,
                   trial_days: int = 0, coupon=None, first_payment: str = "ok",
-                  missing_payment_method: bool = False, scripted: bool = False) -> Sub:  # fmt: skip
+                  missing_payment_method: bool = False, scripted: bool = False,
+                  billing_mode: str | None = None) -> Sub:  # fmt: skip
         rng = customer.rng
         sub_id = self.make_id("sub", t, rng)
         sub_items = [Item(self.make_id("si", t, rng, long=False), price, qty, t)
@@ -485,6 +495,11 @@ class Account:
         sub = Sub(sub_id, customer, t, sub_items, anchor, -1 if trial_end else 0, t, end,
                   scripted=scripted)  # fmt: skip
         sub.missing_payment_method = missing_payment_method
+        if billing_mode is None and not scripted:
+            from . import flexible
+
+            billing_mode = flexible.random_mode(self, customer, t)
+        sub.billing_mode = billing_mode or "classic"
         sub.currency = billing_currency(customer.currency, [price for price, _ in items])
         if trial_end:
             sub.status = "trialing"
@@ -715,11 +730,9 @@ class Account:
                 and (n >= len(new) or new[n] != old[n] or reset)
             )
             if credit:
-                amount = self.prorate(sub, t, item.price, item.quantity, -1)
-                if amount:
-                    lines.append(self.new_line(customer, t, item.price, item.quantity, amount,
-                                               t, sub.period_end, sub=sub, item=item,
-                                               proration=True, parent=parent))  # fmt: skip
+                line = self.credit_line(customer, sub, item, t, parent)
+                if line is not None:
+                    lines.append(line)
             if n >= len(new):
                 continue
             price, quantity = new[n]
@@ -757,6 +770,20 @@ class Account:
             sub.pending.extend(lines)
         self.sub_updated(sub, t, before)
 
+    def credit_line(self, customer: Customer, sub: Sub, item: Item, t: int,
+                    parent: str) -> Line | None:  # fmt: skip
+        """The credit for the unused rest of ``item``'s period at ``t`` (None if 0): in
+        classic mode the current price prorated, in flexible mode what was charged."""
+        if sub.billing_mode == "flexible":
+            from . import flexible
+
+            return flexible.credit_line(self, customer, sub, item, t, parent)
+        amount = self.prorate(sub, t, item.price, item.quantity, -1)
+        if not amount:
+            return None
+        return self.new_line(customer, t, item.price, item.quantity, amount, t, sub.period_end,
+                             sub=sub, item=item, proration=True, parent=parent)  # fmt: skip
+
     def invoice_now(self, customer, sub, t, lines, period, reason="subscription_update"):
         lines = list(sub.pending) + lines
         sub.pending = []
@@ -783,11 +810,9 @@ class Account:
             for item in sub.items:
                 if item.price.usage_type == "metered":
                     continue
-                amount = self.prorate(sub, t, item.price, item.quantity, -1)
-                if amount:
-                    credits.append(self.new_line(customer, t, item.price, item.quantity, amount,
-                                                 t, sub.period_end, sub=sub, item=item,
-                                                 proration=True))  # fmt: skip
+                line = self.credit_line(customer, sub, item, t, "invoice_item_details")
+                if line is not None:
+                    credits.append(line)
             if credits:
                 self.invoice_now(customer, sub, t, credits, (t, t))
         if sub.status == "unpaid":

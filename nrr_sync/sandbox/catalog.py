@@ -354,4 +354,10 @@ def build_catalog(make_id, created: int, launch_time: int) -> Catalog:
     # Promotion codes (customer-facing codes for a coupon), made last so that every other
     # id of the catalog stays as it was.
     promotion_codes = {key: make_id("promo", created, long=False) for key in coupons}
+    # A free plan (unit_amount 0) in every currency, made after everything else so that no
+    # other id moves: customers on it are never paying customers (docs/metrics.md).
+    prod = product("free", "Free plan")
+    options = {other: CurrencyOption(0) for other in ("eur", "gbp", "jpy")}
+    add(Price("free_month_usd", make_id("price", t + 60), prod, "usd", "month", 1, 0, t + 60,
+              nickname="Free monthly", currency_options=options))  # fmt: skip
     return Catalog(products, prices, coupons, tax_rates, by_key, promotion_codes)

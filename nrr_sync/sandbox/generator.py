@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 
-from . import cancellations, cash, meters, render, schedules
+from . import cancellations, cash, flexible, free, meters, render, schedules
 from .billing import DAY, HOUR, Account, Customer, Invoice, Sub, add_months, b62
 from .catalog import Catalog, build_catalog
 from .truth import TruthOptions, customer_truth, snapshot_instants
@@ -102,10 +102,11 @@ class Scenario:
     subscriptions: int = 0
 
     def subscribe(self, at, items, *, trial_days=0, coupon=None, first_payment="ok",
-                  missing_payment_method=False) -> int:  # fmt: skip
-        """first_payment: ok | recover (paid within hours) | fail (incomplete_expired)."""
+                  missing_payment_method=False, billing_mode="classic") -> int:  # fmt: skip
+        """first_payment: ok | recover (paid within hours) | fail (incomplete_expired);
+        billing_mode: classic | flexible (credits take back what was charged)."""
         self.steps.append((at, "subscribe", (items, trial_days, coupon, first_payment,
-                                             missing_payment_method)))  # fmt: skip
+                                             missing_payment_method, billing_mode)))  # fmt: skip
         self.subscriptions += 1
         return self.subscriptions - 1
 
@@ -185,11 +186,11 @@ def resolve_coupons(catalog: Catalog, coupon) -> tuple:
 def script_step(acct: Account, customer: Customer, t: int, op: str, args: tuple) -> None:
     cat = acct.catalog
     if op == "subscribe":
-        items, trial_days, coupon, first_payment, missing = args
+        items, trial_days, coupon, first_payment, missing, billing_mode = args
         acct.subscribe(customer, t, resolve_items(cat, items), trial_days=trial_days,
                        coupon=resolve_coupons(cat, coupon),
                        first_payment=first_payment, missing_payment_method=missing,
-                       scripted=True)  # fmt: skip
+                       scripted=True, billing_mode=billing_mode)  # fmt: skip
         return
     if op == "manual":
         price_key, delete_draft = args
@@ -366,6 +367,8 @@ def archetypes(start: int, now: int) -> list[Scenario]:
     sub = c.subscribe(c.created, [("starter_month_usd", 1)])
     c.cancel(later(c.created, 5, 1), sub, "period_end")
     c.delete(ago(0, 10.0))
+    free.archetypes(scenario, ago, later)  # free plans; trials over a month end, unpaid
+    flexible.archetypes(scenario, ago, later)  # credits of what was charged
     # currencies, intervals and price models
     c = scenario(ago(12, 6.0), country="JP", currency="jpy")
     sub = c.subscribe(c.created, [("pro_month_jpy", 1)])
@@ -618,10 +621,16 @@ class RandomPolicy:
             first = "recover"
         missing = bool(trial) and rng.random() < 0.1
         coupons = more_discounts(acct, customer, t, coupon)
+        starts_free = None if trial else free.free_instead(acct, customer, t, items)
+        if starts_free is not None:  # the free plan instead, maybe upgraded to items later
+            items, coupons, first, missing = starts_free[0], (), "ok", False
         sub = acct.subscribe(customer, t, items, trial_days=trial, coupon=coupons,
                              first_payment=first, missing_payment_method=missing)  # fmt: skip
-        schedules.maybe_ramp(acct, customer, sub, t)
-        if rng_of(acct, customer, t, "invoice-discount").random() < 0.03:
+        if starts_free is not None:
+            free.schedule_upgrade(acct, customer, sub, starts_free[1])
+        else:
+            schedules.maybe_ramp(acct, customer, sub, t)
+        if starts_free is None and rng_of(acct, customer, t, "invoice-discount").random() < 0.03:
             welcome = acct.catalog.coupons["welcome_month"]
             if welcome.amount_in(customer.currency) is not None:
                 acct.discount_invoice(customer, customer.subs[-1], t, welcome)

@@ -9,7 +9,7 @@ object's changing state so ``data.object`` shows the object as it was at the eve
 
 from __future__ import annotations
 
-from . import cash, schedules
+from . import cash, flexible, schedules
 from .billing import Customer, Invoice, Line, Sub, b62
 from .catalog import Price, Product
 
@@ -304,7 +304,7 @@ def subscription(sub: Sub, state: tuple | None = None) -> dict:
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
         "billing_cycle_anchor": anchor,
         "billing_cycle_anchor_config": None,
-        "billing_mode": {"type": "classic"},
+        "billing_mode": flexible.billing_mode(sub),
         "billing_schedules": [],
         "billing_thresholds": None,
         "cancel_at": cancel_at,
@@ -378,7 +378,7 @@ def line_item(line: Line, inv: Invoice, position: int) -> dict:
     details = {
         "invoice_item": line.ii_id,
         "proration": line.proration,
-        "proration_details": {"credited_items": None},
+        "proration_details": {"credited_items": flexible.credited_items(line)},
         "subscription": line.sub_id,
     }
     if line.parent_type == "subscription_item_details":

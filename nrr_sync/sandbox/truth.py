@@ -18,6 +18,9 @@ It never reads the rendered JSON. The rules (docs/metrics.md):
   is billed in another currency than the price's) x net / amount / interval months; 0
   when amount is 0. With percent-off coupons (and subtract_discounts): the full amount
   x prod(1 - percent_off / 100) x net / (amount - the percent-off discount amounts).
+- Flexible billing mode: a credit proration naming the line it credits
+  (``credited_items``), when that line counts, is worth minus that line's monthly value
+  (whatever its own amounts), so the two cancel exactly over the credited rest of the period.
 - churn_recognition canceled_at: a subscription's lines stop at its canceled_at.
 - A line is active at instant t iff start <= t < end. Month m is valued at its last
   instant (next month's start - 1 s), the month of ``now`` at ``now``.
@@ -110,6 +113,32 @@ def line_monthly(line: Line, opts: TruthOptions) -> Fraction | None:
     return sign * full * Fraction(net, line.amount) / months
 
 
+def line_value(line: Line, opts: TruthOptions, rates: dict[str, Fraction], cache: dict):
+    """The line's monthly value in the reporting currency (0 if it does not count);
+    ``cache`` memoizes it by what it depends on."""
+    key = (line.price.id, line.proration, line.amount, line.discount_amount,
+           line.tax_amount, line.quantity, line.sub_id is None, line.currency,
+           tuple((d.coupon.id, a) for d, a in line.discounts))  # fmt: skip
+    value = cache.get(key)
+    if value is None:
+        monthly = line_monthly(line, opts)
+        if monthly is None:
+            value = cache[key] = 0
+        else:
+            currency = line.currency
+            scale = 1 if currency in ZERO_DECIMAL else 100
+            value = cache[key] = monthly * rates[currency] / scale
+    return value
+
+
+def credits_a_counted_line(line: Line, now: int, opts: TruthOptions) -> bool:
+    """A flexible-mode credit proration whose credited line is on a counted invoice."""
+    debit = line.credited
+    if debit is None or not line.proration or debit.invoice is None:
+        return False
+    return debit.invoice.created <= now and invoice_counts(debit.invoice, opts)
+
+
 def snapshot_instants(first: int, now: int, tz: str) -> tuple[list[int], list[str]]:
     """The instants at which months are valued, from ``first``'s month through ``now``'s:
     each month's last second, the month of now at ``now``; and the months' labels."""
@@ -162,18 +191,11 @@ def customer_truth(customer: Customer, now: int, opts: TruthOptions,
         ):
             cut = sub.canceled_at
         for line in inv.lines:
-            key = (line.price.id, line.proration, line.amount, line.discount_amount,
-                   line.tax_amount, line.quantity, line.sub_id is None, line.currency,
-                   tuple((d.coupon.id, a) for d, a in line.discounts))  # fmt: skip
-            value = cache.get(key)
-            if value is None:
-                monthly = line_monthly(line, opts)
-                if monthly is None:
-                    value = cache[key] = 0
-                else:
-                    currency = line.currency
-                    scale = 1 if currency in ZERO_DECIMAL else 100
-                    value = cache[key] = monthly * rates[currency] / scale
+            if credits_a_counted_line(line, now, opts):
+                # flexible billing mode: the credit takes back what the line it credits counted
+                value = -line_value(line.credited, opts, rates, cache)
+            else:
+                value = line_value(line, opts, rates, cache)
             if not value:
                 continue
             end = line.end if cut is None else min(line.end, cut)
