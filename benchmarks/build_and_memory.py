@@ -5,11 +5,11 @@
    on a small account and on one with over a million invoices; the peak RSS of the
    nrr-sync process (``wait4`` rusage) must follow the batch size, not the account size.
    End-to-end load rate = landed rows / backfill wall time.
-2. Build: the SQL models (``transform.build``) on the large backfilled database —
+2. Build: the SQL models (``build.build``) on the large backfilled database —
    100k customers x 37 months (2023-01 to 2026-01) — timed in a child process with its
    peak RSS; and the whole ``nrr-sync build`` command (working copy, build, publish).
 3. Load rate into DuckDB alone: the generator's objects landed in batches, no HTTP,
-   objects per second — the backfill's way (``landing_rows`` + ``insert_rows``, plain
+   objects per second — the backfill's way (``landing.rows_of`` + ``insert_rows``, plain
    appends) and the nightly sync's (``load_objects``, upserts).
 
     python benchmarks/build_and_memory.py --workdir W    # 105,000 and 10,000 customers
@@ -38,12 +38,12 @@ SINCE = "2023-01"
 BUILD_ONLY = """
 import json, sys, time
 import duckdb
-from nrr_sync import transform
+from nrr_sync import build
 from nrr_sync.config import load_config
 con = duckdb.connect(sys.argv[1])
 config = load_config(sys.argv[2])
 started = time.perf_counter()
-result = transform.build(con, config)
+result = build.build(con, config)
 seconds = time.perf_counter() - started
 con.close()
 print(json.dumps({"seconds": seconds, "models": result.get("models"), "rows": result.get("rows")}))
@@ -52,13 +52,13 @@ print(json.dumps({"seconds": seconds, "models": result.get("models"), "rows": re
 LOAD_ONLY = """
 import json, sys, time
 import duckdb
-from nrr_sync import landing, transform, warehouse
+from nrr_sync import build, kinds, landing, load
 from nrr_sync.sandbox.generator import SandboxOptions, generate
 customers, batch, path, how = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 world = generate(SandboxOptions(customers=customers, seed=7))
 account = world.account_ids[0]
 con = duckdb.connect(path)
-transform.migrate(con)
+build.migrate(con)
 loaded, seconds, rows = 0, 0.0, 0
 for kind in ("customers", "products", "prices", "subscriptions", "invoices"):
     objects = iter(world.objects(account, kind))
@@ -70,15 +70,15 @@ for kind in ("customers", "products", "prices", "subscriptions", "invoices"):
         started = time.perf_counter()
         con.begin()
         if how == "upsert":  # the nightly sync's way: load_objects upserts
-            warehouse.load_objects(con, account, kind, chunk)
+            load.load_objects(con, account, kinds.BY_TABLE[kind], chunk)
         else:  # the backfill's way: rows built, then plain appends
-            tables = warehouse.landing_rows(account, kind, chunk, landing.now_utc())
+            tables = landing.rows_of(kinds.BY_TABLE[kind], account, chunk, landing.now_utc())
             for table, table_rows in tables.items():
-                warehouse.insert_rows(con, table, table_rows)
+                load.insert_rows(con, table, table_rows)
         con.commit()
         seconds += time.perf_counter() - started
         loaded += len(chunk)
-for kind in landing.KINDS:
+for kind in kinds.TABLES:
     rows += con.execute(f"SELECT count(*) FROM stripe.{kind}").fetchone()[0]
 print(json.dumps({"objects": loaded, "rows": rows, "seconds": seconds}))
 """

@@ -369,13 +369,13 @@ def pages_needed(db_path: Path) -> dict[str, int]:
 def landed_counts(db_path: Path) -> dict[str, int]:
     import duckdb
 
-    from nrr_sync import landing
+    from nrr_sync import kinds
 
     con = duckdb.connect(str(db_path), read_only=True)
     try:
         return {
             kind: con.execute(f"SELECT count(*) FROM stripe.{kind}").fetchone()[0]
-            for kind in landing.KINDS
+            for kind in kinds.TABLES
         }
     finally:
         con.close()

@@ -141,7 +141,7 @@ def measure_kind(kind: str, bodies: list[bytes], repeat: int) -> dict:
     import duckdb
     import orjson
 
-    from nrr_sync import fastjson, landing, transform, warehouse
+    from nrr_sync import build, fastjson, kinds, landing, load
 
     synced_at = landing.now_utc()
     parsed = [json.loads(body)["data"] for body in bodies]
@@ -153,8 +153,9 @@ def measure_kind(kind: str, bodies: list[bytes], repeat: int) -> dict:
         "raw_json_ms": best_ms(lambda objs: [stdlib_compact(o) for o in objs], parsed, repeat),
         "raw_orjson_ms": best_ms(lambda objs: [orjson.dumps(o) for o in objs], parsed, repeat),
     }
-    rows = [warehouse.landing_rows("acct_x", kind, objects, synced_at) for objects in parsed]
-    build_rows = lambda objects: warehouse.landing_rows("acct_x", kind, objects, synced_at)  # noqa: E731
+    kind_entry = kinds.BY_TABLE[kind]
+    rows = [landing.rows_of(kind_entry, "acct_x", objects, synced_at) for objects in parsed]
+    build_rows = lambda objects: landing.rows_of(kind_entry, "acct_x", objects, synced_at)  # noqa: E731
     measured["landing_rows_ms"] = best_ms(build_rows, parsed, repeat)
     # The same with the standard library writing raw and metadata, as before orjson.
     with stdlib_json_text(fastjson):
@@ -163,14 +164,14 @@ def measure_kind(kind: str, bodies: list[bytes], repeat: int) -> dict:
         best = float("inf")
         for attempt in range(repeat):
             con = duckdb.connect(f"{scratch}/append-{attempt}.duckdb")
-            transform.migrate(con)
+            build.migrate(con)
             batch: dict[str, list] = {}  # all pages in one batch, as the backfill lands them
             for page_rows in rows:
                 for table, table_rows in page_rows.items():
                     batch.setdefault(table, []).extend(table_rows)
             started = time.process_time()
             for table, table_rows in batch.items():
-                warehouse.insert_rows(con, table, table_rows)
+                load.insert_rows(con, table, table_rows)
             best = min(best, (time.process_time() - started) / len(rows))
             con.close()
         measured["append_ms"] = round(best * 1000, 2)

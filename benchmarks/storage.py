@@ -73,7 +73,7 @@ def backfill(customers: int, workdir: Path) -> Path:
 def measure(db: Path, scratch: Path) -> dict:
     import duckdb
 
-    from nrr_sync import landing
+    from nrr_sync import kinds, landing
 
     con = duckdb.connect(str(db), read_only=True)
     try:
@@ -96,7 +96,7 @@ def measure(db: Path, scratch: Path) -> dict:
             f"INSERT INTO copy.{name} SELECT * FROM source.{name}",
         ]
         parts[name] = {"rows": rows, "bytes": copy_size(db, scratch / name, whole)}
-        if schema == "stripe" and table in landing.KINDS:
+        if schema == "stripe" and table in kinds.TABLES:
             typed = ", ".join(f'"{c}"' for c in landing.COLUMNS[table] if c != "raw")
             for label, select in (("raw JSON", "raw"), ("typed columns", typed)):
                 copy = ["ATTACH", f"CREATE TABLE copy.copied AS SELECT {select} FROM source.{name}"]

@@ -143,7 +143,7 @@ def backfill(
     def work():
         parse_month(since, "--since")
         config = ctx.obj.config()
-        from . import sync
+        from .jobs import run as sync
 
         return sync.run_backfill(config, since=since, restart=restart)
 
@@ -156,7 +156,7 @@ def sync_command(ctx: typer.Context) -> None:
 
     def work():
         config = ctx.obj.config()
-        from . import sync
+        from .jobs import run as sync
 
         return sync.run_sync(config)
 
@@ -169,7 +169,7 @@ def build(ctx: typer.Context) -> None:
 
     def work():
         config = ctx.obj.config()
-        from . import sync
+        from .jobs import run as sync
 
         return sync.run_build(config)
 

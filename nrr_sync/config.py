@@ -374,7 +374,7 @@ def _check_timezone(name: str, source: str) -> None:
 @functools.cache
 def duckdb_time_zones() -> frozenset[str]:
     """The zones the SQL build can use (Python may know more, e.g. ``localtime``)."""
-    from .warehouse import connect  # the one opener: no extension is ever loaded
+    from .dbfile import connect  # the one opener: no extension is ever loaded
 
     con = connect(":memory:")
     try:

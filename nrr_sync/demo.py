@@ -75,7 +75,7 @@ def refuse_foreign_database(db_path: Path, sandbox_accounts: list[str]) -> None:
 
 
 def run(db_path: str | Path = "nrr-demo.duckdb", quiet: bool = False) -> int:
-    from . import sync
+    from .jobs import run as sync
     from .report.show import show
     from .sandbox.generator import DEFAULT_FX, SandboxOptions
     from .sandbox.server import start

@@ -13,18 +13,6 @@ from typing import Any
 
 from . import fastjson
 
-KINDS = (
-    "customers",
-    "products",
-    "prices",
-    "subscriptions",
-    "subscription_items",
-    "invoices",
-    "invoice_lines",
-    "credit_notes",
-    "invoice_discounts",
-)
-
 COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": (
         "account_id", "id", "created", "name", "email", "currency", "country",
@@ -171,15 +159,13 @@ def subscription_item_row(account_id: str, obj: dict, synced_at: datetime) -> tu
     )  # fmt: skip
 
 
-def invoice_row(
-    account_id: str,
-    obj: dict,
-    synced_at: datetime,
-    *,
-    line_count: int | None = None,
-    lines_complete: bool | None = None,
-) -> tuple:
+def invoice_row(account_id: str, obj: dict, synced_at: datetime) -> tuple:
+    """An invoice; its lines land in their own table (``raw`` leaves them out). An
+    invoice whose ``lines.has_more`` is still true is recorded ``lines_complete = false``."""
     raw = {key: value for key, value in obj.items() if key != "lines"}
+    lines = obj.get("lines") or {}
+    line_count = len(lines.get("data") or [])
+    lines_complete = not lines.get("has_more", False)
     transitions = obj.get("status_transitions") or {}
     return (
         account_id, obj["id"], ref(obj.get("customer")),
@@ -254,15 +240,35 @@ def invoice_discount_rows(account_id: str, invoice: dict, synced_at: datetime) -
     return rows
 
 
-ROW_BUILDERS = {
-    "customers": customer_row,
-    "products": product_row,
-    "prices": price_row,
-    "subscriptions": subscription_row,
-    "subscription_items": subscription_item_row,
-    "invoices": invoice_row,
-    "credit_notes": credit_note_row,
-}
+def embedded(obj: dict, field: str) -> list:
+    """The objects of an embedded list (``invoice.lines``, ``subscription.items``)."""
+    return (obj.get(field) or {}).get("data") or []
+
+
+def invoice_lines_rows(account_id: str, invoice: dict, synced_at: datetime) -> list[tuple]:
+    return [
+        invoice_line_row(account_id, invoice["id"], line, synced_at)
+        for line in embedded(invoice, "lines")
+    ]
+
+
+def subscription_items_rows(account_id: str, subscription: dict, synced_at: datetime) -> list:
+    return [
+        subscription_item_row(account_id, item, synced_at)
+        for item in embedded(subscription, "items")
+    ]
+
+
+def rows_of(kind, account_id: str, objects, synced_at: datetime) -> dict[str, list[tuple]]:
+    """The landing rows of complete Stripe objects of one kind (an entry of the catalogue
+    in ``kinds.py``), per table: the kind's own and each of its children's."""
+    objects = list(objects)
+    rows = {kind.table: [kind.row(account_id, obj, synced_at) for obj in objects]}
+    for child in kind.children:
+        rows[child.table] = [
+            row for obj in objects for row in child.rows(account_id, obj, synced_at)
+        ]
+    return rows
 
 
 def now_utc() -> datetime:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from . import warehouse
+from . import dbfile
 from .config import Config
 from .report.data import built_currency, fetch_dicts, has_table, open_published, parse_instant
 from .report.text import format_count, format_instant, text_table
@@ -22,13 +22,13 @@ STALE_AFTER_HOURS = 36
 
 def status(config: Config) -> int:
     """Print the job's health; 1 when the data is stale, never synced, or the last run failed."""
-    path = warehouse.real_path(config.database.path)
+    path = dbfile.real_path(config.database.path)
     now = time.time()
     sidecar_runs = settle_running(read_sidecar_runs(path))
     if not path.exists():
         typer.echo(f"Database   {path} does not exist yet.")
         print_runs(sidecar_runs)
-        unfinished = warehouse.unfinished_backfill(path)
+        unfinished = dbfile.unfinished_backfill(path)
         if unfinished:
             typer.echo(
                 f"\nA backfill from {unfinished} is unfinished: `nrr-sync backfill --since "
@@ -382,7 +382,7 @@ def print_findings(findings: list[tuple[str, str, int]] | None) -> None:
 def data_problems(con, path: Path) -> list[str]:
     """Why the published data is not the whole truth, whatever the runs say."""
     problems = []
-    status, since = warehouse.backfill_state(con)
+    status, since = dbfile.backfill_state(con)
     if status == "running":
         problems.append(
             f"the published file holds an unfinished backfill from {since}: "
@@ -395,7 +395,7 @@ def data_problems(con, path: Path) -> list[str]:
         or not con.execute("SELECT count(*) FROM report.mrr_summary").fetchone()[0]
     ):
         problems.append("the report is empty")
-    unfinished = warehouse.unfinished_backfill(path)
+    unfinished = dbfile.unfinished_backfill(path)
     if unfinished:
         problems.append(
             f"a backfill from {unfinished} is unfinished (the published file holds the data "

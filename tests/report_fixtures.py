@@ -83,7 +83,7 @@ _TEMPLATES: dict[str, Path] = {}
 
 
 def _write(path, customers, first, months, seed, as_of, runs, with_report) -> None:
-    from nrr_sync import transform
+    from nrr_sync import build
 
     now = time.time()
     if with_report:
@@ -98,7 +98,7 @@ def _write(path, customers, first, months, seed, as_of, runs, with_report) -> No
         )
     else:
         con = duckdb.connect(str(path))
-        transform.migrate(con)
+        build.migrate(con)
     if runs is None:
         runs = [("backfill", now - 3600, now - 3500, "ok")]
     for number, (command, started, finished, outcome) in enumerate(runs):

@@ -68,13 +68,13 @@ def wait_for_requests(sandbox, at_least: int, process, timeout: float = 30) -> b
 
 
 def landed_counts(db_path: Path) -> dict[str, int]:
-    from nrr_sync import landing
+    from nrr_sync import kinds
 
     con = duckdb.connect(str(db_path), read_only=True)
     try:
         return {
             kind: con.execute(f"SELECT count(*) FROM stripe.{kind}").fetchone()[0]
-            for kind in landing.KINDS
+            for kind in kinds.TABLES
         }
     finally:
         con.close()

@@ -2,7 +2,7 @@
 
 Each returns a plain dict as the API would (ids, ``object``, nested ``parent`` /
 ``pricing`` / ``period`` / ``discount_amounts`` / ``taxes``), so tests land them through
-the real ``warehouse.load_objects``. Times are written as ``"2024-01-16"`` or
+the real ``load.load_objects``. Times are written as ``"2024-01-16"`` or
 ``"2024-01-16T05:00:00"`` (UTC) and become unix seconds.
 """
 
@@ -405,18 +405,19 @@ def build_report(
     **reporting,
 ):
     """Land the objects into a new DuckDB file at ``path`` through the real loader, set
-    the report window like the sync does, run ``transform.build``; return the connection.
+    the report window like the sync does, run ``build.build``; return the connection.
 
     Customers and products referenced but not given are created with defaults.
     ``accounts`` = ``{account_id: {"invoices": [...], ...}}`` lands several accounts.
     """
     import duckdb
 
-    from nrr_sync import transform, warehouse
+    from nrr_sync import build, load
     from nrr_sync.config import Config, ReportingSettings
+    from nrr_sync.kinds import BY_TABLE
 
     con = duckdb.connect(str(path))
-    transform.migrate(con)
+    build.migrate(con)
     accounts = accounts or {
         ACCOUNT: {
             "invoices": invoices,
@@ -439,10 +440,10 @@ def build_report(
             if item["product"] not in named:
                 named.add(item["product"])
                 given_products.append(product(item["product"]))
-        warehouse.load_objects(con, account_id, "customers", given_customers)
-        warehouse.load_objects(con, account_id, "products", given_products)
+        load.load_objects(con, account_id, BY_TABLE["customers"], given_customers)
+        load.load_objects(con, account_id, BY_TABLE["products"], given_products)
         for kind in ("prices", "subscriptions", "invoices"):
-            warehouse.load_objects(con, account_id, kind, objects.get(kind, ()))
+            load.load_objects(con, account_id, BY_TABLE[kind], objects.get(kind, ()))
     # As a finished backfill leaves it: a report reads only a finished backfill's data.
     con.execute("INSERT OR REPLACE INTO meta.sync_state VALUES ('backfill:status', 'done', now())")
     for key, value in (("report:since", since), ("report:as_of", as_of)):
@@ -450,7 +451,7 @@ def build_report(
             con.execute("INSERT OR REPLACE INTO meta.sync_state VALUES (?, ?, now())", [key, value])
     if "segments" in reporting:
         reporting["segments"] = tuple(reporting["segments"])
-    transform.build(con, Config(reporting=ReportingSettings(**reporting)))
+    build.build(con, Config(reporting=ReportingSettings(**reporting)))
     return con
 
 

@@ -11,9 +11,9 @@ import duckdb
 import yaml
 from typer.testing import CliRunner
 
-from nrr_sync import landing
+from nrr_sync import kinds, landing
 
-LANDING = landing.KINDS
+LANDING = kinds.TABLES
 KEY_ENV = "STRIPE_API_KEY"
 
 

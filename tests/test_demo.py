@@ -6,7 +6,7 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from nrr_sync import transform
+from nrr_sync import build
 from nrr_sync.cli import app
 
 
@@ -53,7 +53,7 @@ def test_demo_backfills_reports_and_explains_the_next_steps(tmp_path, monkeypatc
 def test_demo_refuses_to_replace_a_database_with_real_data(tmp_path):
     database = tmp_path / "nrr.duckdb"
     with duckdb.connect(str(database)) as con:
-        transform.migrate(con)
+        build.migrate(con)
         con.execute(
             "INSERT INTO stripe.customers (account_id, id, synced_at) "
             "VALUES ('acct_real', 'cus_1', now())"

@@ -287,7 +287,7 @@ def test_html_draws_a_panel_set_for_every_segment_type_of_a_real_build(tmp_path)
     """A sandbox account built with every kind of segment, metadata included."""
     from test_metrics_truth import land_world
 
-    from nrr_sync import transform
+    from nrr_sync import build
     from nrr_sync.config import Config, ReportingSettings
     from nrr_sync.sandbox.generator import SandboxOptions, generate
 
@@ -296,7 +296,7 @@ def test_html_draws_a_panel_set_for_every_segment_type_of_a_real_build(tmp_path)
     con = land_world(database, generate(options))
     segments = ("currency", "country", "cohort", "product", "metadata:segment")
     settings = ReportingSettings(fx_rates=dict(options.fx), segments=segments)
-    transform.build(con, Config(reporting=settings))
+    build.build(con, Config(reporting=settings))
     con.close()
     config = tmp_path / "config.yaml"
     config.write_text(f"database:\n  path: {database}\n")

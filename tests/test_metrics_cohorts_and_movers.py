@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 from test_metrics_truth import land_world
 
-from nrr_sync import transform
+from nrr_sync import build
 from nrr_sync.config import Config, ReportingSettings
 from nrr_sync.sandbox.generator import SandboxOptions, generate
 
@@ -19,7 +19,7 @@ def con(tmp_path_factory):
                              accounts=2)  # fmt: skip
     path = tmp_path_factory.mktemp("models") / "nrr.duckdb"
     connection = land_world(path, generate(options))
-    transform.build(connection, Config(reporting=ReportingSettings(fx_rates=dict(options.fx))))
+    build.build(connection, Config(reporting=ReportingSettings(fx_rates=dict(options.fx))))
     yield connection
     connection.close()
 

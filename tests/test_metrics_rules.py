@@ -16,8 +16,9 @@ from stripe_objects import (
     summary,
 )
 
-from nrr_sync import transform, warehouse
+from nrr_sync import build, load
 from nrr_sync.config import Config
+from nrr_sync.kinds import BY_TABLE
 
 D = Decimal
 
@@ -204,8 +205,8 @@ def test_inclusive_tax_is_taken_out_and_exclusive_tax_never_added(db):
 
 
 def reland(con, objects, kind="invoices"):
-    warehouse.load_objects(con, "acct_test", kind, objects)
-    transform.build(con, Config())
+    load.load_objects(con, "acct_test", BY_TABLE[kind], objects)
+    build.build(con, Config())
 
 
 def test_open_invoice_counts_until_voided_and_still_counts_once_paid(db):

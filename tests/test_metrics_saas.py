@@ -11,7 +11,7 @@ import duckdb
 import pytest
 from test_metrics_truth import land_world
 
-from nrr_sync import demo, transform
+from nrr_sync import build, demo
 from nrr_sync.config import Config, ReportingSettings
 from nrr_sync.sandbox.generator import SandboxOptions, generate
 
@@ -98,7 +98,7 @@ def test_demo_account_metrics_agree_with_the_roll_forward(tmp_path):
     options = SandboxOptions(customers=demo.DEMO_CUSTOMERS, start=demo.DEMO_SINCE)
     world = generate(options)
     con = land_world(tmp_path / "nrr.duckdb", world, since=demo.DEMO_SINCE)
-    transform.build(con, Config(reporting=ReportingSettings(fx_rates=dict(options.fx))))
+    build.build(con, Config(reporting=ReportingSettings(fx_rates=dict(options.fx))))
     months = con.execute("SELECT count(*) FROM report.saas_metrics").fetchone()[0]
     assert months >= 36
     assert assert_agrees(con) >= 30
@@ -115,7 +115,7 @@ def test_seed_metrics_agree_with_the_roll_forward(tmp_path, seed):
     options = SandboxOptions(seed=seed, customers=60, start="2023-01", now="2025-03-18T09:30:00Z",
                              accounts=2 if seed == 11 else 1)  # fmt: skip
     con = land_world(tmp_path / "nrr.duckdb", generate(options))
-    transform.build(con, Config(reporting=ReportingSettings(fx_rates=dict(options.fx))))
+    build.build(con, Config(reporting=ReportingSettings(fx_rates=dict(options.fx))))
     assert assert_agrees(con) >= 5
 
 

@@ -11,21 +11,21 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from nrr_sync import transform, warehouse
+from nrr_sync import build, load
 from nrr_sync.config import Config, ReportingSettings
+from nrr_sync.kinds import KINDS
 from nrr_sync.sandbox.generator import SandboxOptions, generate
 from nrr_sync.sandbox.truth import TruthOptions
-from nrr_sync.sync import LIST_PATHS
 
 SINCE = "2024-01"
 
 
 def land_world(path, world, since=SINCE):
     con = duckdb.connect(str(path))
-    transform.migrate(con)
+    build.migrate(con)
     for account_id in world.account_ids:
-        for kind in LIST_PATHS:  # every kind the sync fetches
-            warehouse.load_objects(con, account_id, kind, world.objects(account_id, kind))
+        for kind in KINDS:  # every kind the sync fetches
+            load.load_objects(con, account_id, kind, world.objects(account_id, kind.table))
     as_of = datetime.fromtimestamp(world.now, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     # As a finished backfill leaves it: a report reads only a finished backfill's data.
     for key, value in (
@@ -73,7 +73,7 @@ def test_customer_mrr_equals_the_sandbox_truth(tmp_path, seed):
                              accounts=2 if seed == 11 else 1)  # fmt: skip
     world = generate(options)
     con = land_world(tmp_path / "nrr.duckdb", world)
-    transform.build(con, Config(reporting=ReportingSettings(fx_rates=dict(options.fx))))
+    build.build(con, Config(reporting=ReportingSettings(fx_rates=dict(options.fx))))
     expected = expected_monthly(truth_by_customer(world))
     reported = reported_monthly(con)
     assert len(expected) > 500
@@ -95,7 +95,7 @@ def test_customer_mrr_equals_the_truth_under_each_option(tmp_path, option):
     world = generate(options)
     con = land_world(tmp_path / "nrr.duckdb", world)
     fx = dict(options.fx)
-    transform.build(con, Config(reporting=ReportingSettings(fx_rates=fx, **option)))
+    build.build(con, Config(reporting=ReportingSettings(fx_rates=fx, **option)))
     truth = truth_by_customer(world, TruthOptions(fx=tuple(sorted(fx.items())), **option))
     expected, reported = expected_monthly(truth), reported_monthly(con)
     assert sorted(reported - expected)[:10] == sorted(expected - reported)[:10] == []
@@ -105,7 +105,7 @@ def test_retention_equals_nrr_and_grr_recomputed_from_the_truth(tmp_path):
     options = SandboxOptions(seed=17, customers=80, start="2023-01", now="2025-06-10T00:00:00Z")
     world = generate(options)
     con = land_world(tmp_path / "nrr.duckdb", world)
-    transform.build(con, Config(reporting=ReportingSettings(fx_rates=dict(options.fx))))
+    build.build(con, Config(reporting=ReportingSettings(fx_rates=dict(options.fx))))
     truth = truth_by_customer(world)
     months = sorted({m for per_customer in truth.values() for m in per_customer})
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sync_helpers import cli, cli_process, query, write_config
 
-from nrr_sync import warehouse
+from nrr_sync import publish
 
 HOLD_READ_WRITE = """
 import sys, duckdb
@@ -73,7 +73,7 @@ def test_a_second_run_exits_5_at_once_while_one_is_working(tmp_path):
     db = tmp_path / "nrr.duckdb"
 
     started = time.monotonic()
-    with warehouse.job_lock(db):
+    with publish.job_lock(db):
         result = cli(config, ["build"], **NO_STRIPE)
 
     assert result.exit_code == 5
@@ -151,11 +151,11 @@ def test_a_failed_run_keeps_the_published_file_and_is_recorded(tmp_path, publish
 
 def test_working_copy_is_reused_after_a_failure(tmp_path):
     db = tmp_path / "nrr.duckdb"
-    con, work = warehouse.open_working_copy(db, 1)
+    con, work = publish.open_working_copy(db, 1)
     con.execute("CREATE TABLE marker AS SELECT 42 AS x")
     con.close()
 
-    con, again = warehouse.open_working_copy(db, 1)
+    con, again = publish.open_working_copy(db, 1)
     try:
         assert again == work
         assert con.execute("SELECT x FROM marker").fetchone() == (42,)

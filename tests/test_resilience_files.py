@@ -31,7 +31,7 @@ import pytest
 from resilience_helpers import wait_for_requests
 from sync_helpers import cli, cli_process, query, write_config
 
-from nrr_sync import transform, warehouse
+from nrr_sync import build, dbfile
 from nrr_sync.config import Config
 
 SINCE = "2024-01"
@@ -146,7 +146,7 @@ def test_a_file_without_data_is_no_data_for_report_and_status(tmp_path):
     db = tmp_path / "nrr.duckdb"
     # What `build` published before a backfill: all tables, an all-zero report.
     with duckdb.connect(str(db)) as con:
-        transform.build(con, Config())
+        build.build(con, Config())
         assert con.execute("SELECT count(*) FROM report.mrr_summary").fetchone()[0] > 0
 
     report = cli(config, ["report"], **NO_STRIPE)
@@ -299,8 +299,8 @@ def cut_last_block(db: Path) -> None:
     """Cut the file just before the last block a table uses: DuckDB itself still opens
     it and reads numbers from it."""
     with duckdb.connect(str(db), read_only=True) as con:
-        last = warehouse._last_table_block(con)
-    os.truncate(db, warehouse.HEADER_BYTES + last * 262144)
+        last = dbfile._last_table_block(con)
+    os.truncate(db, dbfile.HEADER_BYTES + last * 262144)
 
 
 def garbage(db: Path) -> None:
@@ -431,7 +431,7 @@ def test_a_foreign_file_is_exit_2_before_any_request(tmp_path, sandbox_factory, 
 
 
 def test_no_connection_loads_or_installs_extensions(tmp_path):
-    con = warehouse.connect(tmp_path / "x.duckdb")
+    con = dbfile.connect(tmp_path / "x.duckdb")
     try:
         settings = con.execute(
             "SELECT current_setting('autoload_known_extensions'), "
@@ -440,7 +440,7 @@ def test_no_connection_loads_or_installs_extensions(tmp_path):
     finally:
         con.close()
     assert settings == (False, False)
-    package = Path(warehouse.__file__).parent
+    package = Path(dbfile.__file__).parent
     connects = [
         f"{path.name}:{node.lineno}"
         for path in sorted(package.rglob("*.py"))
@@ -451,4 +451,4 @@ def test_no_connection_loads_or_installs_extensions(tmp_path):
         and isinstance(node.func.value, ast.Name)
         and node.func.value.id == "duckdb"
     ]
-    assert len(connects) == 1 and connects[0].startswith("warehouse.py:")  # warehouse.connect
+    assert len(connects) == 1 and connects[0].startswith("dbfile.py:")  # dbfile.connect

@@ -139,7 +139,7 @@ def build_process(config, sandbox, sql_dir):
     import subprocess
 
     code = (
-        "import sys, pathlib; import nrr_sync.transform as t; "
+        "import sys, pathlib; import nrr_sync.build as t; "
         "directory = pathlib.Path(sys.argv.pop(1)); t.sql_dir = lambda: directory; "
         "from nrr_sync.cli import app; app()"
     )

@@ -8,7 +8,7 @@ import pytest
 from sync_helpers import cli, query, snapshot, write_config
 from test_metrics_truth import expected_monthly, land_world, reported_monthly, truth_by_customer
 
-from nrr_sync import transform
+from nrr_sync import build
 from nrr_sync.config import Config, ReportingSettings
 from nrr_sync.sandbox.generator import SandboxOptions, Scenario, generate
 
@@ -130,7 +130,7 @@ def test_cash_events_leave_the_truth_unchanged():
 
 def test_report_equals_truth_and_flags_invoices_credited_by_more_than_half(tmp_path, world):
     con = land_world(tmp_path / "nrr.duckdb", world)
-    transform.build(con, Config(reporting=ReportingSettings(fx_rates=dict(world.options.fx))))
+    build.build(con, Config(reporting=ReportingSettings(fx_rates=dict(world.options.fx))))
     assert reported_monthly(con) == expected_monthly(truth_by_customer(world), since="2024-01")
     findings = con.execute(
         "SELECT invoice_id, severity, detail FROM report.data_quality "
@@ -165,7 +165,7 @@ def test_random_customers_get_cash_events_and_the_report_still_equals_the_truth(
     assert any(i["starting_balance"] < 0 and i["amount_due"] == 0 for i in invoices)
     assert any(0 < i["amount_paid"] < i["total"] for i in invoices)
     con = land_world(tmp_path / "nrr.duckdb", world)
-    transform.build(con, Config(reporting=ReportingSettings(fx_rates=dict(world.options.fx))))
+    build.build(con, Config(reporting=ReportingSettings(fx_rates=dict(world.options.fx))))
     expected = expected_monthly(truth_by_customer(world))
     reported = reported_monthly(con)
     assert sorted(reported - expected)[:10] == sorted(expected - reported)[:10] == []

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from test_metrics_truth import expected_monthly, land_world, reported_monthly, truth_by_customer
 
-from nrr_sync import transform
+from nrr_sync import build
 from nrr_sync.config import Config, ReportingSettings
 from nrr_sync.sandbox.generator import SandboxOptions, Scenario, generate, parse_time
 from nrr_sync.sandbox.truth import TruthOptions
@@ -66,7 +66,7 @@ def test_report_equals_truth_with_and_without_metered(tmp_path, world, include_m
     for n, w in enumerate((world, random_world)):
         con = land_world(tmp_path / f"nrr{n}.duckdb", w)
         settings = ReportingSettings(fx_rates=FX, include_metered=include_metered)
-        transform.build(con, Config(reporting=settings))
+        build.build(con, Config(reporting=settings))
         truth = truth_by_customer(w, TruthOptions(fx=tuple(sorted(FX.items())),
                                                   include_metered=include_metered))  # fmt: skip
         expected, reported = expected_monthly(truth), reported_monthly(con)

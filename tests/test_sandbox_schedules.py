@@ -11,7 +11,7 @@ from sync_helpers import cli, query, snapshot, write_config
 from test_metrics_truth import expected_monthly, land_world, reported_monthly, truth_by_customer
 from test_sync_incremental import without_deleted
 
-from nrr_sync import transform
+from nrr_sync import build
 from nrr_sync.config import Config, ReportingSettings
 from nrr_sync.sandbox.generator import SandboxOptions, Scenario, generate, parse_time
 from nrr_sync.sandbox.truth import TruthOptions
@@ -197,7 +197,7 @@ def test_report_equals_truth_for_scripted_and_random_contracts(tmp_path, world, 
     for n, w in enumerate((world, random_world)):
         con = land_world(tmp_path / f"nrr{n}.duckdb", w)
         settings = ReportingSettings(fx_rates=FX, churn_recognition=churn)
-        transform.build(con, Config(reporting=settings))
+        build.build(con, Config(reporting=settings))
         truth = truth_by_customer(w, TruthOptions(fx=tuple(sorted(FX.items())),
                                                   churn_recognition=churn))  # fmt: skip
         expected, reported = expected_monthly(truth), reported_monthly(con)

@@ -13,13 +13,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from nrr_sync import kinds
 from nrr_sync.config import Config, Retry, StripeSettings
 from nrr_sync.errors import NrrSyncError, StripeAuthError, StripeUnavailableError
+from nrr_sync.pacing import RateLimiter, default_rates
 from nrr_sync.stripe_api import (
     Failure,
-    RateLimiter,
     StripeApi,
-    default_rates,
     endpoint_of,
     is_retryable,
     redact,
@@ -288,7 +288,7 @@ def test_lines_past_the_embedded_page_are_fetched(scripted):
         "id": "in_1",
         "lines": {"object": "list", "data": [{"id": "il_1"}, {"id": "il_2"}], "has_more": True},
     }
-    api_for(url).complete_invoice(invoice, account=None)
+    kinds.complete(api_for(url), kinds.BY_TABLE["invoices"], invoice, account=None)
     assert [line["id"] for line in invoice["lines"]["data"]] == ["il_1", "il_2", "il_3", "il_4"]
     assert invoice["lines"]["has_more"] is False
 

@@ -8,7 +8,7 @@ import time
 
 from sync_helpers import cli, cli_process, landed_ids, query, snapshot, world_ids, write_config
 
-from nrr_sync.sync import EVENT_GROUPS, LIST_PATHS
+from nrr_sync.kinds import EVENT_GROUPS, KINDS
 
 SINCE = "2023-01"  # the sandbox history starts here, so every invoice is in range
 
@@ -30,7 +30,7 @@ def test_backfill_lands_exactly_the_sandbox_objects_of_every_account(tmp_path, s
 
     assert result.exit_code == 0, result.output
     db = tmp_path / "nrr.duckdb"
-    for kind in LIST_PATHS:
+    for kind in (kind.table for kind in KINDS):
         assert landed_ids(db, kind) == world_ids(world, kind), kind
     items = {
         (account, item["id"])
@@ -182,13 +182,14 @@ def test_backfill_killed_midway_resumes_without_refetching_finished_slices(
 def test_a_batch_with_rows_already_landed_is_upserted_not_failed(tmp_path):
     import duckdb
 
-    from nrr_sync import transform
+    from nrr_sync import build
     from nrr_sync.config import Config
+    from nrr_sync.jobs.backfill import PageBatch, PageResult, Slice
+    from nrr_sync.jobs.context import Job
     from nrr_sync.progress import Progress
-    from nrr_sync.sync import Job, PageBatch, PageResult, Slice
 
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    transform.migrate(con)
+    build.migrate(con)
     job = Job(con, Config(), Progress(enabled=False))
     customer = {"id": "cus_1", "object": "customer", "created": 1700000000, "name": "A"}
     piece = Slice("s1", "acct_1", None, "customers", 0, 1800000000)

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from nrr_sync.stripe_api import RateLimiter
+from nrr_sync.pacing import RateLimiter
 from nrr_sync.window import HEADROOM, INITIAL_LATENCY, MAX_IN_FLIGHT, InFlightWindow
 
 
@@ -153,7 +153,7 @@ class _Api:
     ],
 )
 def test_the_planner_splits_a_slice_into_what_the_window_needs(latency, pieces):
-    from nrr_sync.sync import MIN_SLICE_PAGES, Slice, SlicePlanner
+    from nrr_sync.jobs.backfill import MIN_SLICE_PAGES, Slice, SlicePlanner
 
     invoices = Slice("s1", "acct_1", None, "invoices", 0, 100)
     planner = SlicePlanner(_Api(latency), [invoices])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from .. import warehouse
+from .. import dbfile
 from ..config import parse_month
 from ..errors import ConfigError
 
@@ -68,18 +68,18 @@ class NoReportData(ConfigError):
 def open_published(path: str | Path):
     """A read-only connection to the published database (symbolic links resolved); a file
     that is not a whole nrr-sync database, or fails while it is read, is exit 2."""
-    path = warehouse.real_path(path)
+    path = dbfile.real_path(path)
     if not path.exists():
         raise NoReportData(
             f"No database at {path} yet: run `nrr-sync backfill --since YYYY-MM` first "
             "(or point database.path in the config at the right file)."
         )
-    con = warehouse.open_published(path, timeout=0)
+    con = dbfile.open_published(path, timeout=0)
     try:
         yield con
     except duckdb.Error as error:
         raise ConfigError(
-            f"{path} cannot be read ({str(error).strip().splitlines()[0]}): {warehouse.START_OVER}."
+            f"{path} cannot be read ({str(error).strip().splitlines()[0]}): {dbfile.START_OVER}."
         ) from None
     finally:
         con.close()
@@ -87,7 +87,7 @@ def open_published(path: str | Path):
 
 def require_data(con, path: Path) -> None:
     """A report shows the data of a finished backfill (and the syncs after it) only."""
-    status, since = warehouse.backfill_state(con)
+    status, since = dbfile.backfill_state(con)
     if status == "running":
         raise NoReportData(
             f"{path} holds an unfinished backfill from {since}, so its numbers are not the "

@@ -6,8 +6,6 @@ metrics"); this module only formats.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import textwrap
 from datetime import UTC
@@ -15,6 +13,7 @@ from datetime import UTC
 from ..errors import ConfigError
 from .data import ReportData, fetch_dicts, has_table, money, month_start
 from .text import (
+    csv_text,
     describe_accounts,
     format_count,
     format_instant,
@@ -205,20 +204,7 @@ def render_json(data: ReportData, rows: list[dict]) -> str:
 
 
 def render_csv(data: ReportData, rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    for record in records(rows):
-        writer.writerow({key: csv_cell(value) for key, value in record.items()})
-    return buffer.getvalue()
-
-
-def csv_cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    return csv_text(list(COLUMNS), records(rows))
 
 
 RENDERERS = {

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .. import warehouse
+from .. import dbfile
 from ..config import Config
 from ..errors import ConfigError
 from ..terminal import printable
@@ -36,9 +36,9 @@ def show(
         from . import html_data as html_data_module
 
         html_data_module.require_plotly()
-    path = warehouse.real_path(config.database.path)
+    path = dbfile.real_path(config.database.path)
     if html_path is not None:
-        html_path = warehouse.check_output_path(Path(html_path), path)
+        html_path = dbfile.check_output_path(Path(html_path), path)
     with open_published(path) as con:
         require_data(con, path)
         data = read_report(

@@ -268,7 +268,11 @@ def render_csv(data: ReportData) -> str:
     """One table: the months with the 'all' retention, or with --segment the retention rows
     by segment (the roll-forward has no segment dimension)."""
     records = month_records(data) if data.segment_type == "all" else segment_records(data)
-    columns = list(records[0]) if records else list(RETENTION_COLUMNS)
+    return csv_text(list(records[0]) if records else list(RETENTION_COLUMNS), records)
+
+
+def csv_text(columns: list[str], records: list[dict]) -> str:
+    """CSV with a header: money stays exact text, NULL is empty, booleans true / false."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -291,6 +295,3 @@ RENDERERS = {
     "json": render_json,
     "csv": render_csv,
 }
-
-
-# --------------------------------------------------------------------------- commands

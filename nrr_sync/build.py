@@ -54,25 +54,6 @@ CREATE TABLE IF NOT EXISTS meta.sql_migrations (
 );
 """
 
-SETTINGS_TABLES = """
-CREATE OR REPLACE TABLE meta.build_settings (
-    reporting_currency     VARCHAR NOT NULL,
-    timezone               VARCHAR NOT NULL,
-    include_open_invoices  BOOLEAN NOT NULL,
-    include_metered        BOOLEAN NOT NULL,
-    subtract_discounts     BOOLEAN NOT NULL,
-    churn_recognition      VARCHAR NOT NULL,
-    segments               VARCHAR[] NOT NULL,
-    since_month            DATE,          -- NULL: the first month with a counted line
-    as_of                  TIMESTAMPTZ,   -- NULL: max(invoice created, now())
-    built_at               TIMESTAMPTZ NOT NULL
-);
-CREATE OR REPLACE TABLE meta.fx_rates (
-    currency  VARCHAR PRIMARY KEY,
-    rate      DECIMAL(18, 8) NOT NULL
-);
-"""
-
 
 def sql_dir() -> Path:
     """``sql/`` of a repository checkout, else the copy installed as ``nrr_sync/sql``."""
@@ -188,7 +169,8 @@ def build(con: duckdb.DuckDBPyConnection, config: Config, directory: Path | None
 def write_settings(con: duckdb.DuckDBPyConnection, config: Config) -> None:
     """Make the ``reporting`` config and the sync's since / as_of readable from SQL."""
     reporting = config.reporting
-    con.execute(SETTINGS_TABLES)
+    # The tables come from V005__build_settings.sql; each build writes them anew.
+    con.execute("DELETE FROM meta.build_settings; DELETE FROM meta.fx_rates;")
     con.execute(
         """
         INSERT INTO meta.build_settings

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 from stripe_objects import build_report, price, renewals
 
-from nrr_sync import transform
+from nrr_sync import build
 from nrr_sync.config import Config, ReportingSettings
 from nrr_sync.errors import BuildError
 
@@ -18,7 +18,7 @@ from nrr_sync.errors import BuildError
 def sql_copy(tmp_path):
     """A private copy of sql/ that a test may edit."""
     directory = tmp_path / "sql"
-    shutil.copytree(transform.sql_dir(), directory)
+    shutil.copytree(build.sql_dir(), directory)
     return directory
 
 
@@ -30,38 +30,38 @@ def con(tmp_path):
 
 
 def test_sql_dir_is_the_checkout_sql_folder():
-    directory = transform.sql_dir()
+    directory = build.sql_dir()
     assert (directory / "V001__landing.sql").exists()
-    assert [path.name[:4] for path in transform.sql_files("R")][:2] == ["R001", "R002"]
+    assert [path.name[:4] for path in build.sql_files("R")][:2] == ["R000", "R001"]  # macros first
 
 
 def test_migrations_are_applied_once_and_recorded_with_checksums(con):
-    first = transform.migrate(con)
+    first = build.migrate(con)
     assert first[:2] == ["V001__landing.sql", "V002__meta.sql"]
-    assert transform.migrate(con) == []
+    assert build.migrate(con) == []
     rows = con.execute(
         "SELECT version, name, kind, checksum FROM meta.sql_migrations ORDER BY version"
     ).fetchall()
     assert rows[0][:3] == ("V001", "V001__landing.sql", "migration")
-    assert rows[0][3] == transform.checksum(transform.sql_dir() / "V001__landing.sql")
+    assert rows[0][3] == build.checksum(build.sql_dir() / "V001__landing.sql")
     assert len(rows[0][3]) == 64
 
 
 def test_a_new_migration_file_is_applied_on_the_next_run(con, sql_copy):
-    transform.migrate(con, sql_copy)
+    build.migrate(con, sql_copy)
     (sql_copy / "V900__extra_index.sql").write_text(
         "CREATE INDEX IF NOT EXISTS lines_by_invoice ON stripe.invoice_lines (invoice_id);"
     )
-    assert transform.migrate(con, sql_copy) == ["V900__extra_index.sql"]
-    assert transform.migrate(con, sql_copy) == []
+    assert build.migrate(con, sql_copy) == ["V900__extra_index.sql"]
+    assert build.migrate(con, sql_copy) == []
 
 
 def test_an_edited_applied_migration_is_refused(con, sql_copy):
-    transform.migrate(con, sql_copy)
+    build.migrate(con, sql_copy)
     migration = sql_copy / "V002__meta.sql"
     migration.write_text(migration.read_text() + "\n-- tweak\n")
     with pytest.raises(BuildError) as raised:
-        transform.migrate(con, sql_copy)
+        build.migrate(con, sql_copy)
     assert "sql/V002__meta.sql was edited after it was applied" in str(raised.value)
     assert "add a new V### file instead" in str(raised.value)
     assert raised.value.exit_code == 6
@@ -72,13 +72,13 @@ def test_build_records_models_and_returns_row_counts(tmp_path):
     invoices = renewals("cus_a", "s", plan, "2024-01-01", 2)
     con = build_report(tmp_path / "nrr.duckdb", invoices=invoices, prices=[plan],
                        since="2024-01", as_of="2024-02-15")  # fmt: skip
-    result = transform.build(con, Config())
+    result = build.build(con, Config())
     assert result["migrations"] == []
-    assert set(result["models"]) == {path.name for path in transform.sql_files("R")}
+    assert set(result["models"]) == {path.name for path in build.sql_files("R")}
     assert result["rows"]["customer_mrr_monthly"] == 2
     assert result["rows"]["mrr_summary"] == 2
     models = con.execute("SELECT count(*) FROM meta.sql_migrations WHERE kind = 'model'").fetchone()
-    assert models == (len(transform.sql_files("R")),)
+    assert models == (len(build.sql_files("R")),)
 
 
 def test_settings_and_rates_are_tables_so_models_run_by_hand(tmp_path):
@@ -94,7 +94,7 @@ def test_settings_and_rates_are_tables_so_models_run_by_hand(tmp_path):
     assert settings == ("usd", "2024-01", "2024-01-31 00:00:00+00")
     rates = con.execute("SELECT currency, rate::VARCHAR FROM meta.fx_rates ORDER BY 1").fetchall()
     assert rates == [("eur", "1.10000000"), ("usd", "1.00000000")]
-    for path in transform.sql_files("R"):
+    for path in build.sql_files("R"):
         con.execute(path.read_text())
     assert con.execute("SELECT count(*) FROM report.customer_mrr_monthly").fetchone() == (1,)
 
@@ -121,7 +121,7 @@ def test_a_failing_model_leaves_the_previous_report_tables_intact(tmp_path, sql_
     )
     with pytest.raises(BuildError) as raised:
         reporting = ReportingSettings(currency="eur", fx_rates={"usd": 0.9})
-        transform.build(con, Config(reporting=reporting), sql_copy)
+        build.build(con, Config(reporting=reporting), sql_copy)
     assert "sql/R999__broken.sql" in str(raised.value)
     assert "no_such_column" in str(raised.value)
     assert raised.value.exit_code == 6
@@ -155,7 +155,7 @@ def test_the_example_queries_of_the_tables_doc_run(tmp_path):
     )
     con = build_report(tmp_path / "nrr.duckdb", invoices=invoices, prices=[basic, pro],
                        since="2024-01", as_of="2024-05-20")  # fmt: skip
-    doc = (transform.sql_dir().parent / "docs" / "tables.md").read_text()
+    doc = (build.sql_dir().parent / "docs" / "tables.md").read_text()
     queries = re.findall(r"```sql\n(.*?)```", doc, re.S)
     assert len(queries) >= 3
     results = [con.execute(query.replace("cus_...", "cus_a")).fetchall() for query in queries]
@@ -172,6 +172,6 @@ def test_numbers_do_not_depend_on_the_session_time_zone(tmp_path):
     query = "SELECT month, mrr FROM report.customer_mrr_monthly ORDER BY month"
     expected = con.execute(query).fetchall()
     con.execute("SET TimeZone = 'Pacific/Kiritimati'")
-    transform.build(con, Config(reporting=ReportingSettings(timezone="Europe/Berlin")))
+    build.build(con, Config(reporting=ReportingSettings(timezone="Europe/Berlin")))
     assert con.execute(query).fetchall() == expected
     assert [str(month) for month, _ in expected] == ["2024-02-01", "2024-03-01"]

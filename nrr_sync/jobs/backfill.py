@@ -1,0 +1,377 @@
+"""The backfill: every kind listed in ``created`` time slices, fetched in parallel.
+
+A slice is fetched page by page (newest first); after a page that says ``has_more``,
+its remainder goes back on the queue, split into pieces while there are too few slices
+of that kind to keep its endpoint busy at the rate limit (every slice ends with one
+partial page, so no more). Pages are landed in bulk about once a second, each together
+with its slice's new checkpoint, so a killed backfill resumes where it stopped and
+lands exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+
+import duckdb
+
+from .. import kinds, landing, load
+from ..config import parse_month
+from ..stripe_api import StripeApi
+from . import state as checkpoints
+from .context import COMMIT_EVERY_SECONDS, Job, rollback_quietly
+
+log = logging.getLogger("nrr_sync")
+
+# No Stripe object is older than this (nor than its account); slices are split above it.
+SPLIT_FLOOR = 1262304000  # 2010-01-01
+MIN_SLICE_PAGES = 8  # no piece split off a slice is expected to be shorter
+MAX_BATCH_ROWS = 20_000  # rows held before they are written, whatever the pace
+PAGES_QUEUED = 64  # fetched pages waiting for the writer (rows only, so small)
+FETCH_MEMORY_LIMIT = "256MB"  # DuckDB's while pages are landed
+
+
+@dataclass
+class Slice:
+    """Objects of one kind and account with ``gte <= created < lt``, after ``after``."""
+
+    id: str
+    account: str
+    header: str | None  # Stripe-Account header, None for the key's own account
+    kind: str
+    gte: int
+    lt: int
+    after: str | None = None
+    floor: int = 0  # no object is older: remainders are split above it
+
+    @property
+    def key(self) -> str:
+        return f"backfill:slice:{self.account}:{self.kind}:{self.id}"
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self))
+
+    @staticmethod
+    def load(text: str) -> Slice:
+        return Slice(**json.loads(text))
+
+
+def backfill(job: Job, since: str, restart: bool) -> None:
+    con = job.con
+    parse_month(since, "since")
+    job.since = since
+    state = checkpoints.state_with_prefix(con, "backfill:")
+    resume = (
+        not restart
+        and state.get("backfill:status") == "running"
+        and state.get("backfill:since") == since
+    )
+    if resume:
+        slices = [Slice.load(v) for k, v in state.items() if k.startswith("backfill:slice:")]
+        log.info("resuming the backfill from %s: %d slice(s) left", since, len(slices))
+    else:
+        slices = _start_backfill(job, since)
+    _fetch_slices(job, slices)
+
+    state = checkpoints.state_with_prefix(con, "backfill:")
+    final = {key: None for key in state if key.startswith(("backfill:slice:", "backfill:cursor:"))}
+    for key, value in state.items():
+        if key.startswith("backfill:cursor:"):
+            final["events:cursor:" + key.removeprefix("backfill:cursor:")] = value
+    final.update(
+        {
+            "backfill:status": "done",
+            "report:since": since,
+            "report:as_of": state["backfill:as_of"],
+        }
+    )
+    con.begin()
+    checkpoints.delete_state_prefix(con, "events:")
+    checkpoints.set_state(con, final)
+    con.commit()
+
+
+def _start_backfill(job: Job, since: str) -> list[Slice]:
+    """Forget earlier data and checkpoints; plan the first slices; remember the cursors."""
+    api = job.api
+    accounts, as_of = job.accounts()
+    as_of_epoch = int(as_of.timestamp())
+    year, month = parse_month(since, "since")
+    months_back = year * 12 + month - 1 - job.config.sync.invoice_lookback_months
+    invoices_from = datetime(months_back // 12, months_back % 12 + 1, 1, tzinfo=UTC)
+    # A day earlier, so month starts in any reporting time zone are covered.
+    invoices_from_epoch = int(invoices_from.timestamp()) - 86400
+
+    values: dict[str, str | None] = {
+        "backfill:since": since,
+        "backfill:status": "running",
+        "backfill:as_of": as_of.isoformat().replace("+00:00", "Z"),
+    }
+    # Each account's creation (no object is older: slices are split above it) and its
+    # newest event (where the next sync starts), asked side by side.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        infos = pool.map(lambda a: api.get("/v1/account", account=a[1]), accounts)
+        newest = pool.map(
+            lambda a: api.get("/v1/events", {"limit": 1}, account=a[1]),
+            accounts,
+        )
+        infos, newest = list(infos), list(newest)
+    slices = []
+    for (account, header), info, latest in zip(accounts, infos, newest, strict=True):
+        created = info.get("created")
+        floor = int(created) if isinstance(created, int) else SPLIT_FLOOR
+        events = latest.get("data") or []
+        cursor = (
+            {"created": events[0]["created"], "id": events[0]["id"]}
+            if events
+            else {"created": as_of_epoch, "id": None}
+        )
+        values[f"backfill:cursor:{account}"] = json.dumps(cursor)
+        for kind in kinds.KINDS:
+            gte = invoices_from_epoch if kind.since_lookback else 0
+            slices.append(
+                Slice(
+                    uuid.uuid4().hex[:10],
+                    account,
+                    header,
+                    kind.table,
+                    gte,
+                    as_of_epoch + 1,
+                    None,
+                    floor,
+                )
+            )
+    for piece in slices:
+        values[piece.key] = piece.dump()
+
+    con = job.con
+    con.begin()
+    for table in kinds.TABLES:
+        con.execute(f"DELETE FROM stripe.{table}")
+    for prefix in ("backfill:", "events:", "report:"):
+        checkpoints.delete_state_prefix(con, prefix)
+    checkpoints.set_state(con, values)
+    con.commit()
+    log.info(
+        "backfill from %s (invoices from %s) as of %s for %d account(s)",
+        since,
+        invoices_from.strftime("%Y-%m"),
+        values["backfill:as_of"],
+        len(accounts),
+    )
+    return slices
+
+
+@dataclass
+class PageResult:
+    piece: Slice
+    rows: dict[str, list[tuple]]  # landing rows per table (built by the worker)
+    rest: Slice | None  # the slice's unfetched remainder, None when done
+    split_off: list[Slice]  # new slices split off the remainder
+
+
+class SlicePlanner:
+    """Decides how many pieces a slice's remainder is split into.
+
+    Enough slices of a kind must be in flight to keep its endpoint busy at its budget:
+    as many as the in-flight window says that budget needs at the endpoint's measured
+    latency (Little's law). Every extra slice costs one partial page at its end, so no
+    more than that.
+    """
+
+    def __init__(self, api: StripeApi, slices: list[Slice]):
+        self.api = api
+        self.live: Counter[str] = Counter(piece.kind for piece in slices)
+        self.lock = threading.Lock()
+
+    def pieces(self, kind: str, remaining_pages: float) -> int:
+        endpoint = kinds.BY_TABLE[kind].path
+        with self.lock:
+            # The kind's endpoint budget, or its share of the global one if smaller.
+            active = sum(1 for n in self.live.values() if n > 0) or 1
+            budget = min(self.api.endpoint_budget(endpoint), self.api.global_budget() / active)
+            wanted = self.api.window.needed(budget, endpoint)
+            # Pieces of at least MIN_SLICE_PAGES: each one ends with a partial page.
+            pieces = min(
+                1 + max(0, wanted - self.live[kind]), int(remaining_pages // MIN_SLICE_PAGES)
+            )
+            pieces = max(pieces, 1)
+            self.live[kind] += pieces - 1
+            return pieces
+
+    def slice_done(self, kind: str) -> None:
+        with self.lock:
+            self.live[kind] -= 1
+
+
+def _fetch_slices(job: Job, slices: list[Slice]) -> None:
+    """Fetch every slice with a pool of workers; land and checkpoint pages in this thread.
+
+    A worker thread per slice in flight, started as slices are split (the planner and
+    the in-flight window decide how many; ``stripe.concurrency`` caps them when set).
+    """
+    if not slices:
+        return
+    api = job.api
+    api.stopping.clear()
+    planner = SlicePlanner(api, slices)
+    synced_at = landing.now_utc()
+    # Room for the pages fetched while the writer lands a batch; rows only, so small.
+    results: queue.Queue = queue.Queue(maxsize=PAGES_QUEUED)
+    opened = threading.Event()
+    opened.set()
+    workers = ThreadPoolExecutor(max_workers=api.window.upper_bound)
+    # Extra line / item pages of long invoices and subscriptions, fetched side by side.
+    sub_requests = ThreadPoolExecutor(max_workers=api.window.upper_bound)
+
+    def hand_over(item, after: threading.Event) -> None:
+        while not after.wait(timeout=0.2):
+            if api.stopping.is_set():
+                return
+        while not api.stopping.is_set():
+            try:
+                results.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def fetch(piece: Slice, after: threading.Event) -> None:
+        """One page of ``piece``; ``after`` opens once the page before it was handed to
+        the writer, so a slice's pages always reach the writer in order."""
+        handed = threading.Event()
+        try:
+            page, rest, split_off = _fetch_page(api, piece, planner)
+            if rest is None:
+                planner.slice_done(piece.kind)
+            # The slice goes on while this page's long invoices are completed.
+            for follow_up in (rest, *split_off):
+                if follow_up is not None:
+                    workers.submit(fetch, follow_up, handed)
+            _complete(api, piece, page, sub_requests)
+            rows = landing.rows_of(kinds.BY_TABLE[piece.kind], piece.account, page, synced_at)
+        except BaseException as error:  # handed to the writer, which stops the run
+            hand_over(error, opened)
+            return
+        hand_over(PageResult(piece, rows, rest, split_off), after)
+        handed.set()
+
+    for piece in slices:
+        workers.submit(fetch, piece, opened)
+    live = len(slices)
+    # Appending needs little memory; without a limit DuckDB would keep caching what it
+    # wrote, and the job's memory would grow with the account. The build gets it back.
+    job.con.execute(f"SET memory_limit = '{FETCH_MEMORY_LIMIT}'")
+    try:
+        while live:
+            # Pages are landed about once a second in one transaction, rows and their
+            # slices' checkpoints together (bulk appends are far cheaper than per page);
+            # a kill loses at most the last second of pages.
+            batch = PageBatch(job)
+            deadline = time.monotonic() + COMMIT_EVERY_SECONDS
+            while live and time.monotonic() < deadline and batch.size < MAX_BATCH_ROWS:
+                item = results.get()
+                if isinstance(item, BaseException):
+                    raise item
+                live += batch.add(item)
+            batch.commit(job.con)
+    finally:
+        api.stopping.set()
+        workers.shutdown(wait=False, cancel_futures=True)
+        sub_requests.shutdown(wait=False, cancel_futures=True)
+        job.con.execute("RESET memory_limit")
+
+
+def _fetch_page(
+    api: StripeApi, piece: Slice, planner: SlicePlanner
+) -> tuple[list[dict], Slice | None, list[Slice]]:
+    """One page of a slice: its objects, the slice's remainder and pieces split off it."""
+    kind = kinds.BY_TABLE[piece.kind]
+    params = dict(kind.list_params)
+    params["created"] = {"gte": piece.gte, "lt": piece.lt}
+    if piece.after:
+        params["starting_after"] = piece.after
+    page = api.list_page(kind.path, params, account=piece.header)
+    objects = page["data"]
+    if not page.get("has_more") or not objects:
+        return objects, None, []
+    last = objects[-1]
+    top = int(last["created"]) + 1  # the remainder: created in [gte, top), after `last`
+    low = max(piece.gte, piece.floor, SPLIT_FLOOR)
+    # Pages left, judged by the time this page's objects spanned (recent pages are
+    # usually the densest, so this rather overestimates).
+    remaining_pages = (top - low) / max(piece.lt - top + 1, 1)
+    pieces = planner.pieces(piece.kind, remaining_pages) if top - low >= 8 else 1
+    edges = [piece.gte] + [low + (top - low) * i // pieces for i in range(1, pieces)] + [top]
+    rest = replace(piece, gte=edges[-2], lt=top, after=last["id"])
+    split_off = [
+        replace(piece, id=uuid.uuid4().hex[:10], gte=lower, lt=upper, after=None)
+        for lower, upper in zip(edges[:-2], edges[1:-1], strict=True)
+    ]
+    return objects, rest, split_off
+
+
+def _complete(
+    api: StripeApi, piece: Slice, objects: list[dict], sub_requests: ThreadPoolExecutor
+) -> None:
+    """Page in what Stripe embedded only in part (lines, items), side by side."""
+    kind = kinds.BY_TABLE[piece.kind]
+    pending = [
+        sub_requests.submit(kinds.complete, api, kind, obj, account=piece.header)
+        for obj in objects
+        if kinds.needs_completing(kind, obj)
+    ]
+    for future in pending:
+        future.result()
+
+
+class PageBatch:
+    """Rows and slice checkpoints of the pages fetched since the last commit."""
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.rows: dict[str, list[tuple]] = {}
+        self.state: dict[str, str | None] = {}
+        self.size = 0  # rows held
+
+    def add(self, result: PageResult) -> int:
+        """Take one page; returns the change in the number of live slices."""
+        piece = result.piece
+        for table, table_rows in result.rows.items():
+            self.rows.setdefault(table, []).extend(table_rows)
+            self.size += len(table_rows)
+            self.job.landed(table, len(table_rows))
+        self.state[piece.key] = result.rest.dump() if result.rest else None
+        for new in result.split_off:
+            self.state[new.key] = new.dump()
+        return len(result.split_off) - (result.rest is None)
+
+    def commit(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Land the rows and checkpoints in one transaction.
+
+        A backfill lands each object once into emptied tables, so plain appends do;
+        should a key turn up twice anyway, the batch is redone as upserts.
+        """
+        try:
+            self._write(con, load.insert_rows)
+        except duckdb.ConstraintException:
+            log.debug("a batch of pages held rows already landed; upserting it")
+            self._write(con, load.upsert_rows)
+
+    def _write(self, con: duckdb.DuckDBPyConnection, write) -> None:
+        con.begin()
+        try:
+            for table, rows in self.rows.items():
+                write(con, table, rows)
+            checkpoints.set_state(con, self.state)
+            con.commit()
+        except BaseException:
+            rollback_quietly(con)
+            raise

@@ -1,0 +1,60 @@
+"""What a run's engines share: the working copy, the Stripe client, counters, progress."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import Counter
+from datetime import datetime
+
+import duckdb
+
+from ..config import Config
+from ..progress import Progress
+from ..stripe_api import StripeApi
+
+log = logging.getLogger("nrr_sync")
+
+COMMIT_EVERY_SECONDS = 1.0  # how often fetched work is landed and committed
+
+
+class Job:
+    """What one run works with: the working copy, the Stripe client, counters, progress."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, config: Config, progress: Progress):
+        self.con = con
+        self.config = config
+        self.progress = progress
+        self.objects: Counter[str] = Counter()
+        self.since: str | None = None
+        self._api: StripeApi | None = None
+
+    @property
+    def api(self) -> StripeApi:
+        if self._api is None:
+            self._api = StripeApi(self.config)
+        return self._api
+
+    def request_totals(self) -> dict[str, int]:
+        if self._api is None:
+            return {"requests": 0, "retries": 0, "rate_limited": 0}
+        return self._api.stats.totals()
+
+    def landed(self, kind: str, n: int) -> None:
+        self.objects[kind] += n
+        self.progress.advance(kind, n)
+
+    def accounts(self) -> tuple[list[tuple[str, str | None]], datetime]:
+        """[(account id, Stripe-Account header or None)] and the API server's clock."""
+        own_account, now = self.api.whoami()
+        configured = self.config.stripe.accounts
+        if not configured:
+            return [(own_account, None)], now
+        return [(account, account) for account in configured], now
+
+
+def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back if a transaction is still open (a failed commit already ended it), so
+    the error that stopped the work is the one the user sees."""
+    with contextlib.suppress(duckdb.Error):
+        con.rollback()

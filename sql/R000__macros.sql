@@ -1,0 +1,97 @@
+-- Macros the report models share: exact division of money, tiered amounts, a price's
+-- amounts in another currency, and the decimals of each currency. Plain DuckDB macros in
+-- schema report, so a reader can use them by hand too.
+CREATE SCHEMA IF NOT EXISTS report;
+
+-- DuckDB's `/` turns DECIMALs into DOUBLE, and money must stay exact. This divides a
+-- number by a positive integer, rounding half away from zero at 10 decimal places.
+CREATE OR REPLACE MACRO report.divide_exact(x, n) AS (
+    CASE
+        WHEN n = 1 THEN CAST(x AS DECIMAL(38, 10))   -- monthly prices: nothing to divide
+        WHEN x >= 0 THEN ((CAST(CAST(x AS DECIMAL(38, 10)) * 10000000000 AS HUGEINT) * 2 + n) // (2 * n))
+            ::DECIMAL(38, 0) * 0.0000000001
+        ELSE -((CAST(CAST(-x AS DECIMAL(38, 10)) * 10000000000 AS HUGEINT) * 2 + n) // (2 * n))
+            ::DECIMAL(38, 0) * 0.0000000001
+    END
+);
+
+-- Fields of the i-th tier (1-based) of a price's tiers JSON; NULL up_to = infinity.
+CREATE OR REPLACE MACRO report.tier_up_to(tiers, i) AS
+    CASE WHEN i >= 1 THEN (tiers -> (i - 1)::INTEGER ->> 'up_to')::BIGINT END;
+CREATE OR REPLACE MACRO report.tier_unit(tiers, i) AS coalesce(
+    tiers -> (i - 1)::INTEGER ->> 'unit_amount_decimal', tiers -> (i - 1)::INTEGER ->> 'unit_amount', '0'
+)::DECIMAL(38, 12);
+CREATE OR REPLACE MACRO report.tier_flat(tiers, i) AS coalesce(
+    tiers -> (i - 1)::INTEGER ->> 'flat_amount_decimal', tiers -> (i - 1)::INTEGER ->> 'flat_amount', '0'
+)::DECIMAL(38, 12);
+
+-- The full-period amount of a tiered price at a quantity, in minor units. tiers is Stripe's
+-- JSON list [{up_to (NULL = infinity), unit_amount_decimal, flat_amount_decimal}, ...]:
+-- volume prices every unit at the tier the quantity falls in, plus that tier's flat fee;
+-- graduated prices the units inside each tier at its rate, plus its flat fee once reached.
+CREATE OR REPLACE MACRO report.tiered_amount(tiers, tiers_mode, quantity) AS (
+    list_sum(list_transform(
+        range(1, json_array_length(tiers)::BIGINT + 1),
+        lambda i: CASE
+            WHEN tiers_mode = 'volume' THEN
+                CASE
+                    WHEN (report.tier_up_to(tiers, i) IS NULL OR quantity <= report.tier_up_to(tiers, i))
+                        AND (i = 1 OR quantity > report.tier_up_to(tiers, i - 1))
+                        THEN quantity * report.tier_unit(tiers, i) + report.tier_flat(tiers, i)
+                    ELSE 0
+                END
+            WHEN quantity > coalesce(report.tier_up_to(tiers, i - 1), 0) THEN
+                (least(quantity, coalesce(report.tier_up_to(tiers, i), quantity))
+                    - coalesce(report.tier_up_to(tiers, i - 1), 0)) * report.tier_unit(tiers, i)
+                + report.tier_flat(tiers, i)
+            ELSE 0
+        END
+    ))
+);
+
+-- A price's unit amount and tiers in a line's currency: its own when the line is billed in
+-- the price's currency, else currency_options[<line currency>] (NULL when not known).
+CREATE OR REPLACE MACRO report.unit_amount_in(line_currency, price_currency, unit_amount_decimal,
+                                              unit_amount, currency_options) AS
+    CASE
+        WHEN line_currency = lower(price_currency) THEN coalesce(unit_amount_decimal, unit_amount)
+        ELSE coalesce(
+            currency_options -> line_currency ->> 'unit_amount_decimal',
+            currency_options -> line_currency ->> 'unit_amount'
+        )::DECIMAL(38, 12)
+    END;
+CREATE OR REPLACE MACRO report.tiers_in(line_currency, price_currency, tiers, currency_options) AS
+    CASE
+        WHEN line_currency = lower(price_currency) THEN tiers
+        ELSE currency_options -> line_currency -> 'tiers'
+    END;
+
+-- Decimals of a currency's minor unit as Stripe's API counts them (docs.stripe.com/currencies):
+-- zero-decimal, three-decimal, and the two-decimal presentment currencies (isk, huf and twd
+-- included: Stripe's API keeps two decimals for them). NULL for a currency not listed here:
+-- it is valued as two-decimal, Stripe's default, and report.data_quality names it.
+CREATE OR REPLACE MACRO report.currency_exponent(currency) AS
+    CASE
+        WHEN currency IN ('bif', 'clp', 'djf', 'gnf', 'jpy', 'kmf', 'krw', 'mga', 'pyg', 'rwf',
+                          'ugx', 'vnd', 'vuv', 'xaf', 'xof', 'xpf') THEN 0
+        WHEN currency IN ('bhd', 'jod', 'kwd', 'omr', 'tnd') THEN 3
+        WHEN currency IN ('usd', 'aed', 'afn', 'all', 'amd', 'ang', 'aoa', 'ars', 'aud', 'awg',
+                          'azn', 'bam', 'bbd', 'bdt', 'bgn', 'bmd', 'bnd', 'bob', 'brl', 'bsd',
+                          'bwp', 'byn', 'bzd', 'cad', 'cdf', 'chf', 'cny', 'cop', 'crc', 'cve',
+                          'czk', 'dkk', 'dop', 'dzd', 'egp', 'etb', 'eur', 'fjd', 'fkp', 'gbp',
+                          'gel', 'gip', 'gmd', 'gtq', 'gyd', 'hkd', 'hnl', 'htg', 'huf', 'idr',
+                          'ils', 'inr', 'isk', 'jmd', 'kes', 'kgs', 'khr', 'kyd', 'kzt', 'lak',
+                          'lbp', 'lkr', 'lrd', 'lsl', 'mad', 'mdl', 'mkd', 'mmk', 'mnt', 'mop',
+                          'mur', 'mvr', 'mwk', 'mxn', 'myr', 'mzn', 'nad', 'ngn', 'nio', 'nok',
+                          'npr', 'nzd', 'pab', 'pen', 'pgk', 'php', 'pkr', 'pln', 'qar', 'ron',
+                          'rsd', 'rub', 'sar', 'sbd', 'scr', 'sek', 'sgd', 'shp', 'sle',
+                          'sll', 'sos', 'srd', 'std', 'szl', 'thb', 'tjs', 'top', 'try', 'ttd',
+                          'twd', 'tzs', 'uah', 'uyu', 'uzs', 'wst', 'xcd', 'yer', 'zar', 'zmw')
+            THEN 2
+    END;
+CREATE OR REPLACE MACRO report.minor_unit(currency) AS
+    CASE coalesce(report.currency_exponent(currency), 2)
+        WHEN 0 THEN 1.000
+        WHEN 3 THEN 0.001
+        ELSE 0.010
+    END::DECIMAL(4, 3);
