@@ -352,7 +352,7 @@ def render_line(note: CreditNote, line: CreditNoteLine, n: int) -> dict:
 # -- archetypes ---------------------------------------------------------------------------
 def archetypes(scenario, ago, later) -> None:
     """Scripted customers that make every cash event occur in every account (see
-    generator.archetypes: ``scenario(created)`` adds one, ``ago`` / ``later`` date steps)."""
+    scenarios.archetypes: ``scenario(created)`` adds one, ``ago`` / ``later`` date steps)."""
     # a renewal refunded in full (credited by more than half: a data-quality note)
     c = scenario(ago(5, 3.0))
     sub = c.subscribe(c.created, [("pro_month_usd", 1)])

@@ -63,7 +63,7 @@ def upgrade_from_free(acct: Account, customer: Customer, t: int, sub: Sub, items
 # -- archetypes ---------------------------------------------------------------------------
 def archetypes(scenario, ago, later) -> None:
     """Scripted customers that make free plans and every way a trial ends occur in every
-    account (see generator.archetypes)."""
+    account (see scenarios.archetypes)."""
     # free for good; free then paid with prorations at the next renewal, and at once
     c = scenario(ago(8, 4.0))
     c.subscribe(c.created, [("free_month_usd", 1)])
