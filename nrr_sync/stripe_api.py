@@ -506,6 +506,13 @@ class StripeApi:
                 "a current secret or restricted key of the right account and mode, or create a "
                 "restricted key with read access (see README, 'Connecting your Stripe account')."
             )
+        if failure.status == 403 and account and _is_unknown_account(failure):
+            return StripeAuthError(
+                f"Stripe does not know the account {account} in stripe.accounts, or the key in "
+                f"${self._env_name} cannot reach it (GET {endpoint}). Check the account id "
+                "(acct_…, in the Dashboard's Connect accounts) and that the key is the "
+                "platform's key for it. Stripe said: " + message
+            )
         if failure.status == 403:
             permission = _PERMISSION_PATTERN.search(failure.message)
             lacking = (
@@ -615,6 +622,13 @@ class StripeApi:
                 "machine's clock and stripe.api_base; nothing was fetched or published."
             )
         return now
+
+
+def _is_unknown_account(failure: Failure) -> bool:
+    """Stripe's answer to a Stripe-Account header it cannot serve (code account_invalid)."""
+    return failure.code == "account_invalid" or "does not have access to account" in (
+        failure.message
+    )
 
 
 class NotFoundError(NrrSyncError):
