@@ -1,4 +1,4 @@
-"""Talking to Stripe (SPEC 4.1): one client per run, a shared rate limiter, retries in one place.
+"""Talking to Stripe (docs/operations.md): one client per run, a shared rate limiter, retries in one place.
 
 Requests go through the official SDK's ``StripeClient.raw_request``: it does the auth,
 the pinned API version, the ``Stripe-Account`` header, the encoding and Stripe's error
@@ -258,7 +258,7 @@ def network_cause(detail: str) -> tuple[str, bool]:
 
 
 def is_retryable(failure: Failure) -> bool:
-    """Stripe's retry rules (SPEC 4.1); 400/401/403/404 are never retried."""
+    """Stripe's retry rules (docs/operations.md); 400/401/403/404 are never retried."""
     if failure.status in (400, 401, 403, 404):
         return False
     if failure.should_retry_header == "true":
@@ -504,7 +504,8 @@ class StripeApi:
             return StripeAuthError(
                 f"Stripe rejected the API key in ${self._env_name}{where}: check that it is "
                 "a current secret or restricted key of the right account and mode, or create a "
-                "restricted key with read access (see README, 'Connecting your Stripe account')."
+                "restricted key with read access (see docs/operations.md, 'Connecting your Stripe "
+                "account')."
             )
         if failure.status == 403 and account and _is_unknown_account(failure):
             return StripeAuthError(
