@@ -1,4 +1,4 @@
-"""Talking to Stripe (docs/operations.md): one client per run, a shared rate limiter, retries in one place.
+"""Talking to Stripe: one client per run, a shared rate limiter, retries in one place.
 
 Requests go through the official SDK's ``StripeClient.raw_request``: it does the auth,
 the pinned API version, the ``Stripe-Account`` header, the encoding and Stripe's error
