@@ -74,6 +74,25 @@ def refuse_foreign_database(db_path: Path, sandbox_accounts: list[str]) -> None:
         )
 
 
+def check_demo_path(db_path: Path) -> None:
+    """Before the sandbox starts: the demo can write there, and replaces only a DuckDB file
+    (messages name --db: the demo has no config file)."""
+    from .warehouse import file_problem
+    from .writable import require_writable_dir
+
+    problem = file_problem(db_path) if db_path.exists() else None
+    if problem:
+        raise ConfigError(
+            f"--db {db_path} {problem}, and the demo replaces only a DuckDB file it wrote: "
+            "pass a new file name with --db, like nrr-demo.duckdb."
+        )
+    require_writable_dir(
+        db_path.parent,
+        f"the demo database {db_path.name} and its side files",
+        "pass --db a path in a folder you can write",
+    )
+
+
 def run(db_path: str | Path = "nrr-demo.duckdb", quiet: bool = False) -> int:
     from . import report, sync
     from .sandbox.generator import DEFAULT_FX, SandboxOptions
@@ -84,6 +103,7 @@ def run(db_path: str | Path = "nrr-demo.duckdb", quiet: bool = False) -> int:
         raise ConfigError(f"--db {db_path} is a directory; give a file name like nrr-demo.duckdb.")
     if not db_path.parent.is_dir():
         raise ConfigError(f"--db {db_path}: the directory {db_path.parent} does not exist.")
+    check_demo_path(db_path)
     say = (lambda *a, **k: None) if quiet else typer.echo
     began = time.monotonic()
     options = SandboxOptions(customers=DEMO_CUSTOMERS, start=DEMO_SINCE)

@@ -7,6 +7,7 @@ is read from a report table; this module only picks rows and lays them out.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import math
 import os
@@ -979,9 +980,25 @@ def write(data: HtmlData, path: Path) -> Path:
     if not path.parent.exists():
         raise ConfigError(f"--html {path}: the folder {path.parent} does not exist.")
     text = page(data)
-    handle, temporary = tempfile.mkstemp(prefix=".nrr-report-", suffix=".html", dir=path.parent)
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=".nrr-report-", suffix=".html", dir=path.parent)
+    except OSError as error:
+        raise _cannot_write(path, error) from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise _cannot_write(path, error) from None
     return path
+
+
+def _cannot_write(path: Path, error: OSError) -> ConfigError:
+    """Names the path asked for, not the temporary file beside it."""
+    return ConfigError(
+        f"--html {path}: cannot write it ({error.strerror or type(error).__name__}); choose "
+        "another place or check the folder's permissions."
+    )
