@@ -220,7 +220,7 @@ def report(
     """
 
     def work():
-        from . import report as report_module
+        from .report.show import show
 
         if window not in (1, 3, 12):
             raise ConfigError(f"--window must be 1, 3 or 12, not {window}.")
@@ -235,7 +235,7 @@ def report(
             raise ConfigError(
                 "--metrics shows the whole account; retention by segment is --segment alone."
             )
-        return report_module.show(
+        return show(
             ctx.obj.config(),
             window=window,
             segment=segment,
@@ -257,9 +257,9 @@ def status(ctx: typer.Context) -> None:
     """
 
     def work():
-        from . import report as report_module
+        from .status import status as show_status
 
-        return report_module.status(ctx.obj.config())
+        return show_status(ctx.obj.config())
 
     run(ctx, work)
 

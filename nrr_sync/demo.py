@@ -58,7 +58,7 @@ def refuse_foreign_database(db_path: Path, sandbox_accounts: list[str]) -> None:
     """The demo replaces its file: never let it replace a database holding real data."""
     if not db_path.exists():
         return
-    from .report import has_table, open_published
+    from .report.data import has_table, open_published
 
     with open_published(db_path) as con:
         if not has_table(con, "stripe", "customers"):
@@ -94,7 +94,8 @@ def check_demo_path(db_path: Path) -> None:
 
 
 def run(db_path: str | Path = "nrr-demo.duckdb", quiet: bool = False) -> int:
-    from . import report, sync
+    from . import sync
+    from .report.show import show
     from .sandbox.generator import DEFAULT_FX, SandboxOptions
     from .sandbox.server import start
 
@@ -129,7 +130,7 @@ def run(db_path: str | Path = "nrr-demo.duckdb", quiet: bool = False) -> int:
     html_path = db_path.with_suffix(".html")
     html_note = write_html(config, html_path)
     if not quiet:
-        report.show(config, from_month=last_months(config), output_format="table")
+        show(config, from_month=last_months(config), output_format="table")
         typer.echo("")
         typer.echo(next_steps(db_path, html_note))
     else:
@@ -139,7 +140,7 @@ def run(db_path: str | Path = "nrr-demo.duckdb", quiet: bool = False) -> int:
 
 def last_months(config: Config) -> str | None:
     """The first of the last MONTHS_SHOWN months, so the demo's table fits a screen."""
-    from .report import open_published
+    from .report.data import open_published
 
     with open_published(config.database.path) as con:
         latest = con.execute("SELECT max(month) FROM report.mrr_summary").fetchone()[0]
@@ -150,7 +151,8 @@ def last_months(config: Config) -> str | None:
 
 
 def write_html(config: Config, html_path: Path) -> str:
-    from . import html_report, report
+    from .report import data as report
+    from .report import html as html_report
 
     try:
         html_report.require_plotly()

@@ -103,7 +103,7 @@ def test_html_is_one_self_contained_file(html_file):
 def test_html_inlines_the_smaller_plotly_bundle_when_its_version_matches(html_file):
     import plotly.offline
 
-    from nrr_sync import html_report
+    from nrr_sync.report import html as html_report
 
     vendored = html_report.PLOTLY_BUNDLE.read_text(encoding="utf-8")
     if html_report.bundle_version(vendored) != plotly.offline.get_plotlyjs_version():
@@ -117,7 +117,7 @@ def test_html_inlines_the_smaller_plotly_bundle_when_its_version_matches(html_fi
 def test_html_falls_back_to_plotlys_full_bundle_for_another_version(tmp_path, monkeypatch):
     import plotly.offline
 
-    from nrr_sync import html_report
+    from nrr_sync.report import html as html_report
 
     other = tmp_path / "plotly-cartesian.min.js"
     other.write_text("/**\n* plotly.js (cartesian - minified) v0.0.1\n*/\nvar Plotly = {};\n")

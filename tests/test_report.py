@@ -329,7 +329,7 @@ def test_terminal_escapes_in_stripe_data_never_reach_the_terminal(
 
 
 def test_a_markdown_cell_with_a_pipe_or_a_line_break_stays_one_cell():
-    from nrr_sync.report import markdown_table
+    from nrr_sync.report.text import markdown_table
 
     text = markdown_table(["a", "b"], [["x|y\nz", "1"]])
 

@@ -11,9 +11,9 @@ import pytest
 from report_fixtures import make_report_db
 from typer.testing import CliRunner
 
-from nrr_sync import metrics_report
 from nrr_sync.cli import app
-from nrr_sync.report import ReportData
+from nrr_sync.report import metrics as metrics_report
+from nrr_sync.report.data import ReportData
 
 
 @pytest.fixture

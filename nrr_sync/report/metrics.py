@@ -12,19 +12,15 @@ import json
 import textwrap
 from datetime import UTC
 
-from .errors import ConfigError
-from .report import (
-    ReportData,
+from ..errors import ConfigError
+from .data import ReportData, fetch_dicts, has_table, money, month_start
+from .text import (
     describe_accounts,
-    fetch_dicts,
     format_count,
     format_instant,
     format_money,
-    has_table,
     markdown_table,
-    money,
     month_label,
-    month_start,
     ratio,
     text_table,
 )

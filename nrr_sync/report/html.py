@@ -18,19 +18,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from . import __version__
-from .errors import ConfigError
-from .report import (
-    ROLL_FORWARD_HEADERS,
-    ReportData,
-    describe_accounts,
-    fetch_dicts,
-    format_count,
-    format_instant,
-    has_table,
-    money,
-    month_start,
-)
+from .. import __version__
+from ..errors import ConfigError
+from .data import ReportData, fetch_dicts, has_table, money, month_start
+from .text import ROLL_FORWARD_HEADERS, describe_accounts, format_count, format_instant
 
 COLORS = {
     "new": "#2f9e6b",
@@ -794,7 +785,7 @@ def movers_table(rows: list[dict], currency: str) -> str:
     )
 
 
-PLOTLY_BUNDLE = Path(__file__).parent / "vendor" / "plotly-cartesian.min.js"
+PLOTLY_BUNDLE = Path(__file__).parent.parent / "vendor" / "plotly-cartesian.min.js"
 
 
 def bundle_version(text: str) -> str | None:

@@ -1,0 +1,74 @@
+"""``nrr-sync report``: read the published file, print one format, write the HTML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .. import warehouse
+from ..config import Config
+from ..errors import ConfigError
+from ..terminal import printable
+from .data import ReportData, open_published, read_report, require_data
+from .text import RENDERERS
+
+
+def show(
+    config: Config,
+    *,
+    window: int = 12,
+    segment: str = "all",
+    from_month: str | None = None,
+    to_month: str | None = None,
+    output_format: str = "table",
+    html_path: str | Path | None = None,
+    metrics: bool = False,
+) -> int:
+    """Print the report (with ``metrics``: report.saas_metrics instead of the roll-forward);
+    with ``html_path`` also write the HTML report there."""
+    if output_format not in RENDERERS:
+        raise ConfigError(f"--format must be one of {', '.join(RENDERERS)}, not {output_format!r}.")
+    if window not in (1, 3, 12):
+        raise ConfigError(f"--window must be 1, 3 or 12, not {window}.")
+    if html_path is not None:
+        from . import html as html_report
+
+        html_report.require_plotly()
+    path = warehouse.real_path(config.database.path)
+    if html_path is not None:
+        html_path = warehouse.check_output_path(Path(html_path), path)
+    with open_published(path) as con:
+        require_data(con, path)
+        data = read_report(
+            con,
+            database=str(path),
+            currency=config.reporting.currency,
+            window=window,
+            segment=segment,
+            from_month=from_month,
+            to_month=to_month,
+        )
+        text = (
+            render_metrics(con, data, from_month, to_month, output_format)
+            if metrics
+            else RENDERERS[output_format](data)
+        )
+        html_data = None
+        if html_path is not None:
+            html_data = html_report.read_html_data(con, data, from_month, to_month)
+    if output_format in ("table", "markdown"):  # for people: no terminal escapes from data
+        text = printable(text)
+    # color=True: click would strip colour codes from csv piped to a file; data stays exact
+    typer.echo(text, nl=output_format in ("table",), color=output_format == "csv" or None)
+    if html_data is not None:
+        written = html_report.write(html_data, Path(html_path))
+        typer.echo(f"HTML report written to {written}", err=True)
+    return 0
+
+
+def render_metrics(con, data: ReportData, from_month, to_month, output_format: str) -> str:
+    from . import metrics as metrics_report
+
+    rows = metrics_report.read_metrics(con, data.database, from_month, to_month)
+    return metrics_report.RENDERERS[output_format](data, rows)
