@@ -157,9 +157,11 @@ def write_html(config: Config, html_path: Path) -> str:
     try:
         html_report.require_plotly()
     except ConfigError:
+        from .commands import html_install_hint
+
         return (
-            "No HTML report: plotly is not installed. Get it with  pip install 'nrr-sync[html]'  "
-            "and run the report command below with --html."
+            f"No HTML report: plotly is not installed. Get it with\n  {html_install_hint()}\n"
+            "then run the report command below with --html report.html."
         )
     with report.open_published(config.database.path) as con:
         data = report.read_report(

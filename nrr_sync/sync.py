@@ -42,6 +42,8 @@ from .progress import Progress, describe_counts
 from .stripe_api import StripeApi, redact
 
 log = logging.getLogger("nrr_sync")
+# The one line a run always ends with, --quiet included (the cron log's record of the night).
+summary_log = logging.getLogger("nrr_sync.summary")
 
 LIST_PATHS = {
     "customers": "/v1/customers",
@@ -181,7 +183,7 @@ def _run(config: Config, command: str, work, *, since: str | None = None) -> int
             if con is not None:
                 _record_failure(con, record)
             _write_sidecar(db_path, record)
-            log.info(_summary_line(record))
+            summary_log.info(_summary_line(record))
             if error is not raised:
                 raise error from None
             raise
@@ -189,7 +191,7 @@ def _run(config: Config, command: str, work, *, since: str | None = None) -> int
             if con is not None:
                 con.close()
         _write_sidecar(db_path, record)
-        log.info(_summary_line(record))
+        summary_log.info(_summary_line(record))
         log.debug("build: %s", build_result)
         if job is not None and job.request_totals()["requests"]:
             log.debug("requests by endpoint: %s", job.api.stats.by_endpoint())
@@ -306,9 +308,12 @@ def _write_sidecar(db_path: Path, record: dict) -> None:
 
 def _summary_line(record: dict) -> str:
     objects = describe_counts(record.get("objects") or {})
+    outcome = record["outcome"]
+    if outcome.startswith("failed:"):
+        outcome = f"failed (exit {record['exit_code']})"
     return (
-        f"{record['command']} {record['outcome']} in {record['duration_s']:.1f} s: "
-        f"objects {objects}; {record['requests']:,} requests, {record['retries']:,} retries, "
+        f"{record['command']} {outcome} in {record['duration_s']:.1f} s: "
+        f"fetched {objects}; {record['requests']:,} requests, {record['retries']:,} retries, "
         f"{record['rate_limited']:,} rate-limited (429)"
     )
 

@@ -74,5 +74,5 @@ def test_demo_without_plotly_says_how_to_get_the_html_report(tmp_path, monkeypat
     monkeypatch.setitem(sys.modules, "plotly", None)  # as if not installed
     config = Config(database=DatabaseSettings(path=str(tmp_path / "nrr-demo.duckdb")))
     note = demo.write_html(config, tmp_path / "nrr-demo.html")
-    assert "pip install 'nrr-sync[html]'" in note
+    assert "-m pip install 'plotly>=5.20'" in note and "nrr-sync[html]" not in note
     assert not (tmp_path / "nrr-demo.html").exists()

@@ -212,7 +212,8 @@ def test_html_without_plotly_says_how_to_install_it(tmp_path, monkeypatch):
         app, ["--config", str(config), "report", "--html", str(tmp_path / "r.html")]
     )
     assert result.exit_code == 2
-    assert "pip install 'nrr-sync[html]'" in result.stderr
+    assert "-m pip install 'plotly>=5.20'" in result.stderr
+    assert "pip install -e '.[html]'" in result.stderr and "nrr-sync[html]" not in result.stderr
     assert not (tmp_path / "r.html").exists()
 
 

@@ -207,6 +207,14 @@ def test_unknown_segment_lists_the_available_ones(config_file):
     assert result.exit_code == 2
     assert "Unknown segment type 'plan'" in result.stderr
     assert "all, cohort, country, currency, product" in result.stderr
+    assert "reporting.segments" not in result.stderr
+
+
+def test_an_unknown_metadata_segment_says_how_to_add_it(config_file):
+    result = report(config_file, "--segment", "metadata:plan_tier")
+    assert result.exit_code == 2
+    assert "Unknown segment type 'metadata:plan_tier'" in result.stderr
+    assert "add it to reporting.segments" in result.stderr and "`nrr-sync build`" in result.stderr
 
 
 def test_file_that_is_not_duckdb_is_a_usage_error(tmp_path, monkeypatch):
