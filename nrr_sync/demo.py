@@ -173,28 +173,37 @@ def write_html(config: Config, html_path: Path) -> str:
 
 
 def next_steps(db_path: Path, html_note: str) -> str:
+    """What to try next, as commands that work where the demo ran (``.venv/bin/…`` when
+    the virtual environment is not activated)."""
+    from .commands import program, python
+
     name = db_path.name
     relative = os.path.relpath(db_path) if db_path.is_relative_to(Path.cwd()) else str(db_path)
+    nrr_sync = program("nrr-sync")
     retention = (
         "SELECT month, nrr, grr, logo_retention FROM report.retention "
         "WHERE window_months = 12 AND segment_type = 'all' ORDER BY month"
     )
     python_example = (
-        f"python -c \"import duckdb; duckdb.connect('{relative}', read_only=True)"
+        f"{python()} -c \"import duckdb; duckdb.connect('{relative}', read_only=True)"
         ".table('report.mrr_summary').show()\""
     )
     return f"""{html_note}
 
-The demo data is in {relative}. Query it like any DuckDB file (read-only, so it never
+The demo data is in {relative}. Query it like any DuckDB file, read-only (so it never
 gets in the way of the nightly job):
-
-  duckdb -readonly {relative} "{retention}"
 
   {python_example}
 
-  NRR_SYNC_DATABASE={relative} nrr-sync report --window 3 --segment currency
-  NRR_SYNC_DATABASE={relative} nrr-sync report --metrics
-  NRR_SYNC_DATABASE={relative} nrr-sync report --format csv > mrr.csv
+  NRR_SYNC_DATABASE={relative} {nrr_sync} report --window 3 --segment currency
+  NRR_SYNC_DATABASE={relative} {nrr_sync} report --metrics
+  NRR_SYNC_DATABASE={relative} {nrr_sync} report --format csv > mrr.csv
+  NRR_SYNC_DATABASE={relative} {nrr_sync} status
+
+  duckdb -readonly {relative} "{retention}"
+
+(The DuckDB CLI, `duckdb`, is a separate program from the Python package:
+https://duckdb.org/docs/installation, or any SQL tool that reads DuckDB files.)
 
 Tables: report.mrr_summary (roll-forward), report.saas_metrics (ARR, ARPA, churn, LTV),
 report.mrr_movements, report.customer_mrr_monthly, report.retention (NRR / GRR / logos),
@@ -202,8 +211,11 @@ report.cohort_mrr, report.top_movements, report.data_quality; landing data in st
 
 Use your own Stripe account:
   1. In the Stripe Dashboard create a restricted key with Read access to Customers,
-     Products, Prices, Subscriptions, Invoices and Events.
+     Products, Prices, Subscriptions, Invoices, Coupons, Credit notes, Events and
+     Account (docs/operations.md has the table).
   2. Copy config.example.yaml to config.yaml; set reporting.currency and fx_rates.
   3. export STRIPE_API_KEY=rk_live_...
-  4. nrr-sync backfill --since 2024-01     then nightly:  nrr-sync sync
-(The demo file {name} is separate; delete it whenever you like.)"""
+  4. {nrr_sync} backfill --since 2024-01     then nightly:  {nrr_sync} sync
+Beside {name} the run left {name}.lock (the job lock: runs never overlap) and
+{name}.runs.json (the runs `status` shows). The demo's files are separate from your own
+database; delete them whenever you like."""

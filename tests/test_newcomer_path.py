@@ -1,0 +1,105 @@
+"""A newcomer's path, run as printed: the README's commands (install aside) and the
+commands the demo prints next. Each runs in a shell, in a fresh directory where
+``.venv`` is this test run's virtual environment, as after the quick start's install."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def checkout_like(tmp_path: Path) -> Path:
+    """A directory with ``.venv`` (this interpreter's environment) and the checkout's
+    example config, as the quick start leaves a clone."""
+    home = tmp_path / "clone"
+    home.mkdir()
+    os.symlink(Path(sys.prefix), home / ".venv")
+    shutil.copy(ROOT / "config.example.yaml", home)
+    return home
+
+
+def shell(command: str, cwd: Path, env: dict | None = None, timeout: float = 180):
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("NRR_SYNC_")
+    }
+    # As after the quick start: the virtual environment is not activated.
+    venv_bin = str(Path(sys.prefix) / "bin")
+    path = [part for part in environment.get("PATH", "").split(os.pathsep) if part != venv_bin]
+    environment["PATH"] = os.pathsep.join(path)
+    environment.update(env or {})
+    return subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def indented_blocks(text: str) -> list[str]:
+    """The README's indented code blocks (shell commands), one string each."""
+    blocks, current = [], []
+    for line in text.splitlines():
+        if line.startswith("    ") and line.strip():
+            current.append(line[4:])
+        elif current and line.strip():
+            blocks.append("\n".join(current))
+            current = []
+    return blocks
+
+
+def quick_start_demo_command() -> str:
+    install_and_demo = next(b for b in indented_blocks(README) if "nrr-sync demo" in b)
+    return install_and_demo.split("&&")[-1].strip()  # the install is aside
+
+
+def printed_next_steps(out: str) -> list[str]:
+    """The commands the demo prints to try next (indented lines naming a program)."""
+    commands = []
+    for line in out.splitlines():
+        if not line.startswith("  ") or line.startswith("   "):
+            continue
+        command = line.strip()
+        if re.match(r"(NRR_SYNC_DATABASE=\S+ )?(\S*/)?(nrr-sync|python3?|duckdb) ", command):
+            commands.append(command)
+    return commands
+
+
+@pytest.mark.slow
+def test_the_quick_start_and_every_next_step_the_demo_prints_work_as_printed(tmp_path):
+    home = checkout_like(tmp_path)
+    demo = quick_start_demo_command()
+    assert demo == ".venv/bin/nrr-sync demo"
+    done = shell(demo, home)
+    assert done.returncode == 0, done.stderr
+
+    commands = printed_next_steps(done.stdout)
+    assert len(commands) >= 6, done.stdout
+    # Nothing on PATH is assumed: the environment is not activated (its bin is not on PATH).
+    assert any(re.match(r"\S+/bin/python3? -c ", c) for c in commands), commands
+    assert all("/bin/nrr-sync " in c for c in commands if "nrr-sync " in c), commands
+    ran = 0
+    for command in commands:
+        if command.startswith("duckdb ") and shutil.which("duckdb") is None:
+            assert "https://duckdb.org/docs/installation" in done.stdout
+            continue
+        if " backfill " in command or command.endswith(" sync"):
+            continue  # needs the user's own key: the README test runs these
+            continue
+        step = shell(command, home)
+        assert step.returncode == 0, (command, step.stderr)
+        ran += 1
+    assert ran >= 5
+    assert (home / "mrr.csv").read_text().startswith("month,")
+    assert "Account" in done.stdout.split("restricted key")[1].split("2.")[0]
+    assert ".lock" in done.stdout and ".runs.json" in done.stdout
