@@ -165,13 +165,15 @@ def _run(config: Config, command: str, work, *, since: str | None = None) -> int
                 job.since = since
                 if work is not None:
                     work(job)
-            warehouse.check_publishable(con)
-            build_result = build(con, config)
-            record.update(_outcome(job, started, "ok", 0, None))
-            record["since_month"] = job.since
-            _finish_run(con, record)
-            warehouse.publish(con, work_path, db_path, timeout)
-            con = None
+                warehouse.check_publishable(con)
+                with progress.step("build (sql/ models)"):
+                    build_result = build(con, config)
+                record.update(_outcome(job, started, "ok", 0, None))
+                record["since_month"] = job.since
+                _finish_run(con, record)
+                with progress.step("publish"):
+                    warehouse.publish(con, work_path, db_path, timeout)
+                con = None
         except BaseException as raised:
             error = signals.translated(raised)  # DuckDB reports a signal as its own error
             exit_code = error.exit_code if isinstance(error, NrrSyncError) else 1
@@ -778,6 +780,8 @@ def _sync_account(job: Job, account: str, header: str | None, cursor: dict, seen
     window = json.dumps(cursor, sort_keys=True)
     landed = _landed_before(con, account, window)
     tasks = [task for task in sorted(named_by) if not named_by[task] <= landed.get(task, set())]
+    for kind, count in Counter(kind for kind, _ in tasks).items():
+        job.progress.expect(kind, count)
     if len(tasks) < len(named_by):
         log.info(
             "account %s: %d object(s) were landed by an earlier run that stopped; not fetched "
