@@ -178,6 +178,9 @@ def _run(config: Config, command: str, work, *, since: str | None = None) -> int
             error = signals.translated(raised)  # DuckDB reports a signal as its own error
             exit_code = error.exit_code if isinstance(error, NrrSyncError) else 1
             exit_code = signals.exit_code(error) or exit_code
+            note = _unfinished_backfill_note(con) if con is not None else None
+            if note and isinstance(error, NrrSyncError):
+                error.args = (f"{error}\n{note}",)  # the message the user sees says it too
             message = redact(str(error) or type(error).__name__, _api_key_or_none(config))
             record.update(_outcome(job, started, f"failed:{exit_code}", exit_code, message))
             if job is not None:
@@ -198,6 +201,23 @@ def _run(config: Config, command: str, work, *, since: str | None = None) -> int
         if job is not None and job.request_totals()["requests"]:
             log.debug("requests by endpoint: %s", job.api.stats.by_endpoint())
     return 0
+
+
+def _unfinished_backfill_note(con: duckdb.DuckDBPyConnection) -> str | None:
+    """What the next runs do with a backfill this failure left unfinished: any `sync`
+    finishes it, from its own month, and then replaces the published data with it."""
+    _rollback(con)
+    try:
+        status, since = warehouse.backfill_state(con)
+    except duckdb.Error:
+        return None
+    if status != "running":
+        return None
+    return (
+        f"The unfinished backfill from {since} is kept: the next `nrr-sync sync` (or "
+        f"`nrr-sync backfill --since {since}`) finishes it and then publishes it, replacing "
+        "the published data; the published file is unchanged until then."
+    )
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> None:
@@ -708,7 +728,11 @@ def sync(job: Job) -> None:
     state = warehouse.state_with_prefix(con, "")
     if state.get("backfill:status") == "running":
         since = state["backfill:since"]
-        log.info("an interrupted backfill from %s is finished first", since)
+        log.warning(
+            "An unfinished backfill from %s (a backfill that stopped) is finished first: this "
+            "sync fetches the rest of it and publishes it in place of the previous data.",
+            since,
+        )
         backfill(job, since, restart=False)
         return
     if state.get("backfill:status") != "done":
