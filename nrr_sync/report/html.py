@@ -428,6 +428,11 @@ def cohort_matrix(cohorts: list[dict]) -> tuple[list[str], list[int], list[list[
     return [f"{cohort:%b %Y}" for cohort in labels], ages, matrix
 
 
+# Past this many months a cell is under ~25 px wide on an 800 px page, too narrow for
+# "100": the values are then shown on hover only.
+CELL_LABEL_MAX_COLUMNS = 24
+
+
 def cohort_figure(cohorts: list[dict]):
     import plotly.graph_objects as go
 
@@ -444,8 +449,8 @@ def cohort_figure(cohorts: list[dict]):
             zmid=100,
             zmin=0,
             zmax=200,
-            colorbar={"title": {"text": "NRR"}, "ticksuffix": "%"},
-            texttemplate="%{z:.0f}" if len(ages) <= 40 else "",
+            colorbar={"title": {"text": "MRR, % of<br>first month"}, "ticksuffix": "%"},
+            texttemplate="%{z:.0f}" if len(ages) <= CELL_LABEL_MAX_COLUMNS else "",
             textfont={"size": 9},
             hovertemplate="Cohort %{y} (%{customdata} customers), month %{x}: "
             "%{z:.1f}% of starting MRR<extra></extra>",
@@ -883,7 +888,8 @@ def page(data: HtmlData) -> str:
   <h2>Cohort revenue retention</h2>
   <p class="lead">MRR of each cohort of new customers (by first paying month) as a share of
   its MRR in that first month. Above 100% (green): expansion outgrew churn. The first cohort
-  also holds every customer already paying when the report starts.</p>
+  also holds every customer already paying when the report starts. Past
+  {CELL_LABEL_MAX_COLUMNS} months the cells are too narrow to label: hover for the values.</p>
   {chart(cohort_figure(data.cohorts), "cohort-chart")}
   <details><summary>Cohort table</summary><div class="scroll">
   {html_table(cohort_headers, cohort_table)}</div></details>
@@ -955,7 +961,7 @@ def page(data: HtmlData) -> str:
   {in_progress}
   <p>MRR from invoice line service periods in the reporting currency at fixed rates; tax is
   never MRR. Definitions: the metric definitions in the nrr-sync documentation
-  (docs/report.md). Source: {html.escape(report.database)}.</p>
+  (docs/report.md). Source: {html.escape(Path(report.database).name)}.</p>
   <p>Generated {generated} by nrr-sync {__version__}.</p>
 </footer>
 </main>
