@@ -346,16 +346,23 @@ def report(
 
 
 @app.command()
-def status(ctx: typer.Context) -> None:
+def status(
+    ctx: typer.Context,
+    output_format: Annotated[
+        str,
+        typer.Option("--format", help="text, or json: one JSON object for monitoring."),
+    ] = "text",
+) -> None:
     """Last runs, cursors, row counts, SQL versions, data-quality findings, freshness.
 
-    Exits 1 when the last success is over 36 h old or the last run failed (for monitoring).
+    Exits 1 when the last success is over 36 h old, the last run failed, a backfill is
+    unfinished or the report is empty (for monitoring; the same with --format json).
     """
 
     def work():
         from .status import status as show_status
 
-        return show_status(ctx.obj.config())
+        return show_status(ctx.obj.config(), output_format)
 
     run(ctx, work)
 
