@@ -11,7 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -103,3 +105,55 @@ def test_the_quick_start_and_every_next_step_the_demo_prints_work_as_printed(tmp
     assert (home / "mrr.csv").read_text().startswith("month,")
     assert "Account" in done.stdout.split("restricted key")[1].split("2.")[0]
     assert ".lock" in done.stdout and ".runs.json" in done.stdout
+
+
+def readme_sql_statements() -> list[str]:
+    block = README.split("```sql", 1)[1].split("```", 1)[0]
+    return [statement.strip() for statement in block.split(";") if statement.strip()]
+
+
+@pytest.mark.slow
+def test_the_readme_path_with_a_stripe_account_works_as_printed(tmp_path, sandbox_factory):
+    """Steps 2-6, the SQL, the Python line and the cron line, against the sandbox standing
+    in for Stripe (NRR_SYNC_STRIPE_API_BASE, the documented override), the environment
+    activated (install aside)."""
+    sandbox = sandbox_factory(customers=30, latency_ms=1)
+    home = checkout_like(tmp_path)
+    env = {
+        "PATH": f"{Path(sys.prefix) / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "STRIPE_API_KEY": sandbox.api_key,
+        "NRR_SYNC_STRIPE_API_BASE": sandbox.url,
+    }
+    steps = [
+        "cp config.example.yaml config.yaml",
+        "nrr-sync backfill --since 2023-01",
+        "nrr-sync sync",
+        "nrr-sync report",
+        "nrr-sync report --html report.html",
+        "nrr-sync status",
+    ]
+    for step in steps:
+        assert f"`{step}`" in README or f"    {step}\n" in README, step
+        if step.startswith("nrr-sync backfill"):  # "… and edit it": the account's currencies
+            config = yaml.safe_load((home / "config.yaml").read_text())
+            config["reporting"]["fx_rates"] = {"eur": 1.1, "gbp": 1.3, "jpy": 0.0067}
+            (home / "config.yaml").write_text(yaml.safe_dump(config))
+        done = shell(step, home, env)
+        assert done.returncode == 0, (step, done.stdout, done.stderr)
+    assert (home / "report.html").stat().st_size > 100_000
+
+    with duckdb.connect(str(home / "nrr.duckdb"), read_only=True) as con:
+        for statement in readme_sql_statements():
+            con.execute(statement).fetchall()
+    python_line = re.search(r"From Python: `([^`]+)`", README).group(1)
+    done = shell(f"python -c '{python_line}'", home, env)
+    assert done.returncode == 0, done.stderr
+
+    cron = next(line for line in README.splitlines() if "* * *" in line and "--quiet" in line)
+    command = cron.split("* * *", 1)[1].strip().replace("/srv/nrr", str(home))
+    (home / "stripe.env").write_text(f"export STRIPE_API_KEY={sandbox.api_key}\n")
+    cron_env = {"NRR_SYNC_STRIPE_API_BASE": sandbox.url}
+    done = shell(command, home, cron_env)
+    assert done.returncode == 0, (command, (home / "sync.log").read_text())
+    log = (home / "sync.log").read_text().splitlines()
+    assert len(log) == 1 and " INFO sync ok in " in log[0]  # the one summary line
