@@ -157,3 +157,36 @@ def test_the_readme_path_with_a_stripe_account_works_as_printed(tmp_path, sandbo
     assert done.returncode == 0, (command, (home / "sync.log").read_text())
     log = (home / "sync.log").read_text().splitlines()
     assert len(log) == 1 and " INFO sync ok in " in log[0]  # the one summary line
+
+
+SAMPLE = re.compile(r"<!-- sample: (?P<args>[^>]+) -->\n```\n(?P<text>.*?)```", re.DOTALL)
+
+
+def test_the_report_samples_in_the_docs_are_what_the_demo_prints_today(tmp_path, monkeypatch):
+    """docs/report.md's samples come from the demo account; NRR_SYNC_WRITE_DOCS=1 rewrites
+    them, and otherwise they must match, so they cannot drift."""
+    from typer.testing import CliRunner
+
+    from nrr_sync.cli import app
+
+    for name in [n for n in os.environ if n.startswith("NRR_SYNC_") and n != "NRR_SYNC_WRITE_DOCS"]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    database = tmp_path / "nrr-demo.duckdb"
+    assert CliRunner().invoke(app, ["--quiet", "demo", "--db", str(database)]).exit_code == 0
+    monkeypatch.setenv("NRR_SYNC_DATABASE", str(database))
+    path = ROOT / "docs" / "report.md"
+    text = path.read_text()
+    samples = list(SAMPLE.finditer(text))
+    assert samples
+    for sample in samples:
+        result = CliRunner().invoke(app, sample["args"].split())
+        assert result.exit_code == 0, result.output
+        if os.environ.get("NRR_SYNC_WRITE_DOCS"):
+            text = text.replace(
+                sample.group(0), sample.group(0).replace(sample["text"], result.stdout)
+            )
+        else:
+            assert sample["text"] == result.stdout, f"docs/report.md: {sample['args']}"
+    if os.environ.get("NRR_SYNC_WRITE_DOCS"):
+        path.write_text(text)
