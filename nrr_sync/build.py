@@ -125,6 +125,22 @@ def record_run(
     )
 
 
+def after_failed_build(con: duckdb.DuckDBPyConnection) -> str:
+    """What a failed build leaves, and the quick way on: the fetched data is kept, so a
+    build alone finishes the job once the cause is fixed."""
+    built = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'report' "
+        "AND table_name = 'mrr_summary'"
+    ).fetchone()[0]
+    before = (
+        "The previous report tables are unchanged." if built else "No report tables were built yet."
+    )
+    return (
+        f"{before} The fetched data is kept: once this is fixed, `nrr-sync build` finishes the "
+        "job in seconds, without fetching anything again."
+    )
+
+
 def build(con: duckdb.DuckDBPyConnection, config: Config, directory: Path | None = None) -> dict:
     """Migrate, then re-run every ``R###`` file in one transaction.
 
@@ -153,7 +169,7 @@ def build(con: duckdb.DuckDBPyConnection, config: Config, directory: Path | None
         if signals.translated(error) is not error:  # SIGINT / SIGTERM, not a broken model
             raise signals.translated(error) from None
         raise BuildError(
-            f"SQL build failed in {current}: {error}\nThe previous report tables are unchanged."
+            f"SQL build failed in {current}: {error}\n{after_failed_build(con)}"
         ) from None
     except BaseException:
         con.rollback()

@@ -3,18 +3,89 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from . import __version__, signals
 from .config import load_config, parse_month
 from .errors import ConfigError, NrrSyncError
 from .terminal import printable
 
+# Global options, accepted after the command too (`nrr-sync status --config x`): cron lines
+# and muscle memory put them there. Those that take a value are the first group.
+GLOBAL_OPTIONS_WITH_VALUE = ("--config",)
+GLOBAL_FLAGS = ("--verbose", "-v", "--quiet", "-q")
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """``[cmd, ..., --config, x, -q]`` -> ``[--config, x, -q, cmd, ...]`` (up to a ``--``)."""
+    command_at = None
+    index = 0
+    while index < len(args) and command_at is None:
+        if args[index] in GLOBAL_OPTIONS_WITH_VALUE:
+            index += 2
+        elif args[index].startswith("-"):
+            index += 1
+        else:
+            command_at = index
+    if command_at is None:
+        return args
+    front, moved, rest = list(args[:command_at]), [], []
+    index = command_at
+    while index < len(args):
+        token = args[index]
+        if token == "--":
+            rest.extend(args[index:])
+            break
+        if token in GLOBAL_OPTIONS_WITH_VALUE and index + 1 < len(args):
+            moved.extend(args[index : index + 2])
+            index += 2
+            continue
+        if token.split("=", 1)[0] in GLOBAL_OPTIONS_WITH_VALUE or token in GLOBAL_FLAGS:
+            moved.append(token)
+        else:
+            rest.append(token)
+        index += 1
+    return front + moved + rest
+
+
+def without_flag_types(command) -> None:
+    """Help shows ``--restart`` without a ``<bool>`` after it: a flag takes no value."""
+    for param in command.params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
+class CommandLine(TyperGroup):
+    """nrr-sync's command group: global options anywhere, flags shown as flags."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
+
+    def get_command(self, ctx, cmd_name: str):
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            without_flag_types(command)
+            help_option = command.get_help_option(ctx)
+            if help_option is not None:
+                help_option.metavar = ""
+        return command
+
+    def format_help(self, ctx, formatter) -> None:
+        without_flag_types(self)
+        help_option = self.get_help_option(ctx)
+        if help_option is not None:
+            help_option.metavar = ""
+        super().format_help(ctx, formatter)
+
+
 app = typer.Typer(
+    cls=CommandLine,
     help="Pull Stripe billing data into DuckDB and compute exact MRR, movements, NRR and GRR.",
     no_args_is_help=True,
     add_completion=False,
@@ -72,6 +143,8 @@ def main(
     # nrr-sync logs one line per request instead (method, path, status, request id, time).
     for noisy in ("stripe", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # --quiet keeps the run's one summary line: cron's log still says what each night did.
+    logging.getLogger("nrr_sync.summary").setLevel(logging.DEBUG if verbose else logging.INFO)
     ctx.obj = Context(config, verbose, quiet)
 
 
@@ -98,34 +171,56 @@ def run(ctx: typer.Context, work) -> None:
     except NrrSyncError as error:
         if state.verbose:
             log.exception("failed")
-        typer.secho(f"Error: {printable(str(error))}", err=True, fg=typer.colors.RED)
+        error_line("Error", printable(str(error)))
         raise typer.Exit(error.exit_code) from None
     except (KeyboardInterrupt, signals.Terminated) as error:
         _stopped(error)
+    except BrokenPipeError:
+        _reader_gone()
     except Exception as error:  # noqa: BLE001 - the last line of defence, exit 1
         if signals.translated(error) is not error:  # a signal during a DuckDB query
             _stopped(signals.translated(error))
         if state.verbose:
             log.exception("unexpected error")
         else:
-            typer.secho(
-                f"Unexpected error: {type(error).__name__}: {printable(str(error))}\n"
+            error_line(
+                "Unexpected error",
+                f"{type(error).__name__}: {printable(str(error))}\n"
                 "Run again with --verbose for details.",
-                err=True,
-                fg=typer.colors.RED,
             )
         raise typer.Exit(1) from None
     if code:
         raise typer.Exit(code)
 
 
+def error_line(label: str, message: str, separator: str = ": ") -> None:
+    """The last line of a failed run: red on a terminal; timestamped like the log lines
+    elsewhere (cron's log file), so it reads in order with them."""
+    if sys.stderr.isatty():
+        typer.secho(f"{label}{separator}{message}", err=True, fg=typer.colors.RED)
+        return
+    stamp = logging.Formatter().formatTime(logging.makeLogRecord({}))
+    text = message if label == "Error" else f"{label}{separator}{message}"
+    typer.echo(f"{stamp} ERROR {text}", err=True)
+
+
+def _reader_gone() -> None:
+    """The reader of stdout stopped early (``| head``): it has what it wanted, so end
+    quietly, and point stdout at /dev/null so the final flush does not complain again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    raise typer.Exit(0) from None
+
+
 def _stopped(error: BaseException) -> None:
     """SIGINT / SIGTERM: say so, and exit 130 / 143 (a run records it before this)."""
     what = "Terminated (SIGTERM)" if isinstance(error, signals.Terminated) else "Interrupted"
-    typer.secho(
-        f"{what}; the published database is unchanged. What was fetched is kept: the next "
+    error_line(
+        what,
+        "the published database is unchanged. What was fetched is kept: the next "
         "run resumes from it.",
-        err=True,
+        separator="; ",
     )
     raise typer.Exit(signals.exit_code(error)) from None
 
@@ -135,7 +230,8 @@ def backfill(
     ctx: typer.Context,
     since: Annotated[str, typer.Option(help="First month to report, YYYY-MM.")],
     restart: Annotated[
-        bool, typer.Option(help="Start over instead of resuming an interrupted backfill.")
+        bool,
+        typer.Option("--restart", help="Start over instead of resuming an interrupted backfill."),
     ] = False,
 ) -> None:
     """Pull everything needed for reports from month SINCE on, then build the reports."""
@@ -202,7 +298,7 @@ def report(
         Path | None,
         typer.Option(
             help="Also write one self-contained HTML file with charts, viewable offline "
-            "(needs: pip install 'nrr-sync\\[html]')."
+            "(needs plotly, the \\[html] extra: pip install -e '.\\[html]' in a checkout)."
         ),
     ] = None,
     metrics: Annotated[
@@ -250,16 +346,23 @@ def report(
 
 
 @app.command()
-def status(ctx: typer.Context) -> None:
+def status(
+    ctx: typer.Context,
+    output_format: Annotated[
+        str,
+        typer.Option("--format", help="text, or json: one JSON object for monitoring."),
+    ] = "text",
+) -> None:
     """Last runs, cursors, row counts, SQL versions, data-quality findings, freshness.
 
-    Exits 1 when the last success is over 36 h old or the last run failed (for monitoring).
+    Exits 1 when the last success is over 36 h old, the last run failed, a backfill is
+    unfinished or the report is empty (for monitoring; the same with --format json).
     """
 
     def work():
         from .status import status as show_status
 
-        return show_status(ctx.obj.config())
+        return show_status(ctx.obj.config(), output_format)
 
     run(ctx, work)
 
@@ -287,7 +390,9 @@ def demo(
 def _mount_sandbox() -> None:
     from .sandbox.cli import app as sandbox_app
 
-    app.add_typer(sandbox_app, name="sandbox", help="The built-in Stripe sandbox server.")
+    app.add_typer(
+        sandbox_app, name="sandbox", help="The built-in Stripe sandbox server.", cls=CommandLine
+    )
 
 
 _mount_sandbox()

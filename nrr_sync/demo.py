@@ -74,6 +74,25 @@ def refuse_foreign_database(db_path: Path, sandbox_accounts: list[str]) -> None:
         )
 
 
+def check_demo_path(db_path: Path) -> None:
+    """Before the sandbox starts: the demo can write there, and replaces only a DuckDB file
+    (messages name --db: the demo has no config file)."""
+    from .dbfile import file_problem
+    from .writable import require_writable_dir
+
+    problem = file_problem(db_path) if db_path.exists() else None
+    if problem:
+        raise ConfigError(
+            f"--db {db_path} {problem}, and the demo replaces only a DuckDB file it wrote: "
+            "pass a new file name with --db, like nrr-demo.duckdb."
+        )
+    require_writable_dir(
+        db_path.parent,
+        f"the demo database {db_path.name} and its side files",
+        "pass --db a path in a folder you can write",
+    )
+
+
 def run(db_path: str | Path = "nrr-demo.duckdb", quiet: bool = False) -> int:
     from .jobs import run as sync
     from .report.show import show
@@ -85,6 +104,7 @@ def run(db_path: str | Path = "nrr-demo.duckdb", quiet: bool = False) -> int:
         raise ConfigError(f"--db {db_path} is a directory; give a file name like nrr-demo.duckdb.")
     if not db_path.parent.is_dir():
         raise ConfigError(f"--db {db_path}: the directory {db_path.parent} does not exist.")
+    check_demo_path(db_path)
     say = (lambda *a, **k: None) if quiet else typer.echo
     began = time.monotonic()
     options = SandboxOptions(customers=DEMO_CUSTOMERS, start=DEMO_SINCE)
@@ -138,9 +158,11 @@ def write_html(config: Config, html_path: Path) -> str:
     try:
         html_data_module.require_plotly()
     except ConfigError:
+        from .commands import html_install_hint
+
         return (
-            "No HTML report: plotly is not installed. Get it with  pip install 'nrr-sync[html]'  "
-            "and run the report command below with --html."
+            f"No HTML report: plotly is not installed. Get it with\n  {html_install_hint()}\n"
+            "then run the report command below with --html report.html."
         )
     with report.open_published(config.database.path) as con:
         data = report.read_report(
@@ -152,28 +174,37 @@ def write_html(config: Config, html_path: Path) -> str:
 
 
 def next_steps(db_path: Path, html_note: str) -> str:
+    """What to try next, as commands that work where the demo ran (``.venv/bin/…`` when
+    the virtual environment is not activated)."""
+    from .commands import program, python
+
     name = db_path.name
     relative = os.path.relpath(db_path) if db_path.is_relative_to(Path.cwd()) else str(db_path)
+    nrr_sync = program("nrr-sync")
     retention = (
         "SELECT month, nrr, grr, logo_retention FROM report.retention "
         "WHERE window_months = 12 AND segment_type = 'all' ORDER BY month"
     )
     python_example = (
-        f"python -c \"import duckdb; duckdb.connect('{relative}', read_only=True)"
+        f"{python()} -c \"import duckdb; duckdb.connect('{relative}', read_only=True)"
         ".table('report.mrr_summary').show()\""
     )
     return f"""{html_note}
 
-The demo data is in {relative}. Query it like any DuckDB file (read-only, so it never
+The demo data is in {relative}. Query it like any DuckDB file, read-only (so it never
 gets in the way of the nightly job):
-
-  duckdb -readonly {relative} "{retention}"
 
   {python_example}
 
-  NRR_SYNC_DATABASE={relative} nrr-sync report --window 3 --segment currency
-  NRR_SYNC_DATABASE={relative} nrr-sync report --metrics
-  NRR_SYNC_DATABASE={relative} nrr-sync report --format csv > mrr.csv
+  NRR_SYNC_DATABASE={relative} {nrr_sync} report --window 3 --segment currency
+  NRR_SYNC_DATABASE={relative} {nrr_sync} report --metrics
+  NRR_SYNC_DATABASE={relative} {nrr_sync} report --format csv > mrr.csv
+  NRR_SYNC_DATABASE={relative} {nrr_sync} status
+
+  duckdb -readonly {relative} "{retention}"
+
+(The DuckDB CLI, `duckdb`, is a separate program from the Python package:
+https://duckdb.org/docs/installation, or any SQL tool that reads DuckDB files.)
 
 Tables: report.mrr_summary (roll-forward), report.saas_metrics (ARR, ARPA, churn, LTV),
 report.mrr_movements, report.customer_mrr_monthly, report.retention (NRR / GRR / logos),
@@ -181,8 +212,11 @@ report.cohort_mrr, report.top_movements, report.data_quality; landing data in st
 
 Use your own Stripe account:
   1. In the Stripe Dashboard create a restricted key with Read access to Customers,
-     Products, Prices, Subscriptions, Invoices and Events.
+     Products, Prices, Subscriptions, Invoices, Coupons, Credit notes, Events and
+     Account (docs/operations.md has the table).
   2. Copy config.example.yaml to config.yaml; set reporting.currency and fx_rates.
   3. export STRIPE_API_KEY=rk_live_...
-  4. nrr-sync backfill --since 2024-01     then nightly:  nrr-sync sync
-(The demo file {name} is separate; delete it whenever you like.)"""
+  4. {nrr_sync} backfill --since 2024-01     then nightly:  {nrr_sync} sync
+Beside {name} the run left {name}.lock (the job lock: runs never overlap) and
+{name}.runs.json (the runs `status` shows). The demo's files are separate from your own
+database; delete them whenever you like."""

@@ -36,12 +36,17 @@ from .dbfile import (
     truncation,
 )
 from .errors import ConfigError, DatabaseBusyError
+from .writable import require_writable_dir
 
 
 @contextlib.contextmanager
 def job_lock(db_path: Path) -> Iterator[None]:
     """Hold ``<db>.lock`` for the whole run; a second run on the same file exits 5 at once."""
-    db_path.parent.mkdir(parents=True, exist_ok=True)
+    require_writable_dir(
+        db_path.parent,
+        f"the lock, the working copy and the atomic replace of {db_path.name}",
+        "check database.path (or NRR_SYNC_DATABASE) or the directory's permissions",
+    )
     lock_path = sibling(db_path, ".lock")
     fd = _open_side_file(lock_path)
     try:

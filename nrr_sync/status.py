@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import typer
 
 from . import dbfile
 from .config import Config
+from .errors import ConfigError
 from .report.data import built_currency, fetch_dicts, has_table, open_published, parse_instant
 from .report.text import format_count, format_instant, text_table
 from .terminal import printable
@@ -20,70 +22,108 @@ from .terminal import printable
 STALE_AFTER_HOURS = 36
 
 
-def status(config: Config) -> int:
-    """Print the job's health; 1 when the data is stale, never synced, or the last run failed."""
-    path = dbfile.real_path(config.database.path)
+@dataclass
+class Status:
+    """Everything `status` reports, gathered once for the text and the json form."""
+
+    path: Path
+    exists: bool
+    size_bytes: int | None = None
+    published: datetime | None = None
+    as_of: datetime | None = None
+    since: str | None = None
+    currency: str | None = None
+    runs: list[dict] = field(default_factory=list)
+    state: dict[str, tuple[str, float | None]] = field(default_factory=dict)
+    counts: list[tuple[str, int]] = field(default_factory=list)
+    migrations: list[dict] = field(default_factory=list)
+    findings: list[tuple[str, str, int]] | None = None
+    problems: list[str] = field(default_factory=list)
+    unfinished: str | None = None  # the month of an unfinished backfill in the working copy
+
+
+def status(config: Config, output_format: str = "text") -> int:
+    """Print the job's health; 1 when the data is stale, never synced, a backfill is
+    unfinished, the report is empty, or the last run failed (the same in both forms)."""
+    if output_format not in ("text", "json"):
+        raise ConfigError(f"--format must be text or json, not {output_format!r}.")
     now = time.time()
+    found = collect(config)
+    problems = health_problems(found, now)
+    if output_format == "json":
+        typer.echo(json.dumps(status_document(found, problems, now), indent=2))
+    else:
+        print_status(found, problems, now)
+    return 1 if problems else 0
+
+
+def collect(config: Config) -> Status:
+    path = dbfile.real_path(config.database.path)
     sidecar_runs = settle_running(read_sidecar_runs(path))
+    unfinished = dbfile.unfinished_backfill(path)
     if not path.exists():
-        typer.echo(f"Database   {path} does not exist yet.")
-        print_runs(sidecar_runs)
-        unfinished = dbfile.unfinished_backfill(path)
-        if unfinished:
-            typer.echo(
-                f"\nA backfill from {unfinished} is unfinished: `nrr-sync backfill --since "
-                f"{unfinished}` or `nrr-sync sync` finishes it."
-            )
-            return 1
-        typer.echo(
-            "\nNo data yet: run `nrr-sync backfill --since YYYY-MM` (or `nrr-sync demo` to try "
-            "the tool on the built-in sandbox)."
-        )
-        return 1
+        return Status(path, False, runs=sidecar_runs, unfinished=unfinished)
     with open_published(path) as con:
         runs = read_runs(con)
         state = read_state(con)
-        counts = row_counts(con)
-        migrations = read_migrations(con)
-        findings = read_findings(con)
-        currency = built_currency(con) or config.reporting.currency
-        problems = data_problems(con, path)
-    runs = settle_running(merge_runs(runs, sidecar_runs))
+        found = Status(
+            path,
+            True,
+            size_bytes=path.stat().st_size,
+            published=datetime.fromtimestamp(path.stat().st_mtime, UTC),
+            as_of=parse_instant(state.get("report:as_of", (None, None))[0]),
+            since=state.get("report:since", (None, None))[0],
+            currency=built_currency(con) or config.reporting.currency,
+            state=state,
+            counts=row_counts(con),
+            migrations=read_migrations(con),
+            findings=read_findings(con),
+            problems=data_problems(con, path),
+            unfinished=unfinished,
+        )
+    found.runs = settle_running(merge_runs(runs, sidecar_runs))
+    return found
 
-    size_mb = path.stat().st_size / 1e6
-    published = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-    typer.echo(f"Database   {path} ({size_mb:,.1f} MB, published {format_instant(published)})")
-    as_of = parse_instant(state.get("report:as_of", (None, None))[0])
-    since = state.get("report:since", (None, None))[0]
+
+def print_status(found: Status, problems: list[str], now: float) -> None:
+    if not found.exists:
+        typer.echo(f"Database   {found.path} does not exist yet.")
+        print_runs(found.runs)
+        print_health(found.runs, now, problems)
+        return
+    size_mb = (found.size_bytes or 0) / 1e6
     typer.echo(
-        f"Data       as of {format_instant(as_of)}"
-        + (f", reported from {since}" if since else "")
-        + f", currency {currency.upper()}"
+        f"Database   {found.path} ({size_mb:,.1f} MB, published {format_instant(found.published)})"
     )
-
-    print_runs(runs)
-    print_cursors(state, now)
+    typer.echo(
+        f"Data       as of {format_instant(found.as_of)}"
+        + (f", reported from {found.since}" if found.since else "")
+        + f", currency {(found.currency or '').upper()}"
+    )
+    print_runs(found.runs)
+    print_cursors(found.state, now)
     typer.echo("\nRows")
-    if counts:
-        typer.echo(text_table(["table", "rows"], [[n, format_count(c)] for n, c in counts], "  "))
+    if found.counts:
+        rows = [[name, format_count(count)] for name, count in found.counts]
+        typer.echo(text_table(["table", "rows"], rows, "  "))
     else:
         typer.echo("  no tables yet")
     typer.echo("\nSQL versions applied")
-    if migrations:
+    if found.migrations:
         typer.echo(
             text_table(
                 ["version", "file", "kind", "last applied"],
                 [
                     [m["version"], m["name"], m["kind"], format_instant(m["applied_at"])]
-                    for m in migrations
+                    for m in found.migrations
                 ],
                 "  ",
             )
         )
     else:
         typer.echo("  none")
-    print_findings(findings)
-    return print_health(runs, now, problems)
+    print_findings(found.findings)
+    print_health(found.runs, now, problems)
 
 
 # --------------------------------------------------------------------------- status parts
@@ -154,6 +194,7 @@ def read_sidecar_runs(path: Path) -> list[dict]:
                 "requests": entry.get("requests"),
                 "retries": entry.get("retries"),
                 "message": entry.get("message"),
+                "exit_code": entry.get("exit_code"),
                 "pid": entry.get("pid"),
                 "host": entry.get("host"),
             }
@@ -300,8 +341,10 @@ def print_runs(runs: list[dict]) -> None:
             if run["started"]
             else "",
             run["command"] or "",
-            format_duration(run["started"], run["finished"]) if run["outcome"] != "killed" else "",
-            str(run["outcome"] or ""),
+            format_duration(run["started"], run["finished"])
+            if run["outcome"] not in ("killed", "running")
+            else "",
+            outcome_text(run),
             format_count(run["objects"]),
             format_count(run["requests"]),
             format_count(run["retries"]),
@@ -315,13 +358,21 @@ def print_runs(runs: list[dict]) -> None:
         typer.echo(f"  last failure: {printable(failed[0]['message'])}")
 
 
+def outcome_text(run: dict) -> str:
+    if run.get("outcome") == "running" and run.get("pid"):
+        return f"running (pid {run['pid']})"
+    return str(run.get("outcome") or "")
+
+
 def print_cursors(state: dict[str, tuple[str, float | None]], now: float) -> None:
     typer.echo("\nCursors")
     cursors = [(key, value, updated) for key, (value, updated) in state.items()]
     checkpoints = [row for row in cursors if ":slice:" in row[0]]
     # objects an unfinished sync landed, noted so the next run does not fetch them again
     landed = [row for row in cursors if row[0].startswith("events:landed:")]
-    shown = [row for row in cursors if row not in checkpoints and row not in landed]
+    # the ids of the last events seen, kept to skip them next time: internal, not a cursor
+    internal = [row for row in cursors if row[0].startswith("events:seen:")]
+    shown = [row for row in cursors if row not in checkpoints and row not in landed + internal]
     if not shown and not checkpoints and not landed:
         typer.echo("  none")
         return
@@ -405,14 +456,59 @@ def data_problems(con, path: Path) -> list[str]:
     return problems
 
 
-def print_health(runs: list[dict], now: float, data: list[str] = ()) -> int:
-    """The last line, for people and for monitoring; returns the exit code."""
+def running_run(runs: list[dict]) -> dict | None:
+    """A run in progress now (its process is alive: ``settle_running`` checked)."""
+    return next((run for run in runs if run.get("outcome") == "running"), None)
+
+
+def exit_code_of(run: dict) -> int | None:
+    """The run's exit code: recorded, or read from an outcome like ``failed:6``."""
+    if isinstance(run.get("exit_code"), int):
+        return run["exit_code"]
+    outcome = str(run.get("outcome") or "")
+    if run_ok(run):
+        return 0
+    if outcome.startswith("failed:") and outcome[7:].isdigit():
+        return int(outcome[7:])
+    return None
+
+
+def failed_build_hint(run: dict) -> str:
+    """After a failed SQL build the fetched data waits in the working copy."""
+    if exit_code_of(run) != 6:
+        return ""
+    return (
+        ": the SQL build failed and the fetched data is kept; fix the cause (the last failure "
+        "above) and run `nrr-sync build`, which fetches nothing again"
+    )
+
+
+def health_problems(found: Status, now: float) -> list[str]:
+    """Why `status` exits 1; none means healthy."""
+    runs = found.runs
+    problems = list(found.problems)
+    finished = [run for run in runs if run.get("outcome") != "running"]
+    last = finished[0] if finished else None
+    last_failed = last is not None and not run_ok(last)
+    if not found.exists:
+        if found.unfinished:
+            problems.append(
+                f"a backfill from {found.unfinished} is unfinished: `nrr-sync backfill --since "
+                f"{found.unfinished}` or `nrr-sync sync` finishes it"
+            )
+        elif not (last_failed and exit_code_of(last) == 6):
+            problems.append(
+                "No data yet: run `nrr-sync backfill --since YYYY-MM` (or `nrr-sync demo` to "
+                "try the tool on the built-in sandbox)"
+            )
+    if last_failed:
+        problems.append(
+            f"the last run ({last['command']}) ended {last['outcome']}{failed_build_hint(last)}"
+        )
     successes = [run for run in runs if run_ok(run) and run["finished"]]
-    problems = list(data)
-    if runs and not run_ok(runs[0]) and runs[0]["outcome"] != "running":
-        problems.append(f"the last run ({runs[0]['command']}) ended {runs[0]['outcome']}")
     if not successes:
-        problems.append("no successful run recorded")
+        if found.exists or runs:
+            problems.append("no successful run recorded")
     else:
         age = now - successes[0]["finished"]
         if age > STALE_AFTER_HOURS * 3600:
@@ -420,9 +516,130 @@ def print_health(runs: list[dict], now: float, data: list[str] = ()) -> int:
                 f"the last successful run finished {format_age(age)} "
                 f"(more than {STALE_AFTER_HOURS} h): data is stale"
             )
+    return problems
+
+
+def print_health(runs: list[dict], now: float, problems: list[str]) -> None:
+    """The last lines, for people and for monitoring."""
+    running = running_run(runs)
+    if running:
+        typer.echo(
+            f"\nIn progress: a {running['command']} (pid {running.get('pid')}) started "
+            f"{format_age(now - running['started']) if running.get('started') else ''}."
+        )
     if problems:
         typer.secho("\nWARNING: " + "; ".join(problems) + ".", fg=typer.colors.YELLOW)
-        return 1
+        return
+    successes = [run for run in runs if run_ok(run) and run["finished"]]
     age = now - successes[0]["finished"]
     typer.secho(f"\nOK: last successful run finished {format_age(age)}.", fg=typer.colors.GREEN)
-    return 0
+
+
+# --------------------------------------------------------------------------- json
+
+
+def iso(epoch: float | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def hours_since(epoch: float | None, now: float) -> float | None:
+    return None if epoch is None else round((now - epoch) / 3600, 2)
+
+
+def run_document(run: dict) -> dict:
+    document = {
+        "command": run.get("command"),
+        "started_at": iso(run.get("started")),
+        "finished_at": iso(run.get("finished")),
+        "outcome": run.get("outcome"),
+        "exit_code": exit_code_of(run),
+        "objects": run.get("objects"),
+        "requests": run.get("requests"),
+        "retries": run.get("retries"),
+        "message": run.get("message"),
+    }
+    if run.get("outcome") == "running":
+        document.update(pid=run.get("pid"), host=run.get("host"))
+    return document
+
+
+def cursor_documents(state: dict[str, tuple[str, float | None]], now: float) -> list[dict]:
+    cursors = []
+    for key, (value, _updated) in state.items():
+        if not key.startswith("events:cursor:"):
+            continue
+        instant = cursor_instant(value)
+        cursors.append(
+            {
+                "account": key.removeprefix("events:cursor:"),
+                "at": None if instant is None else instant.isoformat(),
+                "age_hours": None if instant is None else hours_since(instant.timestamp(), now),
+            }
+        )
+    return cursors
+
+
+def quality_document(findings: list[tuple[str, str, int]] | None) -> dict | None:
+    if findings is None:
+        return None
+    by_severity: dict[str, int] = {}
+    for _, severity, count in findings:
+        by_severity[severity] = by_severity.get(severity, 0) + count
+    return {
+        "by_severity": by_severity,
+        "checks": [
+            {"check": check, "severity": severity, "findings": count}
+            for check, severity, count in findings
+        ],
+    }
+
+
+def status_document(found: Status, problems: list[str], now: float) -> dict:
+    """One JSON object for monitoring; ``health.exit_code`` is the command's exit code."""
+    successes = [run for run in found.runs if run_ok(run) and run["finished"]]
+    last_success = successes[0]["finished"] if successes else None
+    running = running_run(found.runs)
+    published_backfill = published_backfill_month(found)
+    return {
+        "database": {
+            "path": str(found.path),
+            "exists": found.exists,
+            "size_bytes": found.size_bytes,
+            "published_at": None if found.published is None else found.published.isoformat(),
+        },
+        "data": {
+            "as_of": None if found.as_of is None else found.as_of.isoformat(),
+            "reported_from": found.since,
+            "currency": found.currency,
+        },
+        "freshness": {
+            "last_success_at": iso(last_success),
+            "age_hours": hours_since(last_success, now),
+            "stale_after_hours": STALE_AFTER_HOURS,
+            "stale": last_success is None or now - last_success > STALE_AFTER_HOURS * 3600,
+        },
+        "running": None if running is None else run_document(running),
+        "runs": [run_document(run) for run in found.runs],
+        "unfinished_backfill": published_backfill or found.unfinished,
+        "cursors": cursor_documents(found.state, now),
+        "rows": dict(found.counts),
+        "data_quality": quality_document(found.findings),
+        "sql_versions": [
+            {
+                "version": m["version"],
+                "file": m["name"],
+                "kind": m["kind"],
+                "applied_at": None if m["applied_at"] is None else m["applied_at"].isoformat(),
+            }
+            for m in found.migrations
+        ],
+        "health": {"ok": not problems, "exit_code": 1 if problems else 0, "problems": problems},
+    }
+
+
+def published_backfill_month(found: Status) -> str | None:
+    """The month of an unfinished backfill held by the published file itself."""
+    status_value = found.state.get("backfill:status", (None, None))[0]
+    if status_value == "running":
+        return found.state.get("backfill:since", (None, None))[0]
+    return None

@@ -42,6 +42,9 @@ MAX_LOCATION = 200  # characters of a redirect's target quoted to the user
 _KEY_PATTERN = re.compile(r"\b([sr]k_(?:live|test)_)[A-Za-z0-9_*]+")
 _PERMISSION_PATTERN = re.compile(r"'(rak_[a-z0-9_]+)'")
 _NETWORK_ERROR_PATTERN = re.compile(r"\(Network error: (.*)\)", re.DOTALL)
+_HOST_PATTERN = re.compile(r"host='([^']*)', port=(\d+)")
+# A host name that does not resolve is retried once (a resolver can hiccup), not N times.
+DNS_FAILURE_ATTEMPTS = 2
 
 
 def _sdk_formats_logs_only_when_logged() -> None:
@@ -96,6 +99,7 @@ class Failure:
     code: str | None  # Stripe's error code (e.g. lock_timeout)
     should_retry_header: str | None  # Stripe-Should-Retry, "true" / "false" / None
     message: str
+    unknown_host: bool = False  # the API base's host name did not resolve
 
 
 def failure_of(error: stripe.StripeError) -> Failure:
@@ -109,9 +113,10 @@ def failure_of(error: stripe.StripeError) -> Failure:
         status = None
     message = error.user_message or str(error) or type(error).__name__
     network_error = _NETWORK_ERROR_PATTERN.search(message)
+    unknown_host = False
     if isinstance(error, stripe.APIConnectionError) and network_error:
         # The SDK wraps the cause in advice to write to Stripe's support.
-        message = f"no answer ({network_error.group(1).strip()})"
+        message, unknown_host = network_cause(network_error.group(1).strip())
     elif isinstance(error, stripe.APIError) and (status is None or status < 400):
         message = f"a response that is not valid JSON (HTTP {status})"
     elif "Invalid response body from API" in message:
@@ -122,7 +127,23 @@ def failure_of(error: stripe.StripeError) -> Failure:
     if code is None and isinstance(error.json_body, dict):
         body_error = error.json_body.get("error")
         code = body_error.get("code") if isinstance(body_error, dict) else None
-    return Failure(status, code, should_retry, message)
+    return Failure(status, code, should_retry, message, unknown_host)
+
+
+def network_cause(detail: str) -> tuple[str, bool]:
+    """A short cause for a request that got no answer, and whether the host is unknown.
+
+    urllib3's own text ("Max retries exceeded ... Caused by NewConnectionError(...)") hides
+    the one fact a user can act on: the host did not resolve, refused, or did not answer.
+    """
+    host = _HOST_PATTERN.search(detail)
+    where = f"{host.group(1)}:{host.group(2)}" if host else "the API base"
+    if "NameResolutionError" in detail or "Failed to resolve" in detail:
+        name = host.group(1) if host else "the API base's host"
+        return f"no answer: the host name {name!r} does not resolve (DNS)", True
+    if "Connection refused" in detail:
+        return f"no answer: connection refused at {where}, nothing listens there", False
+    return f"no answer ({detail})", False
 
 
 def is_retryable(failure: Failure) -> bool:
@@ -211,7 +232,7 @@ class StripeApi:
         endpoint = endpoint_of(path)
         retrying = Retrying(
             retry=retry_if_exception_type(_Retry),
-            stop=stop_after_attempt(self.max_attempts),
+            stop=self._stop,
             wait=self._wait,
             before_sleep=lambda state: self._before_sleep(endpoint, state),
             reraise=True,
@@ -221,13 +242,18 @@ class StripeApi:
                 with attempt:
                     return self._attempt_in_window(path, endpoint, params or {}, account)
         except _Retry as error:
-            attempts = self.max_attempts
+            attempts = retrying.statistics.get("attempt_number", self.max_attempts)
             where = f" for account {account}" if account else ""
             if error.malformed is not None:
                 raise self._malformed(error.malformed, endpoint, where) from None
+            check = (
+                " Check stripe.api_base (or NRR_SYNC_STRIPE_API_BASE) and the network."
+                if error.failure.status is None
+                else ""
+            )
             raise StripeUnavailableError(
                 f"Stripe at {self.api_base} failed GET {endpoint}{where} {attempts} time(s); "
-                f"last error: {redact(error.failure.message, self._api_key)}. "
+                f"last error: {redact(error.failure.message, self._api_key)}.{check} "
                 "What was fetched is kept; the next run resumes."
             ) from None
         raise AssertionError("unreachable")
@@ -331,10 +357,31 @@ class StripeApi:
             wait = max(wait, min(error.retry_after, self.max_wait))
         return wait
 
+    def _stop(self, state) -> bool:
+        """After max_attempts; after the second attempt when the host name is unknown."""
+        if stop_after_attempt(self.max_attempts)(state):
+            return True
+        error = state.outcome.exception() if state.outcome else None
+        unknown_host = isinstance(error, _Retry) and error.failure.unknown_host
+        return unknown_host and state.attempt_number >= DNS_FAILURE_ATTEMPTS
+
     def _before_sleep(self, endpoint: str, state) -> None:
+        """One INFO line per retry, so a run that waits says why (a silent minute of
+        retries looks like a hang)."""
         self.stats.count(self.stats.retries, endpoint)
         error = state.outcome.exception()
-        log.debug("retrying GET %s after: %s", endpoint, redact(str(error), self._api_key))
+        cause = error.failure.message if isinstance(error, _Retry) else str(error)
+        if isinstance(error, _Retry) and (error.failure.status or 0) >= 400:
+            cause = f"HTTP {error.failure.status}: {cause}"
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.info(
+            "GET %s failed (%s), attempt %d/%d; retrying in %.1f s",
+            endpoint,
+            redact(cause, self._api_key),
+            state.attempt_number,
+            self.max_attempts,
+            wait,
+        )
 
     def _malformed(
         self, malformed: answers.Malformed, endpoint: str, where: str
@@ -363,7 +410,15 @@ class StripeApi:
             return StripeAuthError(
                 f"Stripe rejected the API key in ${self._env_name}{where}: check that it is "
                 "a current secret or restricted key of the right account and mode, or create a "
-                "restricted key with read access (see README, 'Connecting your Stripe account')."
+                "restricted key with read access (see docs/operations.md, 'Connecting your Stripe "
+                "account')."
+            )
+        if failure.status == 403 and account and _is_unknown_account(failure):
+            return StripeAuthError(
+                f"Stripe does not know the account {account} in stripe.accounts, or the key in "
+                f"${self._env_name} cannot reach it (GET {endpoint}). Check the account id "
+                "(acct_…, in the Dashboard's Connect accounts) and that the key is the "
+                "platform's key for it. Stripe said: " + message
             )
         if failure.status == 403:
             permission = _PERMISSION_PATTERN.search(failure.message)
@@ -444,6 +499,13 @@ class StripeApi:
                 "machine's clock and stripe.api_base; nothing was fetched or published."
             )
         return now
+
+
+def _is_unknown_account(failure: Failure) -> bool:
+    """Stripe's answer to a Stripe-Account header it cannot serve (code account_invalid)."""
+    return failure.code == "account_invalid" or "does not have access to account" in (
+        failure.message
+    )
 
 
 class NotFoundError(NrrSyncError):

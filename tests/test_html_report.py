@@ -216,7 +216,8 @@ def test_html_without_plotly_says_how_to_install_it(tmp_path, monkeypatch):
         app, ["--config", str(config), "report", "--html", str(tmp_path / "r.html")]
     )
     assert result.exit_code == 2
-    assert "pip install 'nrr-sync[html]'" in result.stderr
+    assert "-m pip install 'plotly>=5.20'" in result.stderr
+    assert "pip install -e '.[html]'" in result.stderr and "nrr-sync[html]" not in result.stderr
     assert not (tmp_path / "r.html").exists()
 
 
@@ -313,3 +314,27 @@ def test_html_draws_a_panel_set_for_every_segment_type_of_a_real_build(tmp_path)
         assert f'id="segment-chart-{number}"' in section
     assert 'id="segment-chart-5"' not in section
     assert "12-month NRR and GRR" in section
+
+
+def test_the_page_names_the_database_file_not_its_absolute_path(html_file):
+    text = html_file.read_text()
+    assert "Source: nrr.duckdb." in text
+    assert str(html_file.parent) not in text  # no folder of this machine in a mailed file
+
+
+def test_the_heatmap_says_what_its_cells_are_and_labels_only_cells_wide_enough():
+    from datetime import date
+
+    from nrr_sync.report.html import CELL_LABEL_MAX_COLUMNS, cohort_figure
+
+    def cohorts(months: int) -> list[dict]:
+        return [
+            {"cohort": date(2023, 1, 1), "age": age, "mrr_retention": 1.0, "cohort_customers": 3}
+            for age in range(months)
+        ]
+
+    narrow = cohort_figure(cohorts(CELL_LABEL_MAX_COLUMNS)).data[0]
+    wide = cohort_figure(cohorts(CELL_LABEL_MAX_COLUMNS + 12)).data[0]
+    assert "first month" in narrow.colorbar.title.text and "NRR" not in narrow.colorbar.title.text
+    assert narrow.texttemplate == "%{z:.0f}"
+    assert wide.texttemplate == ""  # 36 columns at 800 px would overlap: hover only

@@ -9,6 +9,7 @@ import time
 from decimal import Decimal
 
 import pytest
+import yaml
 from report_fixtures import make_report_db
 from typer.testing import CliRunner
 
@@ -43,24 +44,46 @@ def test_table_shows_roll_forward_with_money_percentages_and_in_progress_month(c
     out = result.stdout
     assert "MRR roll-forward in USD · acct_fixture · data as of 2025-06-15 00:00 UTC" in out
     lines = out.splitlines()
-    header = next(line for line in lines if line.startswith("Month"))
+    header, retention_header = [line for line in lines if line.startswith("Month")]
     for column in ("MRR start", "New", "Expansion", "Reactivation", "Contraction", "Churn"):
         assert column in header
-    assert "NRR 12m" in header and "GRR 12m" in header and "Logos 12m" in header
-    current = next(line for line in lines if line.startswith("2025-06*"))
+    assert retention_header.split() == ["Month", "NRR", "12m", "GRR", "12m", "Logos", "12m"]
+    current, current_retention = [line for line in lines if line.startswith("2025-06*")]
     assert "10,587.54" in current and "12,001.59" in current  # thousands separators, cents
-    assert current.rstrip().endswith("%")
+    assert current_retention.rstrip().endswith("%")
     assert "-1,250.50" in next(line for line in lines if line.startswith("2024-02 "))
     assert "* month in progress" in out
     # every row has its columns at the same place: right-aligned under the header
     rows = [line for line in lines if line[:4] in ("2024", "2025")]
     assert len({len(row) for row in rows if row.rstrip().endswith("%")}) == 1
-    assert all(row.index("  ") >= 7 for row in rows)
+    assert all(row.index("  ") >= 7 for row in rows if len(row) > 8)  # blank: retention unknown
+
+
+def test_the_table_fits_100_columns_and_spells_out_the_acronyms(config_file):
+    for args in ((), ("--window", "3"), ("--segment", "currency"), ("--metrics",)):
+        out = report(config_file, *args).stdout
+        assert max(len(line) for line in out.splitlines()) <= 100, args
+    notes = report(config_file).stdout.splitlines()
+    assert any(line.startswith("NRR 12m: net revenue retention") for line in notes)
+    assert any(line.startswith("GRR 12m: gross revenue retention") for line in notes)
+    assert any(line.startswith("Logos 12m: logo retention") for line in notes)
+
+
+def test_a_wide_terminal_keeps_retention_beside_the_roll_forward(config_file):
+    from nrr_sync.report.data import open_published, read_report
+    from nrr_sync.report.text import render_table
+
+    database = yaml.safe_load(config_file.read_text())["database"]["path"]
+    with open_published(database) as con:
+        data = read_report(con, database=database, currency="usd")
+    wide = render_table(data, width=160)
+    assert sum(line.startswith("Month") for line in wide.splitlines()) == 1
+    assert "NRR 12m" in next(line for line in wide.splitlines() if line.startswith("Month"))
 
 
 def test_percentages_have_one_decimal(config_file):
     out = report(config_file, "--from", "2025-05", "--to", "2025-05").stdout
-    row = next(line for line in out.splitlines() if line.startswith("2025-05"))
+    row = [line for line in out.splitlines() if line.startswith("2025-05")][-1]
     assert row.split()[-3:] == ["102.2%", "56.0%", "63.2%"]
 
 
@@ -207,6 +230,14 @@ def test_unknown_segment_lists_the_available_ones(config_file):
     assert result.exit_code == 2
     assert "Unknown segment type 'plan'" in result.stderr
     assert "all, cohort, country, currency, product" in result.stderr
+    assert "reporting.segments" not in result.stderr
+
+
+def test_an_unknown_metadata_segment_says_how_to_add_it(config_file):
+    result = report(config_file, "--segment", "metadata:plan_tier")
+    assert result.exit_code == 2
+    assert "Unknown segment type 'metadata:plan_tier'" in result.stderr
+    assert "add it to reporting.segments" in result.stderr and "`nrr-sync build`" in result.stderr
 
 
 def test_file_that_is_not_duckdb_is_a_usage_error(tmp_path, monkeypatch):

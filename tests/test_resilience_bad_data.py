@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import http.client
+import re
 import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -88,7 +89,7 @@ def run_broken(tmp_path, clean_db, sandbox):
 
 def assert_failed_clearly(result, db, before) -> None:
     assert result.exit_code != 0
-    assert result.output.startswith("Error:"), result.output
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ERROR ", result.output), result.output
     assert "Traceback" not in result.output
     assert db.read_bytes() == before, "the published database is untouched"
 

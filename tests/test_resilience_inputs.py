@@ -6,6 +6,7 @@ loader's messages; this goes through ``nrr-sync`` for every key of the config.""
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -94,9 +95,13 @@ def invoke(args: list[str], tmp_path, config_text: str | None = None):
 
 
 def error_line(output: str) -> str:
-    lines = [line for line in output.splitlines() if line.startswith("Error")]
+    """The error line (timestamped, as under cron: the runner's stderr is no terminal)."""
+    lines = [line for line in output.splitlines() if ERROR_LINE.match(line)]
     assert lines, output
-    return lines[0]
+    return ERROR_LINE.match(lines[0]).group(1)
+
+
+ERROR_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ERROR (.*)")
 
 
 @pytest.mark.parametrize("text, words", BAD_CONFIG)

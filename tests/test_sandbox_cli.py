@@ -67,9 +67,11 @@ def test_serve_prints_the_url_answers_and_stops_on_sigterm(tmp_path):
         match = re.search(r"http://127\.0\.0\.1:\d+", first_line)
         assert match, first_line
         url = match.group(0)
-        rest = "".join(process.stdout.readline() for _ in range(3))
+        rest = "".join(process.stdout.readline() for _ in range(6))
         assert "sk_test_sandbox" in rest
         assert f"export NRR_SYNC_STRIPE_API_BASE={url}" in rest
+        # the rates to paste into the config, or the build fails for the missing currencies
+        assert "  fx_rates: {eur: 1.1, gbp: 1.3, jpy: 0.0067}" in rest
         client = stripe.StripeClient("sk_test_sandbox", base_addresses={"api": url})
         customers = list(client.v1.customers.list(params={"limit": 100}).auto_paging_iter())
         assert len(customers) == 12

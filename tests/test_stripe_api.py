@@ -7,6 +7,8 @@ answer (500, 429, Stripe-Should-Retry, malformed JSON, 401, 403) is exactly know
 from __future__ import annotations
 
 import json
+import logging
+import re
 import threading
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +24,7 @@ from nrr_sync.stripe_api import (
     StripeApi,
     endpoint_of,
     is_retryable,
+    network_cause,
     redact,
 )
 
@@ -300,3 +303,55 @@ def test_a_web_page_instead_of_the_api_says_to_check_the_api_base(scripted):
     assert len(script.calls) == 1
     assert "API base" in str(raised.value)
     assert len(str(raised.value)) < 600
+
+
+def test_each_retry_logs_one_info_line_with_endpoint_cause_attempt_and_wait(scripted, caplog):
+    url, script = scripted({"/v1/customers": [error(500, "boom"), error(503, "busy"), OK]})
+    with caplog.at_level(logging.INFO, logger="nrr_sync.stripe"):
+        api_for(url).get("/v1/customers")
+    retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(retries) == 2 == len(script.calls) - 1
+    assert "GET /v1/customers" in retries[0] and "HTTP 500: boom" in retries[0]
+    assert "attempt 1/4" in retries[0] and "attempt 2/4" in retries[1]
+    assert re.search(r"retrying in \d+\.\d s", retries[1])
+
+
+def test_a_closed_port_says_connection_refused_without_the_sdks_support_advice(caplog):
+    api = api_for("http://127.0.0.1:9", attempts=3)
+    with (
+        caplog.at_level(logging.INFO, logger="nrr_sync.stripe"),
+        pytest.raises(StripeUnavailableError) as raised,
+    ):
+        api.get("/v1/customers")
+    message = str(raised.value)
+    assert "connection refused at 127.0.0.1:9" in message
+    assert "support@stripe.com" not in message and "Max retries" not in message
+    assert "stripe.api_base" in message
+    assert sum("attempt" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_a_host_name_that_does_not_resolve_is_tried_twice_not_max_attempts():
+    api = api_for("http://nrr-sync-no-such-host.invalid", attempts=6)
+    with pytest.raises(StripeUnavailableError) as raised:
+        api.get("/v1/customers")
+    assert api.stats.totals()["requests"] == 2
+    assert "'nrr-sync-no-such-host.invalid' does not resolve" in str(raised.value)
+    assert "2 time(s)" in str(raised.value)
+
+
+def test_network_causes_are_named_plainly():
+    refused = (
+        "ConnectionError: _WatchedHTTPPool(host='127.0.0.1', port=9): Max retries exceeded "
+        'with url: /v1/account (Caused by NewConnectionError("...: [Errno 111] Connection '
+        'refused"))'
+    )
+    assert network_cause(refused) == (
+        "no answer: connection refused at 127.0.0.1:9, nothing listens there",
+        False,
+    )
+    unresolved = (
+        "ConnectionError: _WatchedHTTPPool(host='api.strpe.com', port=443): Max retries "
+        "exceeded (Caused by NameResolutionError(\"Failed to resolve 'api.strpe.com'\"))"
+    )
+    message, unknown_host = network_cause(unresolved)
+    assert unknown_host and "'api.strpe.com' does not resolve" in message

@@ -93,3 +93,16 @@ def test_the_api_key_never_reaches_the_database_logs_or_output(tmp_path, sandbox
     for path in tmp_path.iterdir():
         if path.is_file():
             assert key not in path.read_bytes(), path.name
+
+
+def test_an_unknown_connect_account_is_named_not_blamed_on_a_permission(tmp_path, sandbox_factory):
+    sandbox = sandbox_factory(customers=5, latency_ms=1)
+    config = write_config(tmp_path, accounts=["acct_doesnotexist"])
+
+    result = cli(config, ["backfill", "--since", SINCE], sandbox)
+
+    assert result.exit_code == 3, result.output
+    assert "does not know the account acct_doesnotexist" in result.stderr
+    assert "stripe.accounts" in result.stderr
+    assert "lacks" not in result.stderr
+    assert not (tmp_path / "nrr.duckdb").exists()

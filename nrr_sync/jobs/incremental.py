@@ -53,7 +53,11 @@ def sync(job: Job) -> None:
     state = checkpoints.state_with_prefix(con, "")
     if state.get("backfill:status") == "running":
         since = state["backfill:since"]
-        log.info("an interrupted backfill from %s is finished first", since)
+        log.warning(
+            "An unfinished backfill from %s (a backfill that stopped) is finished first: this "
+            "sync fetches the rest of it and publishes it in place of the previous data.",
+            since,
+        )
         backfill(job, since, restart=False)
         return
     if state.get("backfill:status") != "done":
@@ -125,6 +129,8 @@ def _sync_account(job: Job, account: str, header: str | None, cursor: dict, seen
     window = json.dumps(cursor, sort_keys=True)
     landed = _landed_before(con, account, window)
     tasks = [task for task in sorted(named_by) if not named_by[task] <= landed.get(task, set())]
+    for kind, count in Counter(kind for kind, _ in tasks).items():
+        job.progress.expect(kind, count)
     if len(tasks) < len(named_by):
         log.info(
             "account %s: %d object(s) were landed by an earlier run that stopped; not fetched "

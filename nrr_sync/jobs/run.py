@@ -26,10 +26,12 @@ from ..errors import NrrSyncError
 from ..progress import Progress, describe_counts
 from ..stripe_api import redact
 from .backfill import backfill
-from .context import Job
+from .context import Job, rollback_quietly
 from .incremental import sync
 
 log = logging.getLogger("nrr_sync")
+# The one line a run always ends with, --quiet included (the cron log's record of the night).
+summary_log = logging.getLogger("nrr_sync.summary")
 
 RUNS_KEPT_IN_SIDECAR = 50
 KILLED_MESSAGE = "the process ended without recording an outcome (killed)"
@@ -78,17 +80,22 @@ def _run(config: Config, command: str, work, *, since: str | None = None) -> int
                 job.since = since
                 if work is not None:
                     work(job)
-            dbfile.check_publishable(con)
-            build_result = build(con, config)
-            record.update(_outcome(job, started, "ok", 0, None))
-            record["since_month"] = job.since
-            _finish_run(con, record)
-            publish.publish(con, work_path, db_path, timeout)
-            con = None
+                dbfile.check_publishable(con)
+                with progress.step("build (sql/ models)"):
+                    build_result = build(con, config)
+                record.update(_outcome(job, started, "ok", 0, None))
+                record["since_month"] = job.since
+                _finish_run(con, record)
+                with progress.step("publish"):
+                    publish.publish(con, work_path, db_path, timeout)
+                con = None
         except BaseException as raised:
             error = signals.translated(raised)  # DuckDB reports a signal as its own error
             exit_code = error.exit_code if isinstance(error, NrrSyncError) else 1
             exit_code = signals.exit_code(error) or exit_code
+            note = _unfinished_backfill_note(con) if con is not None else None
+            if note and isinstance(error, NrrSyncError):
+                error.args = (f"{error}\n{note}",)  # the message the user sees says it too
             message = redact(str(error) or type(error).__name__, _api_key_or_none(config))
             record.update(_outcome(job, started, f"failed:{exit_code}", exit_code, message))
             if job is not None:
@@ -96,7 +103,7 @@ def _run(config: Config, command: str, work, *, since: str | None = None) -> int
             if con is not None:
                 _record_failure(con, record)
             _write_sidecar(db_path, record)
-            log.info(_summary_line(record))
+            summary_log.info(_summary_line(record))
             if error is not raised:
                 raise error from None
             raise
@@ -104,11 +111,28 @@ def _run(config: Config, command: str, work, *, since: str | None = None) -> int
             if con is not None:
                 con.close()
         _write_sidecar(db_path, record)
-        log.info(_summary_line(record))
+        summary_log.info(_summary_line(record))
         log.debug("build: %s", build_result)
         if job is not None and job.request_totals()["requests"]:
             log.debug("requests by endpoint: %s", job.api.stats.by_endpoint())
     return 0
+
+
+def _unfinished_backfill_note(con: duckdb.DuckDBPyConnection) -> str | None:
+    """What the next runs do with a backfill this failure left unfinished: any `sync`
+    finishes it, from its own month, and then replaces the published data with it."""
+    rollback_quietly(con)
+    try:
+        status, since = dbfile.backfill_state(con)
+    except duckdb.Error:
+        return None
+    if status != "running":
+        return None
+    return (
+        f"The unfinished backfill from {since} is kept: the next `nrr-sync sync` (or "
+        f"`nrr-sync backfill --since {since}`) finishes it and then publishes it, replacing "
+        "the published data; the published file is unchanged until then."
+    )
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> None:
@@ -210,8 +234,11 @@ def _write_sidecar(db_path: Path, record: dict) -> None:
 
 def _summary_line(record: dict) -> str:
     objects = describe_counts(record.get("objects") or {})
+    outcome = record["outcome"]
+    if outcome.startswith("failed:"):
+        outcome = f"failed (exit {record['exit_code']})"
     return (
-        f"{record['command']} {record['outcome']} in {record['duration_s']:.1f} s: "
-        f"objects {objects}; {record['requests']:,} requests, {record['retries']:,} retries, "
+        f"{record['command']} {outcome} in {record['duration_s']:.1f} s: "
+        f"fetched {objects}; {record['requests']:,} requests, {record['retries']:,} retries, "
         f"{record['rate_limited']:,} rate-limited (429)"
     )

@@ -183,9 +183,7 @@ def read_report(
         )
     segment_types = available_segment_types(con)
     if segment not in segment_types:
-        raise ConfigError(
-            f"Unknown segment type {segment!r}; this database has: {', '.join(segment_types)}."
-        )
+        raise ConfigError(unknown_segment_message(segment, segment_types))
 
     where, params = "WHERE true", []
     if first:
@@ -248,6 +246,17 @@ def built_currency(con) -> str | None:
         return None
     row = con.execute("SELECT reporting_currency FROM meta.build_settings LIMIT 1").fetchone()
     return row[0].lower() if row and row[0] else None
+
+
+def unknown_segment_message(segment: str, segment_types: list[str]) -> str:
+    """What the database has; for a customer metadata key, how to get it segmented."""
+    message = f"Unknown segment type {segment!r}; this database has: {', '.join(segment_types)}."
+    if segment.startswith("metadata:"):
+        message += (
+            f" To segment by {segment}, add it to reporting.segments in the config and run "
+            "`nrr-sync build` (seconds: no data is fetched again)."
+        )
+    return message
 
 
 def available_segment_types(con) -> list[str]:

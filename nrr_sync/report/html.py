@@ -7,6 +7,7 @@ is read from a report table; this module only picks rows and lays them out.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import html
 import os
@@ -17,7 +18,14 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import ConfigError
-from .html_charts import FONT, cohort_figure, customers_figure, movements_figure, trend_figure
+from .html_charts import (
+    CELL_LABEL_MAX_COLUMNS,
+    FONT,
+    cohort_figure,
+    customers_figure,
+    movements_figure,
+    trend_figure,
+)
 from .html_data import HtmlData, require_plotly
 from .html_parts import (
     cohort_rows,
@@ -135,7 +143,8 @@ def page(data: HtmlData) -> str:
   <h2>Cohort revenue retention</h2>
   <p class="lead">MRR of each cohort of new customers (by first paying month) as a share of
   its MRR in that first month. Above 100% (green): expansion outgrew churn. The first cohort
-  also holds every customer already paying when the report starts.</p>
+  also holds every customer already paying when the report starts. Past
+  {CELL_LABEL_MAX_COLUMNS} months the cells are too narrow to label: hover for the values.</p>
   {chart(cohort_figure(data.cohorts), "cohort-chart")}
   <details><summary>Cohort table</summary><div class="scroll">
   {html_table(cohort_headers, cohort_table)}</div></details>
@@ -207,7 +216,7 @@ def page(data: HtmlData) -> str:
   {in_progress}
   <p>MRR from invoice line service periods in the reporting currency at fixed rates; tax is
   never MRR. Definitions: the metric definitions in the nrr-sync documentation
-  (docs/report.md). Source: {html.escape(report.database)}.</p>
+  (docs/report.md). Source: {html.escape(Path(report.database).name)}.</p>
   <p>Generated {generated} by nrr-sync {__version__}.</p>
 </footer>
 </main>
@@ -225,9 +234,25 @@ def write(data: HtmlData, path: Path) -> Path:
     if not path.parent.exists():
         raise ConfigError(f"--html {path}: the folder {path.parent} does not exist.")
     text = page(data)
-    handle, temporary = tempfile.mkstemp(prefix=".nrr-report-", suffix=".html", dir=path.parent)
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=".nrr-report-", suffix=".html", dir=path.parent)
+    except OSError as error:
+        raise _cannot_write(path, error) from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise _cannot_write(path, error) from None
     return path
+
+
+def _cannot_write(path: Path, error: OSError) -> ConfigError:
+    """Names the path asked for, not the temporary file beside it."""
+    return ConfigError(
+        f"--html {path}: cannot write it ({error.strerror or type(error).__name__}); choose "
+        "another place or check the folder's permissions."
+    )

@@ -287,6 +287,11 @@ def cohort_matrix(cohorts: list[dict]) -> tuple[list[str], list[int], list[list[
     return [f"{cohort:%b %Y}" for cohort in labels], ages, matrix
 
 
+# Past this many months a cell is under ~25 px wide on an 800 px page, too narrow for
+# "100": the values are then shown on hover only.
+CELL_LABEL_MAX_COLUMNS = 24
+
+
 def cohort_figure(cohorts: list[dict]):
     import plotly.graph_objects as go
 
@@ -303,8 +308,8 @@ def cohort_figure(cohorts: list[dict]):
             zmid=100,
             zmin=0,
             zmax=200,
-            colorbar={"title": {"text": "NRR"}, "ticksuffix": "%"},
-            texttemplate="%{z:.0f}" if len(ages) <= 40 else "",
+            colorbar={"title": {"text": "MRR, % of<br>first month"}, "ticksuffix": "%"},
+            texttemplate="%{z:.0f}" if len(ages) <= CELL_LABEL_MAX_COLUMNS else "",
             textfont={"size": 9},
             hovertemplate="Cohort %{y} (%{customdata} customers), month %{x}: "
             "%{z:.1f}% of starting MRR<extra></extra>",

@@ -13,8 +13,10 @@ def require_plotly() -> None:
     try:
         import plotly  # noqa: F401
     except ImportError:
+        from ..commands import html_install_hint
+
         raise ConfigError(
-            "The HTML report needs plotly, an optional extra: pip install 'nrr-sync[html]'"
+            f"The HTML report needs plotly, an optional extra: {html_install_hint()}"
         ) from None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 
 import typer
@@ -11,7 +13,7 @@ from ..config import Config
 from ..errors import ConfigError
 from ..terminal import printable
 from .data import ReportData, open_published, read_report, require_data
-from .text import RENDERERS
+from .text import RENDERERS, TABLE_WIDTH, render_table
 
 
 def show(
@@ -50,11 +52,12 @@ def show(
             from_month=from_month,
             to_month=to_month,
         )
-        text = (
-            render_metrics(con, data, from_month, to_month, output_format)
-            if metrics
-            else RENDERERS[output_format](data)
-        )
+        if metrics:
+            text = render_metrics(con, data, from_month, to_month, output_format)
+        elif output_format == "table":
+            text = render_table(data, table_width())
+        else:
+            text = RENDERERS[output_format](data)
         html_data = None
         if html_path is not None:
             html_data = html_data_module.read_html_data(con, data, from_month, to_month)
@@ -66,6 +69,14 @@ def show(
         written = html_report.write(html_data, Path(html_path))
         typer.echo(f"HTML report written to {written}", err=True)
     return 0
+
+
+def table_width() -> int:
+    """The terminal's width on a terminal (at least TABLE_WIDTH); TABLE_WIDTH elsewhere, so
+    piped or logged output does not depend on the window it was run from."""
+    if not sys.stdout.isatty():
+        return TABLE_WIDTH
+    return max(TABLE_WIDTH, shutil.get_terminal_size((TABLE_WIDTH, 24)).columns)
 
 
 def render_metrics(con, data: ReportData, from_month, to_month, output_format: str) -> str:

@@ -58,16 +58,26 @@ ROLL_FORWARD_HEADERS = (
 )
 
 
+TABLE_WIDTH = 100  # columns the terminal table fits in when it is not on a terminal
+
+
+def retention_headers(data: ReportData) -> list[str]:
+    k = data.window
+    return [f"NRR {k}m", f"GRR {k}m", f"Logos {k}m"]
+
+
+def retention_cells(row: dict) -> list[str]:
+    return [
+        format_percent(row["nrr"]),
+        format_percent(row["grr"]),
+        format_percent(row["logo_retention"]),
+    ]
+
+
 def roll_forward_table(data: ReportData) -> tuple[list[str], list[list[str]]]:
     """Rows as shown to people: contraction and churn carry their minus sign, so each row
     reads as a sum (start + new + expansion + reactivation - contraction - churn = end)."""
-    k = data.window
-    headers = [
-        *ROLL_FORWARD_HEADERS,
-        f"NRR {k}m",
-        f"GRR {k}m",
-        f"Logos {k}m",
-    ]
+    headers = [*ROLL_FORWARD_HEADERS, *retention_headers(data)]
     rows = [
         [
             month_label(row),
@@ -79,13 +89,27 @@ def roll_forward_table(data: ReportData) -> tuple[list[str], list[list[str]]]:
             format_money(-row["churned_mrr"]),
             format_money(row["mrr_end"]),
             format_count(row["customers_end"]),
-            format_percent(row["nrr"]),
-            format_percent(row["grr"]),
-            format_percent(row["logo_retention"]),
+            *retention_cells(row),
         ]
         for row in data.months
     ]
     return headers, rows
+
+
+def fitted_tables(data: ReportData, width: int) -> list[str]:
+    """The roll-forward with retention beside it when that fits ``width`` columns, else
+    two blocks: the roll-forward, then retention by month."""
+    headers, rows = roll_forward_table(data)
+    together = text_table(headers, rows)
+    if max(len(line) for line in together.splitlines()) <= width:
+        return [together]
+    money = len(ROLL_FORWARD_HEADERS)
+    months = f"{data.window} month{'s' if data.window > 1 else ''}"
+    return [
+        text_table(headers[:money], [row[:money] for row in rows]),
+        f"Retention of the customers paying {months} earlier",
+        text_table(["Month", *headers[money:]], [[row[0], *row[money:]] for row in rows]),
+    ]
 
 
 def segment_blocks(data: ReportData) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -182,17 +206,27 @@ def footnotes(data: ReportData) -> list[str]:
             f"Built in {data.currency.upper()}; the config now says "
             f"{data.configured_currency.upper()}: run `nrr-sync build` to recompute."
         )
-    months = f"{data.window} month{'s' if data.window > 1 else ''}"
-    notes.append(
-        f"NRR / GRR / Logos {data.window}m: what the customers paying {months} earlier pay at "
-        "the month's end; blank before the report reaches back that far."
-    )
+    notes += retention_notes(data.window)
     return notes
 
 
-def render_table(data: ReportData) -> str:
-    headers, rows = roll_forward_table(data)
-    parts = [title(data), "", text_table(headers, rows), ""]
+def retention_notes(window: int) -> list[str]:
+    """One line per acronym, as the HTML report names them (each fits TABLE_WIDTH)."""
+    months = f"{window} month{'s' if window > 1 else ''}"
+    return [
+        f"NRR {window}m: net revenue retention, MRR now ÷ MRR then of the customers paying "
+        f"{months} earlier.",
+        f"GRR {window}m: gross revenue retention, the same with each customer capped at their "
+        "MRR then.",
+        f"Logos {window}m: logo retention, the share of those customers still paying.",
+        f"All three stay blank until the data reaches back {months}.",
+    ]
+
+
+def render_table(data: ReportData, width: int = TABLE_WIDTH) -> str:
+    parts = [title(data), ""]
+    for table in fitted_tables(data, width):
+        parts += [table, ""]
     for segment, block_headers, block_rows in segment_blocks(data):
         parts += [f"{data.segment_type} = {segment}", text_table(block_headers, block_rows), ""]
     if data.segment_type != "all" and not data.segments:

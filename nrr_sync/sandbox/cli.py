@@ -82,6 +82,12 @@ def generation_options(
     )
 
 
+def fx_rates_line(options) -> str:
+    """The sandbox's rates as a YAML flow mapping, ready to paste into reporting.fx_rates."""
+    rates = {code: rate for code, rate in (options.fx or {}).items() if code != options.currency}
+    return "{" + ", ".join(f"{code}: {rate:g}" for code, rate in sorted(rates.items())) + "}"
+
+
 def _run(ctx: typer.Context, work) -> None:
     from ..cli import run
 
@@ -155,6 +161,10 @@ def serve(
             typer.echo(f"API key: {sandbox.api_key}")
             typer.echo(
                 f"  export NRR_SYNC_STRIPE_API_BASE={sandbox.url} STRIPE_API_KEY={sandbox.api_key}"
+            )
+            typer.echo(
+                "Its invoices are in several currencies; under reporting: in config.yaml put\n"
+                f"  currency: {options.currency}\n  fx_rates: {fx_rates_line(options)}"
             )
             typer.echo("Admin: POST /_sandbox/advance?days=N, GET /_sandbox/stats. Ctrl-C stops.")
             sys.stdout.flush()
