@@ -132,20 +132,11 @@ def print_status(found: Status, problems: list[str], now: float) -> None:
 def read_runs(con, limit: int = 10) -> list[dict]:
     if not has_table(con, "meta", "sync_runs"):
         return []
-    columns = {
-        row[0]
-        for row in con.execute(
-            "SELECT column_name FROM duckdb_columns() "
-            "WHERE schema_name = 'meta' AND table_name = 'sync_runs'"
-        ).fetchall()
-    }
-    optional = [c for c in ("run_id", "exit_code", "message", "rate_limited") if c in columns]
     rows = fetch_dicts(
         con,
         "SELECT command, epoch(started_at) AS started, epoch(finished_at) AS finished, "
-        "outcome, objects::VARCHAR AS objects, requests, retries"
-        + "".join(f", {c}" for c in optional)
-        + f" FROM meta.sync_runs ORDER BY started_at DESC LIMIT {int(limit)}",
+        "outcome, objects::VARCHAR AS objects, requests, retries, run_id, exit_code, "
+        f"message, rate_limited FROM meta.sync_runs ORDER BY started_at DESC LIMIT {int(limit)}",
     )
     for row in rows:
         row["objects"] = count_objects(row["objects"])
@@ -153,7 +144,7 @@ def read_runs(con, limit: int = 10) -> list[dict]:
 
 
 def count_objects(value) -> int | None:
-    """``objects`` is a JSON map of counts per kind (or a plain number)."""
+    """``objects`` is a JSON map of counts per kind: their sum."""
     if value is None:
         return None
     try:
@@ -162,8 +153,6 @@ def count_objects(value) -> int | None:
         return None
     if isinstance(parsed, dict):
         return sum(int(v) for v in parsed.values() if isinstance(v, int | float))
-    if isinstance(parsed, int | float):
-        return int(parsed)
     return None
 
 
@@ -176,13 +165,12 @@ def read_sidecar_runs(path: Path) -> list[dict]:
         document = json.loads(sidecar.read_text())
     except (OSError, ValueError):
         return []
-    entries = document.get("runs", []) if isinstance(document, dict) else document
     runs = []
-    for entry in entries if isinstance(entries, list) else []:
+    for entry in document if isinstance(document, list) else []:
         if not isinstance(entry, dict):
             continue
-        started = entry.get("started") or entry.get("started_at")
-        finished = entry.get("finished") or entry.get("finished_at")
+        started = entry.get("started_at")
+        finished = entry.get("finished_at")
         runs.append(
             {
                 "run_id": entry.get("run_id"),
@@ -279,14 +267,9 @@ def row_counts(con) -> list[tuple[str, int]]:
 def read_migrations(con) -> list[dict]:
     if not has_table(con, "meta", "sql_migrations"):
         return []
-    has_kind = con.execute(
-        "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'meta' "
-        "AND table_name = 'sql_migrations' AND column_name = 'kind'"
-    ).fetchone()[0]
-    kind = "kind" if has_kind else "'migration'"
     rows = fetch_dicts(
         con,
-        f"SELECT version::VARCHAR AS version, name, {kind} AS kind, "
+        "SELECT version::VARCHAR AS version, name, kind, "
         "epoch(applied_at) AS applied FROM meta.sql_migrations "
         "ORDER BY left(version::VARCHAR, 1) = 'R', version",
     )
@@ -327,7 +310,7 @@ def format_duration(started: float | None, finished: float | None) -> str:
 
 
 def run_ok(run: dict) -> bool:
-    return str(run.get("outcome") or "").lower() in ("ok", "success", "succeeded")
+    return run.get("outcome") == "ok"
 
 
 def print_runs(runs: list[dict]) -> None:
@@ -394,7 +377,7 @@ def print_cursors(state: dict[str, tuple[str, float | None]], now: float) -> Non
 
 
 def cursor_instant(value: str | None) -> datetime | None:
-    """A cursor is an instant, unix seconds, or JSON like {"created": 1768435200, ...}."""
+    """A cursor is JSON like {"created": 1768435200, "id": ...}; other state, an instant."""
     if value and value.lstrip().startswith("{"):
         try:
             created = json.loads(value).get("created")

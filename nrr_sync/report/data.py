@@ -284,8 +284,6 @@ def parse_instant(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
-        if value.replace(".", "", 1).isdigit():
-            return datetime.fromtimestamp(float(value), UTC)
         parsed = datetime.fromisoformat(value.strip().replace(" ", "T", 1))
     except ValueError:
         return None
