@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,10 +10,10 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from . import __version__, signals
+from . import __version__
 from .config import load_config, parse_month
-from .errors import ConfigError, NrrSyncError
-from .terminal import printable
+from .errors import ConfigError
+from .runner import run
 
 # Global options, accepted after the command too (`nrr-sync status --config x`): cron lines
 # and muscle memory put them there. Those that take a value are the first group.
@@ -160,69 +159,6 @@ class _RedactingFormatter(logging.Formatter):
         from .stripe_api import redact
 
         return redact(self._inner.format(record))
-
-
-def run(ctx: typer.Context, work) -> None:
-    """Run ``work()``; turn expected failures into one clear message and their exit code."""
-    state: Context = ctx.obj
-    try:
-        with signals.handled():
-            code = work()
-    except NrrSyncError as error:
-        if state.verbose:
-            log.exception("failed")
-        error_line("Error", printable(str(error)))
-        raise typer.Exit(error.exit_code) from None
-    except (KeyboardInterrupt, signals.Terminated) as error:
-        _stopped(error)
-    except BrokenPipeError:
-        _reader_gone()
-    except Exception as error:  # noqa: BLE001 - the last line of defence, exit 1
-        if signals.translated(error) is not error:  # a signal during a DuckDB query
-            _stopped(signals.translated(error))
-        if state.verbose:
-            log.exception("unexpected error")
-        else:
-            error_line(
-                "Unexpected error",
-                f"{type(error).__name__}: {printable(str(error))}\n"
-                "Run again with --verbose for details.",
-            )
-        raise typer.Exit(1) from None
-    if code:
-        raise typer.Exit(code)
-
-
-def error_line(label: str, message: str, separator: str = ": ") -> None:
-    """The last line of a failed run: red on a terminal; timestamped like the log lines
-    elsewhere (cron's log file), so it reads in order with them."""
-    if sys.stderr.isatty():
-        typer.secho(f"{label}{separator}{message}", err=True, fg=typer.colors.RED)
-        return
-    stamp = logging.Formatter().formatTime(logging.makeLogRecord({}))
-    text = message if label == "Error" else f"{label}{separator}{message}"
-    typer.echo(f"{stamp} ERROR {text}", err=True)
-
-
-def _reader_gone() -> None:
-    """The reader of stdout stopped early (``| head``): it has what it wanted, so end
-    quietly, and point stdout at /dev/null so the final flush does not complain again."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
-    raise typer.Exit(0) from None
-
-
-def _stopped(error: BaseException) -> None:
-    """SIGINT / SIGTERM: say so, and exit 130 / 143 (a run records it before this)."""
-    what = "Terminated (SIGTERM)" if isinstance(error, signals.Terminated) else "Interrupted"
-    error_line(
-        what,
-        "the published database is unchanged. What was fetched is kept: the next "
-        "run resumes from it.",
-        separator="; ",
-    )
-    raise typer.Exit(signals.exit_code(error)) from None
 
 
 @app.command()

@@ -89,7 +89,7 @@ def fx_rates_line(options) -> str:
 
 
 def _run(ctx: typer.Context, work) -> None:
-    from ..cli import run
+    from ..runner import run
 
     run(ctx, work)
 
