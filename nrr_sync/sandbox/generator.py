@@ -25,20 +25,10 @@ from . import cancellations, cash, free, meters, render, schedules
 from .billing import DAY, Account, Customer, Invoice, Sub, add_months, b62
 from .catalog import Catalog, build_catalog
 from .scenarios import Scenario, archetypes, parse_time
+from .store import KINDS  # the kinds of object an account holds
 from .truth import TruthOptions, customer_truth, snapshot_instants
 
 DEFAULT_FX: dict[str, float] = {"eur": 1.1, "gbp": 1.3, "jpy": 0.0067}
-KINDS = (
-    "customers",
-    "products",
-    "prices",
-    "subscriptions",
-    "invoices",
-    "credit_notes",
-    "subscription_schedules",
-    "billing_meters",
-    "events",
-)
 
 Change = tuple[str, str, dict | None, str]  # (account_id, kind, object or None if deleted, id)
 
