@@ -18,8 +18,13 @@ without a credit.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import meters
-from .billing import DAY, Account, Customer, Sub
+from .records import DAY, Customer, Sub
+
+if TYPE_CHECKING:  # the engine calls these hooks; they only name its type
+    from .billing import Account
 
 
 def set_cancel_at(acct: Account, customer: Customer, sub: Sub, t: int, when: int,

@@ -361,3 +361,7 @@ def build_catalog(make_id, created: int, launch_time: int) -> Catalog:
     add(Price("free_month_usd", make_id("price", t + 60), prod, "usd", "month", 1, 0, t + 60,
               nickname="Free monthly", currency_options=options))  # fmt: skip
     return Catalog(products, prices, coupons, tax_rates, by_key, promotion_codes)
+
+
+def resolve_items(catalog: Catalog, items) -> list:
+    return [(catalog.price(p) if isinstance(p, str) else p, q) for p, q in items]

@@ -22,9 +22,10 @@ from decimal import Decimal
 from fractions import Fraction
 
 from . import cancellations, cash, free, meters, render, schedules
-from .billing import DAY, Account, Customer, Invoice, Sub, add_months, b62
-from .catalog import Catalog, build_catalog
-from .scenarios import Scenario, archetypes, parse_time
+from .billing import Account
+from .catalog import Catalog, build_catalog, resolve_items
+from .records import DAY, Customer, Invoice, Sub, add_months, b62, parse_time
+from .scenarios import Scenario, archetypes
 from .store import KINDS  # the kinds of object an account holds
 from .truth import TruthOptions, customer_truth, snapshot_instants
 
@@ -53,8 +54,6 @@ def account_ids(count: int) -> list[str]:
 
 
 # -- scripted customers -------------------------------------------------------------------
-def resolve_items(catalog: Catalog, items) -> list:
-    return [(catalog.price(p) if isinstance(p, str) else p, q) for p, q in items]
 
 
 def resolve_coupons(catalog: Catalog, coupon) -> tuple:

@@ -10,8 +10,8 @@ object's changing state so ``data.object`` shows the object as it was at the eve
 from __future__ import annotations
 
 from . import cash, flexible, schedules
-from .billing import Customer, Invoice, Line, Sub, b62
 from .catalog import Price, Product
+from .records import Customer, Invoice, Line, Sub, b62
 
 API_VERSION = "2026-10-28.endive"
 

@@ -4,23 +4,9 @@ that make every case docs/sandbox.md lists occur in every account."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from . import cancellations, cash, flexible, free, schedules
-from .billing import DAY, HOUR, add_months
-
-
-def parse_time(value: str | int) -> int:
-    """'2024-01-16', '2024-01-16T00:00:00Z' or unix seconds -> unix seconds (UTC)."""
-    if isinstance(value, int):
-        return value
-    text = value.strip().replace("Z", "+00:00")
-    if len(text) == 7:
-        text += "-01"
-    dt = datetime.fromisoformat(text)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp())
+from .records import DAY, HOUR, add_months, parse_time
 
 
 @dataclass

@@ -23,9 +23,13 @@ common case); a schedule that switches interval is not modelled.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .billing import DAY, Account, Customer, Sub, period_end
-from .catalog import Price
+from .catalog import Price, resolve_items
+from .records import DAY, Customer, Sub, parse_time, period_end
+
+if TYPE_CHECKING:  # the engine calls these hooks; they only name its type
+    from .billing import Account
 
 
 @dataclass(slots=True)
@@ -147,7 +151,7 @@ def at_renewal(acct: Account, sub: Sub, t: int) -> None:
 
 def set_items(acct: Account, sub: Sub, t: int, new: list[tuple[Price, int]]) -> None:
     """The items of a phase that starts at a renewal: position i keeps item i's id."""
-    from .billing import Item
+    from .records import Item
 
     items = []
     for n, (price, quantity) in enumerate(new):
@@ -184,7 +188,6 @@ def subscription_ended(acct: Account, sub: Sub, t: int) -> None:
 # -- scripted and random schedules ----------------------------------------------------------
 def step_schedule(acct: Account, customer: Customer, t: int, sub_index: int, phases, end,
                   end_behavior) -> None:  # fmt: skip
-    from .generator import parse_time, resolve_items
 
     sub = customer.subs[sub_index]
     resolved = [(start if isinstance(start, int) else parse_time(start),

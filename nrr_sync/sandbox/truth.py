@@ -40,8 +40,8 @@ from decimal import Decimal
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
-from .billing import Customer, Invoice, Line
 from .catalog import ZERO_DECIMAL
+from .records import Customer, Invoice, Line
 
 EXCLUDED_OPEN = ("unpaid", "incomplete", "incomplete_expired")
 
