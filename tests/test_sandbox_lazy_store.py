@@ -9,8 +9,8 @@ from urllib.parse import urlencode
 
 import requests
 
+from nrr_sync.sandbox.api_requests import SANDBOX_API_KEY
 from nrr_sync.sandbox.generator import SandboxOptions, generate
-from nrr_sync.sandbox.server import SANDBOX_API_KEY
 
 DAY = 86400
 

@@ -21,7 +21,7 @@ import requests
 import stripe
 
 from nrr_sync.sandbox import generator
-from nrr_sync.sandbox.server import NO_INVOICES_API_KEY, RESTRICTED_API_KEY, SANDBOX_API_KEY
+from nrr_sync.sandbox.api_requests import NO_INVOICES_API_KEY, RESTRICTED_API_KEY, SANDBOX_API_KEY
 
 NOW = 1768435200  # 2026-01-15T00:00:00Z
 DAY = 86400

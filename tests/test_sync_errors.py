@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sync_helpers import cli, cli_process, write_config
 
-from nrr_sync.sandbox.server import NO_INVOICES_API_KEY
+from nrr_sync.sandbox.api_requests import NO_INVOICES_API_KEY
 
 SINCE = "2024-01"
 

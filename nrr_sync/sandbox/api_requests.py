@@ -6,6 +6,85 @@ from urllib.parse import parse_qsl
 
 from .store import dumps
 
+SANDBOX_API_KEY = "sk_test_sandbox"
+RESTRICTED_API_KEY = "rk_test_sandbox"
+NO_INVOICES_API_KEY = "rk_test_sandbox_no_invoices"  # a restricted key without invoice read
+API_KEYS = (SANDBOX_API_KEY, RESTRICTED_API_KEY, NO_INVOICES_API_KEY)
+
+EVENT_RETENTION_SECONDS = 30 * 86400  # Stripe lists and retrieves events of the last 30 days
+
+SUBSCRIPTION_STATUSES = (
+    "active",
+    "canceled",
+    "incomplete",
+    "incomplete_expired",
+    "past_due",
+    "paused",
+    "trialing",
+    "unpaid",
+)
+INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
+
+PAGING = {"limit", "starting_after", "ending_before", "expand"}
+
+# kind -> the object name Stripe uses in messages ("No such customer: ...")
+OBJECT_NAMES = {
+    "customers": "customer",
+    "products": "product",
+    "prices": "price",
+    "subscriptions": "subscription",
+    "invoices": "invoice",
+    "credit_notes": "credit_note",
+    "subscription_schedules": "subscription_schedule",
+    "billing_meters": "billing.meter",
+    "events": "event",
+}
+# kinds served under another path than /v1/<kind>
+URL_PATHS = {"billing_meters": "billing/meters"}
+
+# Held lazily (rendered when asked for) when the world can list records without rendering.
+LAZY_KINDS = ("customers", "subscriptions", "invoices", "events")
+
+# List filters each endpoint accepts beyond paging, and the expands it serves.
+LIST_PARAMS = {
+    "customers": {"created"},
+    "products": {"created", "active"},
+    "prices": {"created", "active", "product"},
+    "subscriptions": {"created", "status", "customer"},
+    "invoices": {"created", "status", "customer", "subscription"},
+    "credit_notes": {"created", "customer", "invoice"},
+    "subscription_schedules": {"created", "customer"},
+    "billing_meters": set(),
+    "events": {"created", "type", "types"},
+}
+# Expands that change nothing here (the sandbox's objects already hold these) are accepted.
+LIST_EXPANDS = {
+    "prices": {"data.tiers", "data.currency_options"},
+    "invoices": {"data.lines", "data.lines.data", "data.discounts", "data.discounts.source.coupon"},
+    "subscriptions": {"data.items", "data.items.data"},
+}
+RETRIEVE_EXPANDS = {
+    "prices": {"tiers", "currency_options"},
+    "invoices": {"lines", "lines.data", "discounts", "discounts.source.coupon"},
+    "subscriptions": {"items", "items.data"},
+}
+
+ROUTES = [
+    # (regex, route template, handler name)
+    (re.compile(r"^/v1/account$"), "/v1/account", "account"),
+    (re.compile(r"^/v1/invoices/([^/]+)/lines$"), "/v1/invoices/{id}/lines", "invoice_lines"),
+    (re.compile(r"^/v1/subscription_items$"), "/v1/subscription_items", "subscription_items"),
+    (
+        re.compile(r"^/v1/subscription_items/([^/]+)$"),
+        "/v1/subscription_items/{id}",
+        "subscription_item",
+    ),
+]
+for _kind in OBJECT_NAMES:
+    _path = URL_PATHS.get(_kind, _kind)
+    ROUTES.append((re.compile(rf"^/v1/{_path}$"), f"/v1/{_path}", f"list:{_kind}"))
+    ROUTES.append((re.compile(rf"^/v1/{_path}/([^/]+)$"), f"/v1/{_path}/{{id}}", f"get:{_kind}"))
+
 
 class ApiError(Exception):
     """An answer in Stripe's error envelope."""

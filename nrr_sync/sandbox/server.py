@@ -11,7 +11,6 @@ sandbox clock (``World.now``), not wall time.
 
 from __future__ import annotations
 
-import base64
 import collections
 import contextlib
 import functools
@@ -19,16 +18,23 @@ import gc
 import json
 import random
 import re
-import socket
 import threading
 import time
 from dataclasses import dataclass
-from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
 
-from .. import STRIPE_API_VERSION
 from .api_requests import (
+    EVENT_RETENTION_SECONDS,
+    INVOICE_STATUSES,
+    LAZY_KINDS,
+    LIST_EXPANDS,
+    LIST_PARAMS,
+    NO_INVOICES_API_KEY,
+    OBJECT_NAMES,
+    PAGING,
+    RETRIEVE_EXPANDS,
+    SANDBOX_API_KEY,
+    SUBSCRIPTION_STATUSES,
+    URL_PATHS,
     ApiError,
     check_params,
     created_bounds,
@@ -37,90 +43,11 @@ from .api_requests import (
     no_such,
     parse_expand,
     parse_limit,
-    parse_params,
     wildcard,
 )
 from .generator import no_cyclic_gc
+from .handler import Handler, SandboxHTTPServer
 from .store import AccountStore, dumps, invoice_with_discounts, page_of_sequence, price_with
-
-SANDBOX_API_KEY = "sk_test_sandbox"
-RESTRICTED_API_KEY = "rk_test_sandbox"
-NO_INVOICES_API_KEY = "rk_test_sandbox_no_invoices"  # a restricted key without invoice read
-API_KEYS = (SANDBOX_API_KEY, RESTRICTED_API_KEY, NO_INVOICES_API_KEY)
-
-EVENT_RETENTION_SECONDS = 30 * 86400  # Stripe lists and retrieves events of the last 30 days
-
-SUBSCRIPTION_STATUSES = (
-    "active",
-    "canceled",
-    "incomplete",
-    "incomplete_expired",
-    "past_due",
-    "paused",
-    "trialing",
-    "unpaid",
-)
-INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
-
-PAGING = {"limit", "starting_after", "ending_before", "expand"}
-
-# kind -> the object name Stripe uses in messages ("No such customer: ...")
-OBJECT_NAMES = {
-    "customers": "customer",
-    "products": "product",
-    "prices": "price",
-    "subscriptions": "subscription",
-    "invoices": "invoice",
-    "credit_notes": "credit_note",
-    "subscription_schedules": "subscription_schedule",
-    "billing_meters": "billing.meter",
-    "events": "event",
-}
-# kinds served under another path than /v1/<kind>
-URL_PATHS = {"billing_meters": "billing/meters"}
-
-# Held lazily (rendered when asked for) when the world can list records without rendering.
-LAZY_KINDS = ("customers", "subscriptions", "invoices", "events")
-
-# List filters each endpoint accepts beyond paging, and the expands it serves.
-LIST_PARAMS = {
-    "customers": {"created"},
-    "products": {"created", "active"},
-    "prices": {"created", "active", "product"},
-    "subscriptions": {"created", "status", "customer"},
-    "invoices": {"created", "status", "customer", "subscription"},
-    "credit_notes": {"created", "customer", "invoice"},
-    "subscription_schedules": {"created", "customer"},
-    "billing_meters": set(),
-    "events": {"created", "type", "types"},
-}
-# Expands that change nothing here (the sandbox's objects already hold these) are accepted.
-LIST_EXPANDS = {
-    "prices": {"data.tiers", "data.currency_options"},
-    "invoices": {"data.lines", "data.lines.data", "data.discounts", "data.discounts.source.coupon"},
-    "subscriptions": {"data.items", "data.items.data"},
-}
-RETRIEVE_EXPANDS = {
-    "prices": {"tiers", "currency_options"},
-    "invoices": {"lines", "lines.data", "discounts", "discounts.source.coupon"},
-    "subscriptions": {"items", "items.data"},
-}
-
-ROUTES = [
-    # (regex, route template, handler name)
-    (re.compile(r"^/v1/account$"), "/v1/account", "account"),
-    (re.compile(r"^/v1/invoices/([^/]+)/lines$"), "/v1/invoices/{id}/lines", "invoice_lines"),
-    (re.compile(r"^/v1/subscription_items$"), "/v1/subscription_items", "subscription_items"),
-    (
-        re.compile(r"^/v1/subscription_items/([^/]+)$"),
-        "/v1/subscription_items/{id}",
-        "subscription_item",
-    ),
-]
-for _kind in OBJECT_NAMES:
-    _path = URL_PATHS.get(_kind, _kind)
-    ROUTES.append((re.compile(rf"^/v1/{_path}$"), f"/v1/{_path}", f"list:{_kind}"))
-    ROUTES.append((re.compile(rf"^/v1/{_path}/([^/]+)$"), f"/v1/{_path}/{{id}}", f"get:{_kind}"))
 
 
 @dataclass
@@ -554,223 +481,6 @@ class Sandbox:
             raise ApiError(400, f"No such object: '{cursor}'", code="resource_missing", param=param)
         data, has_more = page
         return list_body([dumps(item) for item in data], has_more, url)
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    wbufsize = 1 << 16  # headers and body leave in one write
-    server_version = "nrr-sync-sandbox"
-    sandbox: Sandbox  # set on the subclass made per server
-
-    def version_string(self):
-        return self.server_version
-
-    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
-        pass
-
-    def date_time_string(self, timestamp=None):
-        return formatdate(self.sandbox.world.now, usegmt=True)
-
-    def do_GET(self):
-        self.dispatch("GET")
-
-    def do_POST(self):
-        self.dispatch("POST")
-
-    def do_DELETE(self):
-        self.dispatch("DELETE")
-
-    def dispatch(self, method: str) -> None:
-        url = urlsplit(self.path)
-        body = b""
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            body = self.rfile.read(length)
-        if url.path.startswith("/_sandbox/"):
-            self.admin(method, url.path, url.query, body)
-            return
-        self.sandbox.request_started()
-        try:
-            self.serve_api(method, url, body)
-        finally:
-            self.sandbox.request_finished()
-
-    def serve_api(self, method: str, url, body: bytes) -> None:
-        template, handler, match = "unknown", None, None
-        for pattern, route_template, route_handler in ROUTES:
-            match = pattern.match(url.path)
-            if match:
-                template, handler = route_template, route_handler
-                break
-        sandbox = self.sandbox
-        fate = sandbox.admit(template)
-        latency = sandbox.knobs.latency_ms
-        if latency:
-            time.sleep(latency / 1000)
-        if fate == "drop":
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        if fate is not None and fate.startswith("fault"):
-            status = 503 if fate == "fault_503" else 500
-            error = ApiError(
-                status,
-                "An unknown error occurred" if status == 500 else "Service temporarily unavailable",
-                type="api_error",
-                headers={"Stripe-Should-Retry": "true"} if status == 500 else {},
-            )
-            self.send_error_body(error)
-            return
-        if fate is not None:
-            reason = fate.split(":", 1)[1]
-            self.send_error_body(
-                ApiError(
-                    429,
-                    "Request rate limit exceeded. You can learn more about rate limits here "
-                    "https://stripe.com/docs/rate-limits.",
-                    code="rate_limit",
-                    headers={"Stripe-Rate-Limited-Reason": reason},
-                )
-            )
-            return
-        try:
-            key = self.authenticate()
-            if handler is None or method != "GET":
-                raise ApiError(
-                    404,
-                    f"Unrecognized request URL ({method}: {url.path}). Please see "
-                    "https://stripe.com/docs or we can help at https://support.stripe.com/.",
-                )
-            account_id = self.account(key)
-            params = parse_params(url.query)
-            payload = sandbox.handle(handler, match, params, account_id, key)
-        except ApiError as error:
-            self.send_error_body(error)
-            return
-        self.send_json(200, payload)
-
-    def authenticate(self) -> str:
-        header = self.headers.get("Authorization") or ""
-        key = ""
-        if header.startswith("Bearer "):
-            key = header[len("Bearer ") :].strip()
-        elif header.startswith("Basic "):
-            try:
-                key = base64.b64decode(header[len("Basic ") :]).decode().split(":", 1)[0]
-            except ValueError:
-                key = ""
-        if not key:
-            raise ApiError(
-                401,
-                "You did not provide an API key. You need to provide your API key in the "
-                "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
-                "YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for "
-                "details, or we can help at https://support.stripe.com/.",
-            )
-        if key not in API_KEYS:
-            raise ApiError(401, f"Invalid API Key provided: {mask_key(key)}")
-        return key
-
-    def account(self, key: str) -> str:
-        account_ids = self.sandbox.world.account_ids
-        requested = self.headers.get("Stripe-Account")
-        if requested is None or requested == "":
-            return account_ids[0]
-        if requested not in self.sandbox.stores:
-            raise ApiError(
-                403,
-                f"The provided key '{mask_key(key)}' does not have access to account "
-                f"'{requested}' (or that account does not exist). Application access may "
-                "have been revoked.",
-                code="account_invalid",
-            )
-        return requested
-
-    def send_error_body(self, error: ApiError) -> None:
-        self.send_json(error.status, dumps({"error": error.body}), error.headers)
-
-    def send_json(self, status: int, payload: bytes, headers: dict | None = None) -> None:
-        sandbox = self.sandbox
-        sandbox.count_status(status)
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Request-Id", sandbox.next_request_id())
-        self.send_header("Stripe-Version", self.headers.get("Stripe-Version") or STRIPE_API_VERSION)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        try:
-            self.wfile.write(payload)
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    # -- admin -----------------------------------------------------------------------
-
-    def admin(self, method: str, path: str, query: str, body: bytes) -> None:
-        fields = dict(parse_qsl(query))
-        if body:
-            text = body.decode()
-            if (self.headers.get("Content-Type") or "").startswith("application/json"):
-                fields.update(json.loads(text))
-            else:
-                fields.update(parse_qsl(text))
-        sandbox = self.sandbox
-        try:
-            if method == "POST" and path == "/_sandbox/advance":
-                seconds = 0
-                if "days" in fields:
-                    seconds += round(float(fields["days"]) * 86400)
-                if "seconds" in fields:
-                    seconds += int(fields["seconds"])
-                if seconds <= 0:
-                    raise ApiError(400, "Pass days or seconds, more than 0.", param="days")
-                self.send_json(200, dumps(sandbox.advance(seconds)))
-            elif method == "GET" and path == "/_sandbox/stats":
-                self.send_json(200, dumps(sandbox.stats()))
-            elif method == "POST" and path == "/_sandbox/stats/reset":
-                sandbox.reset_stats()
-                self.send_json(200, dumps(sandbox.stats()))
-            elif method == "POST" and path == "/_sandbox/faults":
-                self.send_json(200, dumps(sandbox.set_knobs(**fields)))
-            else:
-                raise ApiError(404, f"Unrecognized sandbox URL ({method}: {path}).")
-        except (ValueError, TypeError) as error:
-            self.send_error_body(ApiError(400, f"Bad request: {error}"))
-        except ApiError as error:
-            self.send_error_body(error)
-
-
-class SandboxHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-
-    def __init__(self, *args, **kwargs):
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    def process_request(self, request, client_address):
-        with self.connections_lock:
-            self.connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request):
-        with self.connections_lock:
-            self.connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Hang up on kept-alive clients too: a stopped server answers nobody."""
-        with self.connections_lock:
-            connections = list(self.connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
 
 
 class RunningSandbox:
