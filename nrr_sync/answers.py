@@ -11,7 +11,7 @@ tables): what a missing field does to a report is for ``report.data_quality`` to
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
@@ -199,6 +199,19 @@ def check_invoice(obj: dict) -> None:
     _embedded_list(obj, subject, "lines", check_invoice_line)
 
 
+CREDIT_NOTE_TIMES = fields("created", "effective_at", "voided_at")
+CREDIT_NOTE_AMOUNTS = fields(
+    "amount", "subtotal", "discount_amount", "pre_payment_amount", "post_payment_amount",
+    "out_of_band_amount",
+)  # fmt: skip
+
+
+def check_credit_note(obj: dict) -> None:
+    subject = f"credit note {_object_id(obj, 'credit note')}"
+    _timestamps(obj, subject, CREDIT_NOTE_TIMES)
+    _amounts(obj, subject, CREDIT_NOTE_AMOUNTS)
+
+
 def check_event(obj: dict) -> None:
     subject = f"event {_object_id(obj, 'event')}"
     if obj.get("created") is None:
@@ -212,14 +225,9 @@ def check_account(obj: dict) -> None:
     _timestamps(obj, f"account {_object_id(obj, 'account')}", CREATED)
 
 
-CHECKS: dict[str, Callable[[dict], None]] = {
-    "customers": check_customer,
-    "products": check_product,
-    "prices": check_price,
-    "subscriptions": check_subscription,
-    "invoices": check_invoice,
-    "invoices/{id}/lines": check_invoice_line,
-    "subscription_items": check_subscription_item,
+# The answers the job asks for beyond the object kinds (whose checks the catalogue in
+# kinds.py names): by route.
+JOB_CHECKS: dict[str, Callable[[dict], None]] = {
     "events": check_event,
     "account": check_account,
 }
@@ -240,19 +248,22 @@ def _deleted_or(check: Callable[[dict], None]) -> Callable[[dict], None]:
 # Answers ------------------------------------------------------------------------------
 
 
-def check_answer(endpoint: str, params: dict, answer: dict) -> None:
+def check_answer(
+    endpoint: str, params: dict, answer: dict, checks: Mapping[str, Callable[[dict], None]]
+) -> None:
     """Raise ``Malformed`` unless ``answer`` to GET ``endpoint`` can be trusted.
 
     ``endpoint`` is the route template (``/v1/invoices/{id}/lines``). A list endpoint's
     answer must be a page; an object endpoint's answer (``/v1/invoices/{id}``) an object.
+    ``checks`` maps routes (``invoices``, ``invoices/{id}/lines``) to their item's check.
     """
     route = endpoint.removeprefix("/v1/")
-    if route in CHECKS and route != "account":
-        check_page(answer, params, CHECKS[route])
+    if route in checks and route != "account":
+        check_page(answer, params, checks[route])
         return
     kind = route.removesuffix("/{id}")
-    if kind in CHECKS:
-        _deleted_or(CHECKS[kind])(answer)
+    if kind in checks:
+        _deleted_or(checks[kind])(answer)
 
 
 def check_page(page: dict, params: dict, check_item: Callable[[dict], None]) -> None:

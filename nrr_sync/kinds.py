@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from . import landing
+from . import answers, landing
 
 
 def _params(**values) -> Mapping:
@@ -31,6 +31,7 @@ class Child:
     # parent's field, and where the full list is paged (parent id -> path, params).
     field: str | None = None
     rest: Callable[[str], tuple[str, dict]] | None = None
+    check: Callable[[dict], None] | None = None  # of one paged-in child (answers.py)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Kind:
     path: str  # list endpoint; ``{path}/{id}`` retrieves one
     row: Callable  # (account_id, object, synced_at) -> row tuple
     event_prefix: str  # event types about this kind start with it: "invoice."
+    check: Callable[[dict], None]  # raises answers.Malformed unless an object can be trusted
     list_params: Mapping = field(default_factory=dict)
     retrieve_params: Mapping = field(default_factory=dict)
     children: tuple[Child, ...] = ()
@@ -72,6 +74,7 @@ KINDS: tuple[Kind, ...] = (
         path="/v1/customers",
         row=landing.customer_row,
         event_prefix="customer.",
+        check=answers.check_customer,
     ),
     Kind(
         table="products",
@@ -79,6 +82,7 @@ KINDS: tuple[Kind, ...] = (
         path="/v1/products",
         row=landing.product_row,
         event_prefix="product.",
+        check=answers.check_product,
     ),
     Kind(
         table="prices",
@@ -86,6 +90,7 @@ KINDS: tuple[Kind, ...] = (
         path="/v1/prices",
         row=landing.price_row,
         event_prefix="price.",
+        check=answers.check_price,
         # Tiers and currency options come only when expanded (a proration billed in
         # another currency is valued from its currency option).
         list_params=_params(expand=["data.tiers", "data.currency_options"]),
@@ -97,6 +102,7 @@ KINDS: tuple[Kind, ...] = (
         path="/v1/subscriptions",
         row=landing.subscription_row,
         event_prefix="customer.subscription.",
+        check=answers.check_subscription,
         list_params=_params(status="all"),  # canceled ones too
         children=(
             Child(
@@ -105,6 +111,7 @@ KINDS: tuple[Kind, ...] = (
                 rows=landing.subscription_items_rows,
                 field="items",
                 rest=lambda sub_id: ("/v1/subscription_items", {"subscription": sub_id}),
+                check=answers.check_subscription_item,
             ),
         ),
         on_delete="remove",
@@ -115,6 +122,7 @@ KINDS: tuple[Kind, ...] = (
         path="/v1/invoices",
         row=landing.invoice_row,
         event_prefix="invoice.",
+        check=answers.check_invoice,
         # Discounts with their coupons (percent_off values a discounted proration
         # exactly): no request beyond the invoice's own.
         list_params=_params(expand=["data.discounts.source.coupon"]),
@@ -126,6 +134,7 @@ KINDS: tuple[Kind, ...] = (
                 rows=landing.invoice_lines_rows,
                 field="lines",
                 rest=lambda invoice_id: (f"/v1/invoices/{invoice_id}/lines", {}),
+                check=answers.check_invoice_line,
             ),
             Child(
                 table="invoice_discounts",
@@ -142,6 +151,7 @@ KINDS: tuple[Kind, ...] = (
         path="/v1/credit_notes",
         row=landing.credit_note_row,
         event_prefix="credit_note.",
+        check=answers.check_credit_note,
         since_lookback=True,  # they follow their invoices
         on_delete="remove",  # Stripe voids credit notes; gone means not ours to keep
     ),
@@ -156,6 +166,25 @@ TABLES: tuple[str, ...] = tuple(table for kind in KINDS for table in kind.tables
 EVENT_GROUPS: tuple[str, ...] = tuple(
     dict.fromkeys(kind.event_prefix.split(".")[0] + ".*" for kind in KINDS)
 )
+
+
+def _route(path: str) -> str:
+    return path.removeprefix("/v1/")
+
+
+# How every answer the job asks for is checked before it is trusted, by route
+# (``invoices``, ``invoices/{id}/lines``): each kind's objects, the children paged in,
+# and the job's own (events, the account).
+ANSWER_CHECKS: dict[str, Callable[[dict], None]] = {
+    **{_route(kind.path): kind.check for kind in KINDS},
+    **{
+        _route(child.rest("{id}")[0]): child.check
+        for kind in KINDS
+        for child in kind.children
+        if child.rest is not None and child.check is not None
+    },
+    **answers.JOB_CHECKS,
+}
 
 
 def kind_of_event(event_type: str) -> Kind | None:

@@ -18,7 +18,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -188,8 +188,17 @@ class _Redirected(Exception):
 class StripeApi:
     """The run's Stripe client: ``get`` one path with rate limiting and retries."""
 
-    def __init__(self, config: Config, *, api_key: str | None = None):
+    def __init__(
+        self,
+        config: Config,
+        *,
+        api_key: str | None = None,
+        checks: Mapping[str, Callable[[dict], None]] | None = None,
+    ):
+        """``checks``: the check of each route's objects (``kinds.ANSWER_CHECKS``); without
+        them only the job's own answers (events, account) are checked."""
         self._api_key = api_key or config.api_key()
+        self.checks = checks or answers.JOB_CHECKS
         self._env_name = config.stripe.api_key_env
         self.api_base = config.stripe.api_base.rstrip("/")
         self.max_attempts = config.stripe.retry.max_attempts
@@ -298,7 +307,7 @@ class StripeApi:
         if not isinstance(data, dict):
             raise _Retry(Failure(200, None, None, "a response that is not a JSON object"), None)
         try:
-            answers.check_answer(endpoint, params, data)
+            answers.check_answer(endpoint, params, data, self.checks)
             if endpoint == "/v1/account":
                 answers.date_header(headers)  # the data's as-of time: it must be readable
         except answers.Malformed as malformed:

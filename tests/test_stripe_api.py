@@ -189,7 +189,7 @@ def api_for(url: str, attempts: int = 4) -> StripeApi:
             retry=Retry(max_attempts=attempts, max_wait_seconds=0.02),
         )
     )
-    return StripeApi(config, api_key=KEY)
+    return StripeApi(config, api_key=KEY, checks=kinds.ANSWER_CHECKS)
 
 
 def error(status: int, message: str, code: str | None = None, **headers):
@@ -234,6 +234,27 @@ def test_malformed_json_is_retried_then_reported(scripted):
     assert len(script.calls) == 3
     assert "not valid JSON" in str(raised.value)
     assert "/v1/customers" in str(raised.value)
+
+
+@pytest.mark.parametrize("kind", [kind for kind in kinds.KINDS])
+def test_every_kind_of_the_catalogue_is_checked_before_it_is_trusted(scripted, kind):
+    """A page of each kind with a fractional amount where the kind has amounts, else a
+    timestamp that is not one: refused after the retries, naming the object and field."""
+    broken = {"id": "x_1", "object": kind.object, "created": "yesterday"}
+    good = {"id": "x_2", "object": kind.object, "created": 1700000000}
+    for child in kind.children:  # an embedded list must be present
+        if child.field:
+            for obj in (good, broken):
+                obj[child.field] = {"object": "list", "data": [], "has_more": False}
+    page = {"object": "list", "data": [good, broken], "has_more": False}
+    url, script = scripted({kind.path: [(200, {}, page)]})
+    with pytest.raises(StripeUnavailableError) as raised:
+        api_for(url, attempts=2).get(kind.path, {"limit": 100})
+    assert len(script.calls) == 2
+    assert "x_1" in str(raised.value) and "created" in str(raised.value)
+    # Positive control: the good object alone passes.
+    url, _ = scripted({kind.path: [(200, {}, {**page, "data": [good]})]})
+    assert api_for(url).get(kind.path, {"limit": 100})["data"][0]["id"] == "x_2"
 
 
 def test_bad_key_fails_at_once_with_a_message_naming_the_env_var(scripted):

@@ -9,6 +9,7 @@ from datetime import datetime
 
 import duckdb
 
+from .. import kinds
 from ..config import Config
 from ..progress import Progress
 from ..stripe_api import StripeApi
@@ -32,7 +33,7 @@ class Job:
     @property
     def api(self) -> StripeApi:
         if self._api is None:
-            self._api = StripeApi(self.config)
+            self._api = StripeApi(self.config, checks=kinds.ANSWER_CHECKS)
         return self._api
 
     def request_totals(self) -> dict[str, int]:
