@@ -28,6 +28,7 @@ import duckdb
 from . import signals
 from .config import Config
 from .errors import BuildError
+from .jobs import state as state_keys
 
 SQL_FILE = re.compile(r"^(?P<kind>[VR])(?P<number>\d{3,})__(?P<title>[A-Za-z0-9_]+)\.sql$")
 
@@ -192,8 +193,8 @@ def write_settings(con: duckdb.DuckDBPyConnection, config: Config) -> None:
         INSERT INTO meta.build_settings
         SELECT ?, ?, ?, ?, ?, ?, ?::VARCHAR[],
             (SELECT strptime(value, '%Y-%m')::DATE
-             FROM meta.sync_state WHERE key = 'report:since'),
-            (SELECT value::TIMESTAMPTZ FROM meta.sync_state WHERE key = 'report:as_of'),
+             FROM meta.sync_state WHERE key = ?),
+            (SELECT value::TIMESTAMPTZ FROM meta.sync_state WHERE key = ?),
             now()
         """,
         [
@@ -204,6 +205,8 @@ def write_settings(con: duckdb.DuckDBPyConnection, config: Config) -> None:
             reporting.subtract_discounts,
             reporting.churn_recognition,
             list(reporting.segments),
+            state_keys.REPORT_SINCE,
+            state_keys.REPORT_AS_OF,
         ],
     )
     rates = {code.lower(): Decimal(str(rate)) for code, rate in reporting.fx_rates.items()}

@@ -18,6 +18,7 @@ import duckdb
 
 from . import landing
 from .errors import ConfigError, DatabaseBusyError
+from .jobs import state as checkpoints
 
 #
 # Everything about the file's life is kept together here. ``db_path`` is always the real
@@ -236,11 +237,11 @@ def backfill_state(con: duckdb.DuckDBPyConnection) -> tuple[str | None, str | No
         return None, None
     state = dict(
         con.execute(
-            "SELECT key, value FROM meta.sync_state "
-            "WHERE key IN ('backfill:status', 'backfill:since')"
+            "SELECT key, value FROM meta.sync_state WHERE key IN (?, ?)",
+            [checkpoints.BACKFILL_STATUS, checkpoints.BACKFILL_SINCE],
         ).fetchall()
     )
-    return state.get("backfill:status"), state.get("backfill:since")
+    return state.get(checkpoints.BACKFILL_STATUS), state.get(checkpoints.BACKFILL_SINCE)
 
 
 def check_publishable(con: duckdb.DuckDBPyConnection) -> None:

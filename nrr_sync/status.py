@@ -15,6 +15,7 @@ import typer
 from . import dbfile
 from .config import Config
 from .errors import ConfigError
+from .jobs import state as state_keys
 from .report.data import built_currency, fetch_dicts, has_table, open_published, parse_instant
 from .report.text import format_count, format_instant, text_table
 from .terminal import printable
@@ -71,8 +72,8 @@ def collect(config: Config) -> Status:
             True,
             size_bytes=path.stat().st_size,
             published=datetime.fromtimestamp(path.stat().st_mtime, UTC),
-            as_of=parse_instant(state.get("report:as_of", (None, None))[0]),
-            since=state.get("report:since", (None, None))[0],
+            as_of=parse_instant(state.get(state_keys.REPORT_AS_OF, (None, None))[0]),
+            since=state.get(state_keys.REPORT_SINCE, (None, None))[0],
             currency=built_currency(con) or config.reporting.currency,
             state=state,
             counts=row_counts(con),
@@ -350,11 +351,11 @@ def outcome_text(run: dict) -> str:
 def print_cursors(state: dict[str, tuple[str, float | None]], now: float) -> None:
     typer.echo("\nCursors")
     cursors = [(key, value, updated) for key, (value, updated) in state.items()]
-    checkpoints = [row for row in cursors if ":slice:" in row[0]]
+    checkpoints = [row for row in cursors if row[0].startswith(state_keys.SLICE)]
     # objects an unfinished sync landed, noted so the next run does not fetch them again
-    landed = [row for row in cursors if row[0].startswith("events:landed:")]
+    landed = [row for row in cursors if row[0].startswith(state_keys.EVENTS_LANDED)]
     # the ids of the last events seen, kept to skip them next time: internal, not a cursor
-    internal = [row for row in cursors if row[0].startswith("events:seen:")]
+    internal = [row for row in cursors if row[0].startswith(state_keys.EVENTS_SEEN)]
     shown = [row for row in cursors if row not in checkpoints and row not in landed + internal]
     if not shown and not checkpoints and not landed:
         typer.echo("  none")
@@ -362,7 +363,9 @@ def print_cursors(state: dict[str, tuple[str, float | None]], now: float) -> Non
     rows = []
     for key, value, _updated in shown:
         instant = (
-            cursor_instant(value) if key.startswith("events:") or key.endswith(":as_of") else None
+            cursor_instant(value)
+            if key.startswith(state_keys.EVENTS) or key.endswith(":as_of")
+            else None
         )
         if instant:
             rows.append([key, format_instant(instant), format_age(now - instant.timestamp())])
@@ -549,12 +552,12 @@ def run_document(run: dict) -> dict:
 def cursor_documents(state: dict[str, tuple[str, float | None]], now: float) -> list[dict]:
     cursors = []
     for key, (value, _updated) in state.items():
-        if not key.startswith("events:cursor:"):
+        if not key.startswith(state_keys.EVENT_CURSOR):
             continue
         instant = cursor_instant(value)
         cursors.append(
             {
-                "account": key.removeprefix("events:cursor:"),
+                "account": key.removeprefix(state_keys.EVENT_CURSOR),
                 "at": None if instant is None else instant.isoformat(),
                 "age_hours": None if instant is None else hours_since(instant.timestamp(), now),
             }
@@ -622,7 +625,7 @@ def status_document(found: Status, problems: list[str], now: float) -> dict:
 
 def published_backfill_month(found: Status) -> str | None:
     """The month of an unfinished backfill held by the published file itself."""
-    status_value = found.state.get("backfill:status", (None, None))[0]
+    status_value = found.state.get(state_keys.BACKFILL_STATUS, (None, None))[0]
     if status_value == "running":
-        return found.state.get("backfill:since", (None, None))[0]
+        return found.state.get(state_keys.BACKFILL_SINCE, (None, None))[0]
     return None

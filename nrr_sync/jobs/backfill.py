@@ -54,7 +54,7 @@ class Slice:
 
     @property
     def key(self) -> str:
-        return f"backfill:slice:{self.account}:{self.kind}:{self.id}"
+        return f"{checkpoints.SLICE}{self.account}:{self.kind}:{self.id}"
 
     def dump(self) -> str:
         return json.dumps(asdict(self))
@@ -68,33 +68,37 @@ def backfill(job: Job, since: str, restart: bool) -> None:
     con = job.con
     parse_month(since, "since")
     job.since = since
-    state = checkpoints.state_with_prefix(con, "backfill:")
+    state = checkpoints.state_with_prefix(con, checkpoints.BACKFILL)
     resume = (
         not restart
-        and state.get("backfill:status") == "running"
-        and state.get("backfill:since") == since
+        and state.get(checkpoints.BACKFILL_STATUS) == "running"
+        and state.get(checkpoints.BACKFILL_SINCE) == since
     )
     if resume:
-        slices = [Slice.load(v) for k, v in state.items() if k.startswith("backfill:slice:")]
+        slices = [Slice.load(v) for k, v in state.items() if k.startswith(checkpoints.SLICE)]
         log.info("resuming the backfill from %s: %d slice(s) left", since, len(slices))
     else:
         slices = _start_backfill(job, since)
     _fetch_slices(job, slices)
 
-    state = checkpoints.state_with_prefix(con, "backfill:")
-    final = {key: None for key in state if key.startswith(("backfill:slice:", "backfill:cursor:"))}
+    state = checkpoints.state_with_prefix(con, checkpoints.BACKFILL)
+    final = {
+        key: None
+        for key in state
+        if key.startswith((checkpoints.SLICE, checkpoints.BACKFILL_CURSOR))
+    }
     for key, value in state.items():
-        if key.startswith("backfill:cursor:"):
-            final["events:cursor:" + key.removeprefix("backfill:cursor:")] = value
+        if key.startswith(checkpoints.BACKFILL_CURSOR):
+            final[checkpoints.EVENT_CURSOR + key.removeprefix(checkpoints.BACKFILL_CURSOR)] = value
     final.update(
         {
-            "backfill:status": "done",
-            "report:since": since,
-            "report:as_of": state["backfill:as_of"],
+            checkpoints.BACKFILL_STATUS: "done",
+            checkpoints.REPORT_SINCE: since,
+            checkpoints.REPORT_AS_OF: state[checkpoints.BACKFILL_AS_OF],
         }
     )
     con.begin()
-    checkpoints.delete_state_prefix(con, "events:")
+    checkpoints.delete_state_prefix(con, checkpoints.EVENTS)
     checkpoints.set_state(con, final)
     con.commit()
 
@@ -111,9 +115,9 @@ def _start_backfill(job: Job, since: str) -> list[Slice]:
     invoices_from_epoch = int(invoices_from.timestamp()) - 86400
 
     values: dict[str, str | None] = {
-        "backfill:since": since,
-        "backfill:status": "running",
-        "backfill:as_of": as_of.isoformat().replace("+00:00", "Z"),
+        checkpoints.BACKFILL_SINCE: since,
+        checkpoints.BACKFILL_STATUS: "running",
+        checkpoints.BACKFILL_AS_OF: as_of.isoformat().replace("+00:00", "Z"),
     }
     # Each account's creation (no object is older: slices are split above it) and its
     # newest event (where the next sync starts), asked side by side.
@@ -134,7 +138,7 @@ def _start_backfill(job: Job, since: str) -> list[Slice]:
             if events
             else {"created": as_of_epoch, "id": None}
         )
-        values[f"backfill:cursor:{account}"] = json.dumps(cursor)
+        values[f"{checkpoints.BACKFILL_CURSOR}{account}"] = json.dumps(cursor)
         for kind in kinds.KINDS:
             gte = invoices_from_epoch if kind.since_lookback else 0
             slices.append(
@@ -156,7 +160,7 @@ def _start_backfill(job: Job, since: str) -> list[Slice]:
     con.begin()
     for table in kinds.TABLES:
         con.execute(f"DELETE FROM stripe.{table}")
-    for prefix in ("backfill:", "events:", "report:"):
+    for prefix in (checkpoints.BACKFILL, checkpoints.EVENTS, checkpoints.REPORT):
         checkpoints.delete_state_prefix(con, prefix)
     checkpoints.set_state(con, values)
     con.commit()
@@ -164,7 +168,7 @@ def _start_backfill(job: Job, since: str) -> list[Slice]:
         "backfill from %s (invoices from %s) as of %s for %d account(s)",
         since,
         invoices_from.strftime("%Y-%m"),
-        values["backfill:as_of"],
+        values[checkpoints.BACKFILL_AS_OF],
         len(accounts),
     )
     return slices

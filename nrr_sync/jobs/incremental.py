@@ -27,7 +27,6 @@ log = logging.getLogger("nrr_sync")
 EVENT_RETENTION = timedelta(days=30)
 EVENT_OVERLAP_SECONDS = 300
 FETCH_BATCH = 100  # objects re-fetched by a sync before they are landed and committed
-LANDED_PREFIX = "events:landed:"  # objects landed by an unfinished sync, per account
 
 
 def _land_objects(job: Job, account: str, kind: kinds.Kind, objects: list[dict]) -> None:
@@ -51,8 +50,8 @@ def sync(job: Job) -> None:
     con = job.con
     config = job.config
     state = checkpoints.state_with_prefix(con, "")
-    if state.get("backfill:status") == "running":
-        since = state["backfill:since"]
+    if state.get(checkpoints.BACKFILL_STATUS) == "running":
+        since = state[checkpoints.BACKFILL_SINCE]
         log.warning(
             "An unfinished backfill from %s (a backfill that stopped) is finished first: this "
             "sync fetches the rest of it and publishes it in place of the previous data.",
@@ -60,7 +59,7 @@ def sync(job: Job) -> None:
         )
         backfill(job, since, restart=False)
         return
-    if state.get("backfill:status") != "done":
+    if state.get(checkpoints.BACKFILL_STATUS) != "done":
         since = config.sync.backfill_since
         if not since:
             raise ConfigError(
@@ -72,12 +71,12 @@ def sync(job: Job) -> None:
         backfill(job, since, restart=True)
         return
 
-    since = state.get("backfill:since") or state.get("report:since")
+    since = state.get(checkpoints.BACKFILL_SINCE) or state.get(checkpoints.REPORT_SINCE)
     job.since = since
     accounts, now = job.accounts()
     cursors = {}
     for account, _ in accounts:
-        cursor = state.get(f"events:cursor:{account}")
+        cursor = state.get(f"{checkpoints.EVENT_CURSOR}{account}")
         if cursor is None:
             log.warning(
                 "account %s has not been backfilled yet; refreshing everything from %s",
@@ -100,10 +99,10 @@ def sync(job: Job) -> None:
         return
 
     for account, header in accounts:
-        seen = json.loads(state.get(f"events:seen:{account}") or "[]")
+        seen = json.loads(state.get(f"{checkpoints.EVENTS_SEEN}{account}") or "[]")
         _sync_account(job, account, header, cursors[account], set(seen))
     con.begin()
-    checkpoints.set_state(con, {"report:as_of": now.isoformat().replace("+00:00", "Z")})
+    checkpoints.set_state(con, {checkpoints.REPORT_AS_OF: now.isoformat().replace("+00:00", "Z")})
     con.commit()
 
 
@@ -164,12 +163,14 @@ def _sync_account(job: Job, account: str, header: str | None, cursor: dict, seen
             e["id"] for e in events.values() if e["created"] >= newest[0] - EVENT_OVERLAP_SECONDS
         )
         con.begin()
-        checkpoints.delete_state_prefix(con, f"{LANDED_PREFIX}{account}:")
+        checkpoints.delete_state_prefix(con, f"{checkpoints.EVENTS_LANDED}{account}:")
         checkpoints.set_state(
             con,
             {
-                f"events:cursor:{account}": json.dumps({"created": newest[0], "id": newest[1]}),
-                f"events:seen:{account}": json.dumps(recent),
+                f"{checkpoints.EVENT_CURSOR}{account}": json.dumps(
+                    {"created": newest[0], "id": newest[1]}
+                ),
+                f"{checkpoints.EVENTS_SEEN}{account}": json.dumps(recent),
             },
         )
         con.commit()
@@ -191,7 +192,7 @@ def _note_landed(con, account: str, window: str, landed: dict[tuple[str, str], s
     """Remember which objects are landed, and as of which events, for the events since
     the cursor ``window``: a rerun after a failure fetches only the others again."""
     objects = [[kind, object_id, sorted(ids)] for (kind, object_id), ids in landed.items()]
-    key = f"{LANDED_PREFIX}{account}:{uuid.uuid4().hex[:12]}"
+    key = f"{checkpoints.EVENTS_LANDED}{account}:{uuid.uuid4().hex[:12]}"
     checkpoints.set_state(con, {key: json.dumps({"window": window, "objects": objects})})
 
 
@@ -199,7 +200,9 @@ def _landed_before(con, account: str, window: str) -> dict[tuple[str, str], set[
     """Objects an earlier, unfinished sync from the same cursor landed, with the events
     they were fetched after: one named by a newer event is fetched again."""
     landed: dict[tuple[str, str], set[str]] = {}
-    for value in checkpoints.state_with_prefix(con, f"{LANDED_PREFIX}{account}:").values():
+    for value in checkpoints.state_with_prefix(
+        con, f"{checkpoints.EVENTS_LANDED}{account}:"
+    ).values():
         note = json.loads(value)
         if note.get("window") != window:
             continue  # from another cursor: stale

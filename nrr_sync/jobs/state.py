@@ -1,4 +1,8 @@
-"""``meta.sync_state``: the job's cursors and checkpoints, as keys and values."""
+"""``meta.sync_state``: the job's cursors and checkpoints, as keys and values.
+
+The keys are named here, once; the job writes them, and the build, ``report`` and
+``status`` read them through these names.
+"""
 
 from __future__ import annotations
 
@@ -34,3 +38,21 @@ def set_state(con: duckdb.DuckDBPyConnection, values: dict[str, str | None]) -> 
 
 def delete_state_prefix(con: duckdb.DuckDBPyConnection, prefix: str) -> None:
     con.execute("DELETE FROM meta.sync_state WHERE starts_with(key, ?)", [prefix])
+
+
+# What a backfill remembers while it runs (and its outcome once done).
+BACKFILL = "backfill:"  # every key of a backfill starts so
+BACKFILL_STATUS = "backfill:status"  # running | done
+BACKFILL_SINCE = "backfill:since"  # its first reported month, YYYY-MM
+BACKFILL_AS_OF = "backfill:as_of"  # the API's clock when it started
+SLICE = "backfill:slice:"  # + account:kind:id -> a slice's checkpoint (JSON)
+BACKFILL_CURSOR = "backfill:cursor:"  # + account -> where the sync will start
+# What the published report covers.
+REPORT = "report:"
+REPORT_SINCE = "report:since"  # YYYY-MM
+REPORT_AS_OF = "report:as_of"  # ISO instant of the data
+# What the nightly sync remembers per account.
+EVENTS = "events:"
+EVENT_CURSOR = "events:cursor:"  # + account -> {"created": unix seconds, "id": event id}
+EVENTS_SEEN = "events:seen:"  # + account -> ids of the newest events, not read twice
+EVENTS_LANDED = "events:landed:"  # + account:note -> objects an unfinished sync landed

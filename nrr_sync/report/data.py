@@ -17,6 +17,7 @@ import duckdb
 from .. import dbfile
 from ..config import parse_month
 from ..errors import ConfigError
+from ..jobs import state as checkpoints
 
 CENTS = Decimal("0.01")
 
@@ -209,7 +210,7 @@ def read_report(
             row[column] = found.get(column)
     segments = read_retention(con, window, segment, where, params) if segment != "all" else []
 
-    as_of = state_value(con, "report:as_of")
+    as_of = state_value(con, checkpoints.REPORT_AS_OF)
     built_in = built_currency(con)
     return ReportData(
         database=database,
@@ -218,7 +219,7 @@ def read_report(
         window=window,
         segment_type=segment,
         as_of=parse_instant(as_of),
-        since=state_value(con, "report:since"),
+        since=state_value(con, checkpoints.REPORT_SINCE),
         accounts=read_accounts(con),
         months=months,
         segments=segments,
