@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -39,19 +38,6 @@ def demo_config(url: str, db_path: Path, fx_rates: dict[str, float]) -> Config:
         ),
         source="the demo",
     )
-
-
-@contextmanager
-def environment(name: str, value: str):
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous
 
 
 def refuse_foreign_database(db_path: Path, sandbox_accounts: list[str]) -> None:
@@ -116,8 +102,7 @@ def run(db_path: str | Path = "nrr-demo.duckdb", quiet: bool = False) -> int:
         refuse_foreign_database(db_path, list(sandbox.world.account_ids))
         config = demo_config(sandbox.url, db_path, dict(options.fx or DEFAULT_FX))
         say(f"Sandbox serving Stripe's API at {sandbox.url}; backfilling into {db_path}", err=True)
-        with environment(DEMO_KEY_ENV, sandbox.api_key):
-            sync.run_backfill(config, since=DEMO_SINCE, restart=True)
+        sync.run_backfill(config, since=DEMO_SINCE, restart=True, api_key=sandbox.api_key)
         requests = sandbox.stats().get("requests")
     took = time.monotonic() - began
     say(

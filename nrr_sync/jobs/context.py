@@ -22,8 +22,16 @@ COMMIT_EVERY_SECONDS = 1.0  # how often fetched work is landed and committed
 class Job:
     """What one run works with: the working copy, the Stripe client, counters, progress."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, config: Config, progress: Progress):
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        config: Config,
+        progress: Progress,
+        *,
+        api_key: str | None = None,
+    ):
         self.con = con
+        self._api_key = api_key  # None: the one in the environment (stripe.api_key_env)
         self.config = config
         self.progress = progress
         self.objects: Counter[str] = Counter()
@@ -33,7 +41,7 @@ class Job:
     @property
     def api(self) -> StripeApi:
         if self._api is None:
-            self._api = StripeApi(self.config, checks=kinds.ANSWER_CHECKS)
+            self._api = StripeApi(self.config, api_key=self._api_key, checks=kinds.ANSWER_CHECKS)
         return self._api
 
     def request_totals(self) -> dict[str, int]:

@@ -40,9 +40,14 @@ KILLED_MESSAGE = "the process ended without recording an outcome (killed)"
 # Entry points -------------------------------------------------------------------------
 
 
-def run_backfill(config: Config, since: str, restart: bool = False) -> int:
+def run_backfill(
+    config: Config, since: str, restart: bool = False, *, api_key: str | None = None
+) -> int:
+    """``api_key``: the key to use instead of the one in the environment (the demo's)."""
     parse_month(since, "--since")
-    return _run(config, "backfill", lambda job: backfill(job, since, restart), since=since)
+    return _run(
+        config, "backfill", lambda job: backfill(job, since, restart), since=since, api_key=api_key
+    )
 
 
 def run_sync(config: Config) -> int:
@@ -53,7 +58,9 @@ def run_build(config: Config) -> int:
     return _run(config, "build", None)
 
 
-def _run(config: Config, command: str, work, *, since: str | None = None) -> int:
+def _run(
+    config: Config, command: str, work, *, since: str | None = None, api_key: str | None = None
+) -> int:
     db_path = dbfile.real_path(config.database.path)
     timeout = config.database.lock_timeout_seconds
     started_at = landing.now_utc()
@@ -76,7 +83,7 @@ def _run(config: Config, command: str, work, *, since: str | None = None) -> int
             migrate(con)
             _insert_run(con, record)
             with Progress() as progress:
-                job = Job(con, config, progress)
+                job = Job(con, config, progress, api_key=api_key)
                 job.since = since
                 if work is not None:
                     work(job)
@@ -96,7 +103,8 @@ def _run(config: Config, command: str, work, *, since: str | None = None) -> int
             note = _unfinished_backfill_note(con) if con is not None else None
             if note and isinstance(error, NrrSyncError):
                 error.args = (f"{error}\n{note}",)  # the message the user sees says it too
-            message = redact(str(error) or type(error).__name__, _api_key_or_none(config))
+            key = api_key or _api_key_or_none(config)
+            message = redact(str(error) or type(error).__name__, key)
             record.update(_outcome(job, started, f"failed:{exit_code}", exit_code, message))
             if job is not None:
                 record["since_month"] = job.since
