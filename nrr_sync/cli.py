@@ -156,7 +156,7 @@ class _RedactingFormatter(logging.Formatter):
         self._inner = inner or logging.Formatter()
 
     def format(self, record: logging.LogRecord) -> str:
-        from .stripe_api import redact
+        from .failures import redact
 
         return redact(self._inner.format(record))
 

@@ -18,15 +18,9 @@ import pytest
 from nrr_sync import kinds
 from nrr_sync.config import Config, Retry, StripeSettings
 from nrr_sync.errors import NrrSyncError, StripeAuthError, StripeUnavailableError
+from nrr_sync.failures import Failure, endpoint_of, is_retryable, network_cause, redact
 from nrr_sync.pacing import RateLimiter, default_rates
-from nrr_sync.stripe_api import (
-    Failure,
-    StripeApi,
-    endpoint_of,
-    is_retryable,
-    network_cause,
-    redact,
-)
+from nrr_sync.stripe_api import StripeApi
 
 KEY = "sk_test_scriptedKey1234567890"
 

@@ -23,8 +23,8 @@ from .. import STRIPE_API_VERSION, dbfile, landing, publish, signals
 from .. import build as models
 from ..config import Config, parse_month
 from ..errors import NrrSyncError
+from ..failures import redact
 from ..progress import Progress, describe_counts
-from ..stripe_api import redact
 from .backfill import backfill
 from .context import Job, rollback_quietly
 from .incremental import sync
