@@ -39,7 +39,7 @@ def kill_at(sandbox, config, args, requests: int) -> bool:
 def test_a_backfill_killed_again_and_again_resumes_to_the_data_of_a_clean_run(
     tmp_path, sandbox_factory
 ):
-    customers = 40 * KILLS  # long enough to be killed KILLS times before it finishes
+    customers = 80 * KILLS  # long enough to be killed KILLS times before it finishes
     clean = sandbox_factory(customers=customers, seed=31, latency_ms=20)
     (tmp_path / "clean").mkdir()
     clean_config = write_config(tmp_path / "clean", stripe={"max_requests_per_second": RATE})
