@@ -303,40 +303,45 @@ converted_lines AS (
         report.minor_unit(currency) AS minor_unit,
         (SELECT rate FROM fx_rates WHERE fx_rates.currency = flexible_lines.currency) AS fx_rate
     FROM flexible_lines
+),
+
+-- the rows of the table, as the model defines them
+final AS (
+    SELECT
+        account_id,
+        customer_id,
+        subscription_id,
+        invoice_id,
+        invoice_status,
+        line_id,
+        parent_type,
+        proration,
+        price_id,
+        product_id,
+        currency,
+        recurring_interval,
+        recurring_interval_count,
+        recurring_usage_type,
+        quantity,
+        amount,
+        discount_amount,
+        inclusive_tax_amount,
+        net_amount,
+        period_start,
+        period_end,
+        recognized_end,
+        valuation,
+        full_period_amount,
+        -- exact products, no rounding: monthly value in the line's currency (major units) and in
+        -- the reporting currency
+        monthly_minor * minor_unit AS monthly_amount,
+        fx_rate,
+        monthly_minor * minor_unit * fx_rate AS monthly_mrr
+    FROM converted_lines
+    WHERE recognized_end > period_start
 )
 
-SELECT
-    account_id,
-    customer_id,
-    subscription_id,
-    invoice_id,
-    invoice_status,
-    line_id,
-    parent_type,
-    proration,
-    price_id,
-    product_id,
-    currency,
-    recurring_interval,
-    recurring_interval_count,
-    recurring_usage_type,
-    quantity,
-    amount,
-    discount_amount,
-    inclusive_tax_amount,
-    net_amount,
-    period_start,
-    period_end,
-    recognized_end,
-    valuation,
-    full_period_amount,
-    -- exact products, no rounding: monthly value in the line's currency (major units) and in
-    -- the reporting currency
-    monthly_minor * minor_unit AS monthly_amount,
-    fx_rate,
-    monthly_minor * minor_unit * fx_rate AS monthly_mrr
-FROM converted_lines
-WHERE recognized_end > period_start;
+SELECT * FROM final;
 
 -- A currency without a rate would silently drop revenue: fail the build instead.
 SELECT error(

@@ -23,23 +23,28 @@ resolved AS (
         (SELECT min(date_trunc('month', timezone(settings.timezone, period_start)))::DATE FROM lines)
             AS first_data_month
     FROM settings
+),
+
+-- the rows of the table, as the model defines them
+final AS (
+    SELECT
+        reporting_currency,
+        timezone,
+        include_open_invoices,
+        include_metered,
+        subtract_discounts,
+        churn_recognition,
+        segments,
+        resolved_as_of AS as_of,
+        date_trunc('month', timezone(timezone, resolved_as_of))::DATE AS as_of_month,
+        coalesce(since_month, first_data_month, date_trunc('month', timezone(timezone, resolved_as_of))::DATE)
+            AS since_month,
+        first_data_month,
+        built_at
+    FROM resolved
 )
 
-SELECT
-    reporting_currency,
-    timezone,
-    include_open_invoices,
-    include_metered,
-    subtract_discounts,
-    churn_recognition,
-    segments,
-    resolved_as_of AS as_of,
-    date_trunc('month', timezone(timezone, resolved_as_of))::DATE AS as_of_month,
-    coalesce(since_month, first_data_month, date_trunc('month', timezone(timezone, resolved_as_of))::DATE)
-        AS since_month,
-    first_data_month,
-    built_at
-FROM resolved;
+SELECT * FROM final;
 
 CREATE OR REPLACE TABLE report.months AS
 WITH
@@ -53,18 +58,23 @@ month_starts AS (
             (info.as_of_month + INTERVAL 1 MONTH)::TIMESTAMP,
             INTERVAL 1 MONTH
         )
+),
+
+-- the rows of the table, as the model defines them
+final AS (
+    SELECT
+        month_starts.month,
+        (year(month_starts.month) * 12 + month(month_starts.month) - 1)::INTEGER AS month_index,
+        timezone(info.timezone, month_starts.month::TIMESTAMP) AS starts_at,
+        CASE
+            WHEN month_starts.month = info.as_of_month THEN info.as_of
+            ELSE timezone(info.timezone, (month_starts.month + INTERVAL 1 MONTH)::TIMESTAMP) - INTERVAL 1 SECOND
+        END AS snapshot_at,
+        month_starts.month < info.as_of_month AS month_complete,
+        month_starts.month >= info.since_month AS reported
+    FROM month_starts
+    CROSS JOIN info
 )
 
-SELECT
-    month_starts.month,
-    (year(month_starts.month) * 12 + month(month_starts.month) - 1)::INTEGER AS month_index,
-    timezone(info.timezone, month_starts.month::TIMESTAMP) AS starts_at,
-    CASE
-        WHEN month_starts.month = info.as_of_month THEN info.as_of
-        ELSE timezone(info.timezone, (month_starts.month + INTERVAL 1 MONTH)::TIMESTAMP) - INTERVAL 1 SECOND
-    END AS snapshot_at,
-    month_starts.month < info.as_of_month AS month_complete,
-    month_starts.month >= info.since_month AS reported
-FROM month_starts
-CROSS JOIN info
-ORDER BY month_starts.month;
+SELECT * FROM final
+ORDER BY month;

@@ -89,20 +89,25 @@ history AS (
         ON previous_month.account_id = grid.account_id
         AND previous_month.customer_id = grid.customer_id
         AND previous_month.month_index = grid.month_index - 1
+),
+
+-- the rows of the table, as the model defines them
+final AS (
+    SELECT
+        account_id,
+        customer_id,
+        month,
+        mrr,
+        month_complete,
+        mrr_previous,        -- MRR at the previous month's snapshot (0 if none)
+        first_mrr_month,     -- first month with MRR > 0, lookback months included
+        billing_currency,    -- currency of the customer's largest MRR this month
+        product_id,          -- product of the customer's largest MRR this month
+        previous_product_id, -- the same, the month before (what a churned customer paid for)
+        month_index,         -- year * 12 + month - 1, for window arithmetic
+        mrr_unrounded        -- sum of the line values before the floor at 0 and rounding
+    FROM history
+    WHERE reported
 )
 
-SELECT
-    account_id,
-    customer_id,
-    month,
-    mrr,
-    month_complete,
-    mrr_previous,        -- MRR at the previous month's snapshot (0 if none)
-    first_mrr_month,     -- first month with MRR > 0, lookback months included
-    billing_currency,    -- currency of the customer's largest MRR this month
-    product_id,          -- product of the customer's largest MRR this month
-    previous_product_id, -- the same, the month before (what a churned customer paid for)
-    month_index,         -- year * 12 + month - 1, for window arithmetic
-    mrr_unrounded        -- sum of the line values before the floor at 0 and rounding
-FROM history
-WHERE reported;
+SELECT * FROM final;

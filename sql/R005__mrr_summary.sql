@@ -33,24 +33,29 @@ movement_totals AS (
         count(*) FILTER (WHERE movement = 'churn') AS churned_customers
     FROM movements
     GROUP BY month
+),
+
+-- the rows of the table, as the model defines them
+final AS (
+    SELECT
+        months.month,
+        months.month_complete,
+        coalesce(balances.mrr_start, 0)::DECIMAL(18, 2) AS mrr_start,
+        coalesce(movement_totals.new_mrr, 0)::DECIMAL(18, 2) AS new_mrr,
+        coalesce(movement_totals.expansion_mrr, 0)::DECIMAL(18, 2) AS expansion_mrr,
+        coalesce(movement_totals.reactivation_mrr, 0)::DECIMAL(18, 2) AS reactivation_mrr,
+        coalesce(movement_totals.contraction_mrr, 0)::DECIMAL(18, 2) AS contraction_mrr,
+        coalesce(movement_totals.churned_mrr, 0)::DECIMAL(18, 2) AS churned_mrr,
+        coalesce(balances.mrr_end, 0)::DECIMAL(18, 2) AS mrr_end,
+        coalesce(balances.customers_start, 0)::BIGINT AS customers_start,
+        coalesce(balances.customers_end, 0)::BIGINT AS customers_end,
+        coalesce(movement_totals.new_customers, 0)::BIGINT AS new_customers,
+        coalesce(movement_totals.reactivated_customers, 0)::BIGINT AS reactivated_customers,
+        coalesce(movement_totals.churned_customers, 0)::BIGINT AS churned_customers
+    FROM months
+    LEFT JOIN balances ON balances.month = months.month
+    LEFT JOIN movement_totals ON movement_totals.month = months.month
 )
 
-SELECT
-    months.month,
-    months.month_complete,
-    coalesce(balances.mrr_start, 0)::DECIMAL(18, 2) AS mrr_start,
-    coalesce(movement_totals.new_mrr, 0)::DECIMAL(18, 2) AS new_mrr,
-    coalesce(movement_totals.expansion_mrr, 0)::DECIMAL(18, 2) AS expansion_mrr,
-    coalesce(movement_totals.reactivation_mrr, 0)::DECIMAL(18, 2) AS reactivation_mrr,
-    coalesce(movement_totals.contraction_mrr, 0)::DECIMAL(18, 2) AS contraction_mrr,
-    coalesce(movement_totals.churned_mrr, 0)::DECIMAL(18, 2) AS churned_mrr,
-    coalesce(balances.mrr_end, 0)::DECIMAL(18, 2) AS mrr_end,
-    coalesce(balances.customers_start, 0)::BIGINT AS customers_start,
-    coalesce(balances.customers_end, 0)::BIGINT AS customers_end,
-    coalesce(movement_totals.new_customers, 0)::BIGINT AS new_customers,
-    coalesce(movement_totals.reactivated_customers, 0)::BIGINT AS reactivated_customers,
-    coalesce(movement_totals.churned_customers, 0)::BIGINT AS churned_customers
-FROM months
-LEFT JOIN balances ON balances.month = months.month
-LEFT JOIN movement_totals ON movement_totals.month = months.month
-ORDER BY months.month;
+SELECT * FROM final
+ORDER BY month;

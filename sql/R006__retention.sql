@@ -126,33 +126,38 @@ rows AS (
     SELECT * FROM all_rows
     UNION
     SELECT month, window_months, segment_type, segment FROM segment_totals
+),
+
+-- the rows of the table, as the model defines them
+final AS (
+    SELECT
+        rows.month,
+        rows.window_months,
+        rows.segment_type,
+        rows.segment,
+        coalesce(segment_totals.customers_start, 0)::BIGINT AS customers_start,
+        coalesce(segment_totals.customers_retained, 0)::BIGINT AS customers_retained,
+        coalesce(segment_totals.mrr_start, 0)::DECIMAL(18, 2) AS mrr_start,
+        coalesce(segment_totals.mrr_end, 0)::DECIMAL(18, 2) AS mrr_end,
+        coalesce(segment_totals.mrr_retained_capped, 0)::DECIMAL(18, 2) AS mrr_retained_capped,
+        CASE WHEN segment_totals.mrr_start > 0
+            THEN segment_totals.mrr_end::DOUBLE / segment_totals.mrr_start::DOUBLE END AS nrr,
+        CASE WHEN segment_totals.mrr_start > 0
+            THEN segment_totals.mrr_retained_capped::DOUBLE / segment_totals.mrr_start::DOUBLE END AS grr,
+        CASE WHEN segment_totals.customers_start > 0
+            THEN segment_totals.customers_retained::DOUBLE / segment_totals.customers_start::DOUBLE END
+            AS logo_retention,
+        window_months.month_complete
+    FROM rows
+    JOIN window_months
+        ON window_months.month = rows.month
+        AND window_months.window_months = rows.window_months
+    LEFT JOIN segment_totals
+        ON segment_totals.month = rows.month
+        AND segment_totals.window_months = rows.window_months
+        AND segment_totals.segment_type = rows.segment_type
+        AND segment_totals.segment = rows.segment
 )
 
-SELECT
-    rows.month,
-    rows.window_months,
-    rows.segment_type,
-    rows.segment,
-    coalesce(segment_totals.customers_start, 0)::BIGINT AS customers_start,
-    coalesce(segment_totals.customers_retained, 0)::BIGINT AS customers_retained,
-    coalesce(segment_totals.mrr_start, 0)::DECIMAL(18, 2) AS mrr_start,
-    coalesce(segment_totals.mrr_end, 0)::DECIMAL(18, 2) AS mrr_end,
-    coalesce(segment_totals.mrr_retained_capped, 0)::DECIMAL(18, 2) AS mrr_retained_capped,
-    CASE WHEN segment_totals.mrr_start > 0
-        THEN segment_totals.mrr_end::DOUBLE / segment_totals.mrr_start::DOUBLE END AS nrr,
-    CASE WHEN segment_totals.mrr_start > 0
-        THEN segment_totals.mrr_retained_capped::DOUBLE / segment_totals.mrr_start::DOUBLE END AS grr,
-    CASE WHEN segment_totals.customers_start > 0
-        THEN segment_totals.customers_retained::DOUBLE / segment_totals.customers_start::DOUBLE END
-        AS logo_retention,
-    window_months.month_complete
-FROM rows
-JOIN window_months
-    ON window_months.month = rows.month
-    AND window_months.window_months = rows.window_months
-LEFT JOIN segment_totals
-    ON segment_totals.month = rows.month
-    AND segment_totals.window_months = rows.window_months
-    AND segment_totals.segment_type = rows.segment_type
-    AND segment_totals.segment = rows.segment
-ORDER BY rows.month, rows.window_months, rows.segment_type, rows.segment;
+SELECT * FROM final
+ORDER BY month, window_months, segment_type, segment;

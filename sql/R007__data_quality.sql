@@ -392,21 +392,26 @@ deleted_customers AS (
             SELECT 1 FROM mrr_lines
             WHERE mrr_lines.account_id = customers.account_id AND mrr_lines.customer_id = customers.id
         )
+),
+
+-- the rows of the table, as the model defines them
+final AS (
+    SELECT * FROM identity_violations
+    UNION ALL SELECT * FROM incomplete_invoices
+    UNION ALL SELECT * FROM unknown_prices
+    UNION ALL SELECT * FROM unknown_invoice_statuses
+    UNION ALL SELECT * FROM unreadable_lines
+    UNION ALL SELECT * FROM unusable_prices
+    UNION ALL SELECT * FROM uncovered_subscriptions
+    UNION ALL SELECT * FROM paused_subscriptions
+    UNION ALL SELECT * FROM ratio_valued_prorations
+    UNION ALL SELECT * FROM unknown_currency_exponents
+    UNION ALL SELECT * FROM unknown_tax_behaviors
+    UNION ALL SELECT * FROM unlanded_discounts
+    UNION ALL SELECT * FROM negative_mrr
+    UNION ALL SELECT * FROM credited_invoices
+    UNION ALL SELECT * FROM excluded_metered
+    UNION ALL SELECT * FROM deleted_customers
 )
 
-SELECT * FROM identity_violations
-UNION ALL SELECT * FROM incomplete_invoices
-UNION ALL SELECT * FROM unknown_prices
-UNION ALL SELECT * FROM unknown_invoice_statuses
-UNION ALL SELECT * FROM unreadable_lines
-UNION ALL SELECT * FROM unusable_prices
-UNION ALL SELECT * FROM uncovered_subscriptions
-UNION ALL SELECT * FROM paused_subscriptions
-UNION ALL SELECT * FROM ratio_valued_prorations
-UNION ALL SELECT * FROM unknown_currency_exponents
-UNION ALL SELECT * FROM unknown_tax_behaviors
-UNION ALL SELECT * FROM unlanded_discounts
-UNION ALL SELECT * FROM negative_mrr
-UNION ALL SELECT * FROM credited_invoices
-UNION ALL SELECT * FROM excluded_metered
-UNION ALL SELECT * FROM deleted_customers;
+SELECT * FROM final;
