@@ -11,6 +11,7 @@ import errno
 import fcntl
 import glob
 import json
+import logging
 import os
 import stat
 import tempfile
@@ -29,7 +30,6 @@ from .dbfile import (
     backfill_state,
     file_problem,
     foreign_reason,
-    log,
     open_published,
     open_read_only,
     sibling,
@@ -37,6 +37,8 @@ from .dbfile import (
 )
 from .errors import ConfigError, DatabaseBusyError
 from .writable import require_writable_dir
+
+log = logging.getLogger("nrr_sync")
 
 
 @contextlib.contextmanager

@@ -53,8 +53,7 @@ def movements_figure(data: ReportData):
     months = [row["month"] for row in data.months]
     opacity = [1.0 if row["month_complete"] else 0.45 for row in data.months]
     moved = data.months
-    if moved and moved[0]["mrr_start"] == 0 and str(data.since) == f"{moved[0]['month']:%Y-%m}":
-        # The report's first month opens the books: every paying customer shows as new.
+    if opens_the_books(data):  # every customer paying at `since` would show as new
         moved, opacity = moved[1:], opacity[1:]
     moved_months = [row["month"] for row in moved]
     figure = make_subplots(
