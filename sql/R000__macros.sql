@@ -1,6 +1,6 @@
 -- Macros the report models share: exact division of money, tiered amounts, a price's
--- amounts in another currency, and the decimals of each currency. Plain DuckDB macros in
--- schema report, so a reader can use them by hand too.
+-- amounts in another currency, the decimals of each currency, and the rules for which lines
+-- can count at all. Plain DuckDB macros in schema report, so a reader can use them by hand too.
 CREATE SCHEMA IF NOT EXISTS report;
 
 -- DuckDB's `/` turns DECIMALs into DOUBLE, and money must stay exact. This divides a
@@ -95,3 +95,30 @@ CREATE OR REPLACE MACRO report.minor_unit(currency) AS
         WHEN 3 THEN 0.001
         ELSE 0.010
     END::DECIMAL(4, 3);
+
+-- Which invoice lines can be MRR at all (docs/metrics.md, "Which invoices count", "Which lines count"). The counting model
+-- (R001) keeps the lines these accept; report.data_quality (R008) names the lines they turn
+-- away, so the two can never disagree about what "usable" means.
+
+-- Invoices whose lines may count: paid, open and draft. Void and uncollectible never do;
+-- which open invoices and drafts count is decided in R001.
+CREATE OR REPLACE MACRO report.is_live_invoice(status) AS status IN ('paid', 'open', 'draft');
+
+-- A subscription's own line, or a proration invoice item of a subscription (an upgrade
+-- invoiced later or with always_invoice). One-time invoice items are never recurring revenue.
+CREATE OR REPLACE MACRO report.is_subscription_line(parent_type, proration, subscription_id) AS
+    parent_type = 'subscription_item_details'
+    OR (parent_type = 'invoice_item_details' AND proration AND subscription_id IS NOT NULL);
+
+-- A price whose recurrence nrr-sync can turn into a monthly value: recurring, with an
+-- interval it knows, a positive interval count and a usage type it knows.
+CREATE OR REPLACE MACRO report.is_usable_price(price_type, recurring_interval,
+                                               recurring_interval_count, usage_type) AS
+    price_type = 'recurring'
+    AND recurring_interval IN ('day', 'week', 'month', 'year')
+    AND coalesce(recurring_interval_count, 0) > 0
+    AND usage_type IN ('licensed', 'metered');
+
+-- Licensed prices are MRR; metered usage only when the config asks for it (include_metered).
+CREATE OR REPLACE MACRO report.counts_usage(usage_type, include_metered) AS
+    usage_type = 'licensed' OR (usage_type = 'metered' AND include_metered);

@@ -15,7 +15,7 @@ from nrr_sync import build, demo
 from nrr_sync.config import Config, ReportingSettings
 from nrr_sync.sandbox.generator import SandboxOptions, generate
 
-SQL = Path(__file__).resolve().parent.parent / "sql" / "R008__saas_metrics.sql"
+SQL = Path(__file__).resolve().parent.parent / "sql" / "R009__saas_metrics.sql"
 CENT = Decimal("0.01")
 
 

@@ -45,7 +45,7 @@ def test_fresh_database_is_ok_and_shows_runs_counts_versions_and_findings(tmp_pa
     assert "report.mrr_summary" in out and "stripe.customers" in out
     counts = {line.split()[0]: line.split()[1] for line in out.splitlines() if "." in line[:20]}
     assert counts["report.mrr_summary"] == "18"
-    assert "V001" in out and "R005__mrr_summary.sql" in out
+    assert "V001" in out and "R006__mrr_summary.sql" in out
     assert "1 error, 1 warning" in out
     assert "invoice_lines_incomplete" in out and "unknown_price" in out
     assert "OK: last successful run finished 2.0 h ago." in out

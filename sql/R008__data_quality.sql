@@ -59,13 +59,15 @@ unknown_invoice_statuses AS (
         OR invoices.status NOT IN ('draft', 'open', 'paid', 'uncollectible', 'void')
 ),
 
--- lines of live invoices that may be subscription lines but cannot be used; one pass over
--- the lines, the checks below tell them apart
+-- lines of live invoices that may be subscription lines but cannot be used (the predicates
+-- are R000's, the ones report.counted_lines uses); one pass over the lines, the checks below
+-- tell them apart
 suspect_lines AS (
     SELECT
         invoice_lines.account_id,
         invoices.customer_id,
         coalesce(invoice_lines.subscription_id, invoices.subscription_id) AS subscription_id,
+        invoice_lines.subscription_id AS line_subscription_id,
         invoice_lines.invoice_id,
         invoice_lines.id AS line_id,
         invoices.status AS invoice_status,
@@ -85,7 +87,7 @@ suspect_lines AS (
         ON invoices.account_id = invoice_lines.account_id AND invoices.id = invoice_lines.invoice_id
     LEFT JOIN prices
         ON prices.account_id = invoice_lines.account_id AND prices.id = invoice_lines.price_id
-    WHERE invoices.status IN ('paid', 'open', 'draft')
+    WHERE report.is_live_invoice(invoices.status)
         AND (invoices.subscription_id IS NOT NULL OR invoice_lines.subscription_id IS NOT NULL)
         AND (
             invoice_lines.parent_type IS NULL
@@ -94,12 +96,8 @@ suspect_lines AS (
             OR invoice_lines.period_start IS NULL
             OR invoice_lines.period_end IS NULL
             OR prices.id IS NULL
-            OR prices.type IS DISTINCT FROM 'recurring'
-            OR prices.recurring_interval IS NULL
-            OR prices.recurring_interval NOT IN ('day', 'week', 'month', 'year')
-            OR coalesce(prices.recurring_interval_count, 0) <= 0
-            OR prices.recurring_usage_type IS NULL
-            OR prices.recurring_usage_type NOT IN ('licensed', 'metered')
+            OR NOT coalesce(report.is_usable_price(prices.type, prices.recurring_interval,
+                prices.recurring_interval_count, prices.recurring_usage_type), false)
         )
 ),
 
@@ -135,8 +133,7 @@ unknown_prices AS (
         account_id, customer_id, subscription_id, invoice_id, line_id, NULL::DATE
     FROM suspect_lines
     WHERE landed_price_id IS NULL
-        AND (parent_type = 'subscription_item_details'
-            OR (parent_type = 'invoice_item_details' AND proration))
+        AND coalesce(report.is_subscription_line(parent_type, proration, line_subscription_id), false)
 ),
 
 -- subscription lines whose price has no usable recurrence (no interval, an unknown
@@ -151,16 +148,9 @@ unusable_prices AS (
         account_id, customer_id, subscription_id, invoice_id, line_id, NULL::DATE
     FROM suspect_lines
     WHERE landed_price_id IS NOT NULL
-        AND (parent_type = 'subscription_item_details'
-            OR (parent_type = 'invoice_item_details' AND proration))
-        AND (
-            price_type IS DISTINCT FROM 'recurring'
-            OR recurring_interval IS NULL
-            OR recurring_interval NOT IN ('day', 'week', 'month', 'year')
-            OR coalesce(recurring_interval_count, 0) <= 0
-            OR recurring_usage_type IS NULL
-            OR recurring_usage_type NOT IN ('licensed', 'metered')
-        )
+        AND coalesce(report.is_subscription_line(parent_type, proration, line_subscription_id), false)
+        AND NOT coalesce(report.is_usable_price(price_type, recurring_interval,
+            recurring_interval_count, recurring_usage_type), false)
 ),
 
 -- an active subscription should have a counted line covering now; without one its
@@ -185,7 +175,7 @@ uncovered_subscriptions AS (
                 AND prices.id = subscription_items.price_id
             WHERE subscription_items.account_id = subscriptions.account_id
                 AND subscription_items.subscription_id = subscriptions.id
-                AND (prices.recurring_usage_type = 'licensed' OR settings.include_metered)
+                AND report.counts_usage(prices.recurring_usage_type, settings.include_metered)
         )
         AND NOT EXISTS (
             SELECT 1

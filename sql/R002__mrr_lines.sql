@@ -1,106 +1,20 @@
 -- report.mrr_lines: every invoice line that contributes to MRR, with its service period and
--- its monthly value in the reporting currency (docs/metrics.md). One row per contributing line.
+-- its monthly value in the reporting currency (docs/metrics.md, "A line's monthly value").
+-- One row per line of report.counted_lines (R001, which lines count): this model values them.
 --
 -- MRR is built from the service periods of invoice lines (as ChartMogul does) because
 -- Stripe keeps no history of a subscription's past states and its events last 30 days.
--- Inputs: stripe.* landing tables, meta.build_settings (one row: the `reporting` config),
--- meta.fx_rates (reporting-currency units per unit of a currency).
+-- Inputs: report.counted_lines, stripe.* landing tables, meta.build_settings (one row: the
+-- `reporting` config), meta.fx_rates (reporting-currency units per unit of a currency).
 -- The macros it uses are in R000__macros.sql.
 CREATE OR REPLACE TABLE report.mrr_lines AS
 WITH
 settings AS (SELECT * FROM meta.build_settings),
 fx_rates AS (SELECT * FROM meta.fx_rates),
-invoices AS (SELECT * FROM stripe.invoices),
+counted_lines AS (SELECT * FROM report.counted_lines),
 invoice_lines AS (SELECT * FROM stripe.invoice_lines),
 prices AS (SELECT * FROM stripe.prices),
-subscriptions AS (SELECT * FROM stripe.subscriptions),
 invoice_discounts AS (SELECT * FROM stripe.invoice_discounts),
-
--- Subscription lines, and proration invoice items of a subscription (an upgrade invoiced
--- later or with always_invoice). One-time invoice items are never recurring revenue.
-subscription_lines AS (
-    SELECT
-        invoice_lines.account_id,
-        invoices.customer_id,
-        coalesce(invoice_lines.subscription_id, invoices.subscription_id) AS subscription_id,
-        invoice_lines.invoice_id,
-        invoices.status AS invoice_status,
-        invoices.auto_advance,
-        invoices.billing_reason,
-        invoice_lines.id AS line_id,
-        invoice_lines.parent_type,
-        coalesce(invoice_lines.proration, false) AS proration,
-        invoice_lines.price_id,
-        invoice_lines.product_id AS line_product_id,
-        lower(coalesce(invoice_lines.currency, invoices.currency)) AS currency,
-        invoice_lines.amount,
-        invoice_lines.quantity,
-        invoice_lines.discount_amount,
-        invoice_lines.inclusive_tax_amount,
-        invoice_lines.period_start,
-        invoice_lines.period_end
-    FROM invoice_lines
-    JOIN invoices
-        ON invoices.account_id = invoice_lines.account_id
-        AND invoices.id = invoice_lines.invoice_id
-    WHERE invoices.status IN ('paid', 'open', 'draft')
-        AND (
-            invoice_lines.parent_type = 'subscription_item_details'
-            OR (
-                invoice_lines.parent_type = 'invoice_item_details'
-                AND invoice_lines.proration
-                AND invoice_lines.subscription_id IS NOT NULL
-            )
-        )
-        AND invoice_lines.period_end > invoice_lines.period_start
-),
-
--- Open invoices of a subscription that already failed for good: that money is not coming.
-failed_subscriptions AS (
-    SELECT account_id, id AS subscription_id
-    FROM subscriptions
-    WHERE status IN ('unpaid', 'incomplete', 'incomplete_expired')
-        OR (status = 'canceled' AND cancellation_reason = 'payment_failed')
-),
-
--- churn_recognition = canceled_at: when each canceled (or set to cancel) subscription
--- stops counting. Empty under the default period_end.
-cancellations AS (
-    SELECT subscriptions.account_id, subscriptions.id AS subscription_id, subscriptions.canceled_at
-    FROM subscriptions
-    CROSS JOIN settings
-    WHERE settings.churn_recognition = 'canceled_at' AND subscriptions.canceled_at IS NOT NULL
-),
-
--- An invoice counts if paid; if open, unless its subscription failed for good; if a draft
--- Stripe will finalize within the hour (a renewal). Void, uncollectible and other drafts
--- never count.
-counted_lines AS (
-    SELECT
-        subscription_lines.*,
-        cancellations.canceled_at
-    FROM subscription_lines
-    CROSS JOIN settings
-    LEFT JOIN cancellations
-        ON cancellations.account_id = subscription_lines.account_id
-        AND cancellations.subscription_id = subscription_lines.subscription_id
-    WHERE subscription_lines.invoice_status = 'paid'
-        OR (
-            subscription_lines.invoice_status = 'open'
-            AND settings.include_open_invoices
-            AND NOT EXISTS (
-                SELECT 1
-                FROM failed_subscriptions
-                WHERE failed_subscriptions.account_id = subscription_lines.account_id
-                    AND failed_subscriptions.subscription_id = subscription_lines.subscription_id
-            )
-        )
-        OR (
-            subscription_lines.invoice_status = 'draft'
-            AND subscription_lines.auto_advance
-            AND subscription_lines.billing_reason LIKE 'subscription%'
-        )
-),
 
 -- Discounted prorations: each discount_amounts entry with its coupon, as landed with the
 -- invoice. Only prorations need it (their value comes from the full-period amount).
@@ -134,15 +48,11 @@ percent_off_prorations AS (
     GROUP BY account_id, line_id
 ),
 
--- Only licensed recurring prices are MRR; metered usage only when the config asks for it.
--- Lines whose price was never landed cannot be valued: report.data_quality lists them.
-recurring_lines AS (
+-- What each counted line needs to be valued: its interval in months, its net amount, its
+-- percent-off coupons, and for a proration the full-period amount of its price
+priced_lines AS (
     SELECT
         counted_lines.*,
-        coalesce(prices.product_id, counted_lines.line_product_id) AS product_id,
-        prices.recurring_interval,
-        prices.recurring_interval_count,
-        prices.recurring_usage_type,
         -- interval months = numerator / denominator: month 1, year 12, week 12/52, day 12/365
         CASE prices.recurring_interval
             WHEN 'year' THEN 12
@@ -164,10 +74,6 @@ recurring_lines AS (
         CASE WHEN settings.subtract_discounts THEN percent_off_prorations.factor_numerator END
             AS percent_factor_numerator,
         percent_off_prorations.factor_denominator AS percent_factor_denominator,
-        -- the subscription stops counting at canceled_at under churn_recognition canceled_at;
-        -- period_end keeps it to the end of the paid period
-        least(counted_lines.period_end, coalesce(counted_lines.canceled_at, counted_lines.period_end))
-            AS recognized_end,
         -- Prorations: Stripe prorates the full-period price by time and rounds to the cent,
         -- so dividing a proration by its elapsed fraction leaves cents of error. Instead value
         -- it at the full-period amount of its price at its quantity, in the line's currency.
@@ -200,39 +106,32 @@ recurring_lines AS (
     LEFT JOIN percent_off_prorations
         ON percent_off_prorations.account_id = counted_lines.account_id
         AND percent_off_prorations.line_id = counted_lines.line_id
-    WHERE prices.type = 'recurring'
-        AND prices.recurring_interval IN ('day', 'week', 'month', 'year')
-        AND coalesce(prices.recurring_interval_count, 0) > 0
-        AND (
-            prices.recurring_usage_type = 'licensed'
-            OR (prices.recurring_usage_type = 'metered' AND settings.include_metered)
-        )
 ),
 
 valued_lines AS (
     SELECT
-        recurring_lines.*,
+        priced_lines.*,
         CASE
-            WHEN NOT recurring_lines.proration THEN 'interval'
-            WHEN recurring_lines.full_period_amount > 0 AND recurring_lines.amount <> 0 THEN 'full_price'
+            WHEN NOT priced_lines.proration THEN 'interval'
+            WHEN priced_lines.full_period_amount > 0 AND priced_lines.amount <> 0 THEN 'full_price'
             ELSE 'period_ratio'   -- the full-period amount cannot be known
         END AS valuation,
         -- for prorations: the price's billing cycle ending at period_end (in UTC, as Stripe
         -- bills) and the line's own period, in seconds, for the period-ratio fallback
-        CASE WHEN recurring_lines.proration THEN date_diff(
+        CASE WHEN priced_lines.proration THEN date_diff(
             'second',
-            CASE recurring_lines.recurring_interval
-                WHEN 'month' THEN timezone('UTC', recurring_lines.period_end) - to_months(recurring_lines.recurring_interval_count)
-                WHEN 'year' THEN timezone('UTC', recurring_lines.period_end) - to_years(recurring_lines.recurring_interval_count)
-                WHEN 'week' THEN timezone('UTC', recurring_lines.period_end) - to_days(7 * recurring_lines.recurring_interval_count)
-                ELSE timezone('UTC', recurring_lines.period_end) - to_days(recurring_lines.recurring_interval_count)
+            CASE priced_lines.recurring_interval
+                WHEN 'month' THEN timezone('UTC', priced_lines.period_end) - to_months(priced_lines.recurring_interval_count)
+                WHEN 'year' THEN timezone('UTC', priced_lines.period_end) - to_years(priced_lines.recurring_interval_count)
+                WHEN 'week' THEN timezone('UTC', priced_lines.period_end) - to_days(7 * priced_lines.recurring_interval_count)
+                ELSE timezone('UTC', priced_lines.period_end) - to_days(priced_lines.recurring_interval_count)
             END,
-            timezone('UTC', recurring_lines.period_end)
+            timezone('UTC', priced_lines.period_end)
         ) END AS cycle_seconds,
-        CASE WHEN recurring_lines.proration
-            THEN epoch_ms(recurring_lines.period_end) // 1000 - epoch_ms(recurring_lines.period_start) // 1000
+        CASE WHEN priced_lines.proration
+            THEN epoch_ms(priced_lines.period_end) // 1000 - epoch_ms(priced_lines.period_start) // 1000
         END AS line_seconds
-    FROM recurring_lines
+    FROM priced_lines
 ),
 
 -- monthly value in minor units of the line's currency, exact to 10 decimal places
@@ -338,7 +237,6 @@ final AS (
         fx_rate,
         monthly_minor * minor_unit * fx_rate AS monthly_mrr
     FROM converted_lines
-    WHERE recognized_end > period_start
 )
 
 SELECT * FROM final;
