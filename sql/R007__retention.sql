@@ -56,18 +56,23 @@ cohort_members AS MATERIALIZED (
     WHERE start_history.mrr > 0
 ),
 
+-- the segments the config names, one row each
+metadata_segments AS (
+    SELECT unnest(segments) AS segment_type FROM settings
+),
+
 -- country and metadata:<key>: Stripe keeps only their current values, so these use today's
 customer_segments AS (
     SELECT customers.account_id, customers.customer_id, 'country' AS segment_type,
         coalesce(customers.country, '(none)') AS segment
-    FROM customers, settings
+    FROM customers
+    CROSS JOIN settings
     WHERE list_contains(settings.segments, 'country')
     UNION ALL
     SELECT customers.account_id, customers.customer_id, segment_type,
         coalesce(customers.metadata ->> substr(segment_type, 10), '(none)') AS segment
-    FROM customers, (
-        SELECT unnest(segments) AS segment_type FROM settings
-    ) AS metadata_segments
+    FROM customers
+    CROSS JOIN metadata_segments
     WHERE segment_type LIKE 'metadata:%'
 ),
 
@@ -76,11 +81,13 @@ segmented AS (
     FROM cohort_members
     UNION ALL
     SELECT month, window_months, 'currency', coalesce(billing_currency, '(none)'), mrr_start, mrr_end
-    FROM cohort_members, settings
+    FROM cohort_members
+    CROSS JOIN settings
     WHERE list_contains(settings.segments, 'currency')
     UNION ALL
     SELECT month, window_months, 'cohort', strftime(first_mrr_month, '%Y-%m'), mrr_start, mrr_end
-    FROM cohort_members, settings
+    FROM cohort_members
+    CROSS JOIN settings
     WHERE list_contains(settings.segments, 'cohort')
     UNION ALL
     SELECT cohort_members.month, cohort_members.window_months, 'product',

@@ -28,6 +28,11 @@ identity_violations AS (
     WHERE mrr_end <> mrr_start + new_mrr + expansion_mrr + reactivation_mrr - contraction_mrr - churned_mrr
 ),
 
+-- how many lines of each invoice were landed
+landed_line_counts AS (
+    SELECT account_id, invoice_id, count(*) AS lines FROM invoice_lines GROUP BY ALL
+),
+
 -- invoices whose lines were not all landed: MRR from them is incomplete
 incomplete_invoices AS (
     SELECT
@@ -38,9 +43,7 @@ incomplete_invoices AS (
         invoices.account_id, invoices.customer_id, invoices.subscription_id, invoices.id,
         NULL, NULL::DATE
     FROM invoices
-    LEFT JOIN (
-        SELECT account_id, invoice_id, count(*) AS lines FROM invoice_lines GROUP BY ALL
-    ) AS landed
+    LEFT JOIN landed_line_counts AS landed
         ON landed.account_id = invoices.account_id AND landed.invoice_id = invoices.id
     WHERE NOT coalesce(invoices.lines_complete, true)
         OR coalesce(landed.lines, 0) <> coalesce(invoices.line_count, coalesce(landed.lines, 0))
@@ -323,6 +326,15 @@ negative_mrr AS (
     WHERE mrr_unrounded < 0
 ),
 
+-- what the issued credit notes of each invoice take back
+credited_amounts AS (
+    SELECT account_id, invoice_id, sum(amount) AS amount, count(*) AS notes,
+        max(id) AS last_note_id
+    FROM credit_notes
+    WHERE status = 'issued'
+    GROUP BY ALL
+),
+
 -- cash and MRR diverge: a subscription invoice whose issued credit notes take back more than
 -- half of its total still counts in full (credit notes are cash, not contract changes)
 credited_invoices AS (
@@ -334,13 +346,7 @@ credited_invoices AS (
         invoices.account_id, invoices.customer_id, invoices.subscription_id, invoices.id,
         credited.last_note_id, NULL::DATE
     FROM invoices
-    JOIN (
-        SELECT account_id, invoice_id, sum(amount) AS amount, count(*) AS notes,
-            max(id) AS last_note_id
-        FROM credit_notes
-        WHERE status = 'issued'
-        GROUP BY ALL
-    ) AS credited
+    JOIN credited_amounts AS credited
         ON credited.account_id = invoices.account_id AND credited.invoice_id = invoices.id
     WHERE invoices.subscription_id IS NOT NULL
         AND invoices.total > 0

@@ -35,7 +35,9 @@ cohort_months AS (
         count(*) FILTER (WHERE history.mrr > 0) AS customers,
         sum(history.mrr) AS mrr
     FROM history
-    JOIN first_paid USING (account_id, customer_id)
+    JOIN first_paid
+        ON first_paid.account_id = history.account_id
+        AND first_paid.customer_id = history.customer_id
     WHERE history.month >= first_paid.cohort
     GROUP BY ALL
 ),
@@ -62,7 +64,7 @@ final AS (
             THEN cohort_months.customers::DOUBLE / cohort_starts.cohort_customers::DOUBLE
         END AS logo_retention
     FROM cohort_months
-    JOIN cohort_starts USING (cohort)
+    JOIN cohort_starts ON cohort_starts.cohort = cohort_months.cohort
 )
 
 SELECT * FROM final
