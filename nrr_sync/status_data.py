@@ -257,10 +257,9 @@ def cursor_instant(value: str | None) -> datetime | None:
     """A cursor is JSON like {"created": 1768435200, "id": ...}; other state, an instant."""
     if value and value.lstrip().startswith("{"):
         try:
-            created = json.loads(value).get("created")
-        except (ValueError, AttributeError):
+            return state_keys.EventCursor.load(value).instant
+        except ValueError:
             return None
-        return datetime.fromtimestamp(created, UTC) if isinstance(created, int | float) else None
     return parse_instant(value)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from sync_helpers import cli, query, snapshot, write_config
 
 from nrr_sync import landing
+from nrr_sync.jobs import state as checkpoints
 
 SINCE = "2023-01"
 DAY = 86400
@@ -204,3 +205,25 @@ def test_sync_removes_deleted_invoices_and_flags_deleted_customers(tmp_path, san
     )
     assert flagged == [(True,)]
     assert without_deleted(snapshot(db)) == without_deleted(fresh_backfill(tmp_path, sandbox))
+
+
+def test_a_sync_starts_from_the_typed_cursor_the_backfill_wrote(tmp_path, sandbox_factory):
+    """The cursor in meta.sync_state is an EventCursor: what the backfill wrote reads back as
+    the newest event it saw, and a sync moves it on to the newest event after `advance`."""
+    sandbox = sandbox_factory(customers=40, seed=12)
+    config = write_config(tmp_path)
+    db = tmp_path / "nrr.duckdb"
+    assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
+    account = sandbox.world.account_ids[0]
+    key = checkpoints.event_cursor_key(account)
+    ((before,),) = query(db, "SELECT value FROM meta.sync_state WHERE key = ?", [key])
+    cursor = checkpoints.EventCursor.load(before)
+    assert cursor.dump() == before and cursor.id and cursor.id.startswith("evt_")
+
+    sandbox.advance(3 * DAY)
+    assert cli(config, ["sync"], sandbox).exit_code == 0
+    ((after,),) = query(db, "SELECT value FROM meta.sync_state WHERE key = ?", [key])
+    moved = checkpoints.EventCursor.load(after)
+    assert moved.created > cursor.created and moved.id != cursor.id  # positive control
+    note = checkpoints.LandedNote(moved.dump(), {("invoices", "in_1"): {"evt_2", "evt_1"}})
+    assert checkpoints.LandedNote.load(note.dump()) == note

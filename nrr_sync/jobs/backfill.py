@@ -89,7 +89,8 @@ def backfill(job: Job, since: str, restart: bool) -> None:
     }
     for key, value in state.items():
         if key.startswith(checkpoints.BACKFILL_CURSOR):
-            final[checkpoints.EVENT_CURSOR + key.removeprefix(checkpoints.BACKFILL_CURSOR)] = value
+            account = key.removeprefix(checkpoints.BACKFILL_CURSOR)
+            final[checkpoints.event_cursor_key(account)] = value
     final.update(
         {
             checkpoints.BACKFILL_STATUS: "done",
@@ -134,11 +135,11 @@ def _start_backfill(job: Job, since: str) -> list[Slice]:
         floor = int(created) if isinstance(created, int) else SPLIT_FLOOR
         events = latest.get("data") or []
         cursor = (
-            {"created": events[0]["created"], "id": events[0]["id"]}
+            checkpoints.EventCursor(events[0]["created"], events[0]["id"])
             if events
-            else {"created": as_of_epoch, "id": None}
+            else checkpoints.EventCursor(as_of_epoch)
         )
-        values[f"{checkpoints.BACKFILL_CURSOR}{account}"] = json.dumps(cursor)
+        values[checkpoints.backfill_cursor_key(account)] = cursor.dump()
         for kind in kinds.KINDS:
             gte = invoices_from_epoch if kind.since_lookback else 0
             slices.append(

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from .. import kinds, landing, load
 from ..errors import ConfigError
@@ -76,7 +76,7 @@ def sync(job: Job) -> None:
     accounts, now = job.accounts()
     cursors = {}
     for account, _ in accounts:
-        cursor = state.get(f"{checkpoints.EVENT_CURSOR}{account}")
+        cursor = state.get(checkpoints.event_cursor_key(account))
         if cursor is None:
             log.warning(
                 "account %s has not been backfilled yet; refreshing everything from %s",
@@ -85,30 +85,32 @@ def sync(job: Job) -> None:
             )
             backfill(job, since, restart=True)
             return
-        cursors[account] = json.loads(cursor)
-    oldest = min(cursor["created"] for cursor in cursors.values())
-    if datetime.fromtimestamp(oldest, tz=UTC) < now - EVENT_RETENTION + timedelta(hours=1):
+        cursors[account] = checkpoints.EventCursor.load(cursor)
+    oldest = min(cursor.instant for cursor in cursors.values())
+    if oldest < now - EVENT_RETENTION + timedelta(hours=1):
         log.warning(
             "The last sync saw events up to %s, and Stripe keeps events for 30 days only: "
             "changes since then cannot all be known from events, so this run refreshes "
             "everything from %s (a full backfill).",
-            datetime.fromtimestamp(oldest, tz=UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            oldest.strftime("%Y-%m-%d %H:%M UTC"),
             since,
         )
         backfill(job, since, restart=True)
         return
 
     for account, header in accounts:
-        seen = json.loads(state.get(f"{checkpoints.EVENTS_SEEN}{account}") or "[]")
+        seen = json.loads(state.get(checkpoints.events_seen_key(account)) or "[]")
         _sync_account(job, account, header, cursors[account], set(seen))
     con.begin()
     checkpoints.set_state(con, {checkpoints.REPORT_AS_OF: now.isoformat().replace("+00:00", "Z")})
     con.commit()
 
 
-def _sync_account(job: Job, account: str, header: str | None, cursor: dict, seen: set) -> None:
+def _sync_account(
+    job: Job, account: str, header: str | None, cursor: checkpoints.EventCursor, seen: set
+) -> None:
     api = job.api
-    since = int(cursor["created"]) - EVENT_OVERLAP_SECONDS
+    since = cursor.created - EVENT_OVERLAP_SECONDS
     events = {}
     for group in kinds.EVENT_GROUPS:
         params = {"created": {"gte": since}, "type": group}
@@ -125,7 +127,7 @@ def _sync_account(job: Job, account: str, header: str | None, cursor: dict, seen
     )
 
     con = job.con
-    window = json.dumps(cursor, sort_keys=True)
+    window = cursor.dump()
     landed = _landed_before(con, account, window)
     tasks = [task for task in sorted(named_by) if not named_by[task] <= landed.get(task, set())]
     for kind, count in Counter(kind for kind, _ in tasks).items():
@@ -156,21 +158,19 @@ def _sync_account(job: Job, account: str, header: str | None, cursor: dict, seen
                         done, fetched = [], []
                         deadline = time.monotonic() + COMMIT_EVERY_SECONDS
         newest = max(
-            [(int(cursor["created"]), cursor.get("id") or "")]
+            [(cursor.created, cursor.id or "")]
             + [(int(e["created"]), e["id"]) for e in events.values()]
         )
         recent = sorted(
             e["id"] for e in events.values() if e["created"] >= newest[0] - EVENT_OVERLAP_SECONDS
         )
         con.begin()
-        checkpoints.delete_state_prefix(con, f"{checkpoints.EVENTS_LANDED}{account}:")
+        checkpoints.delete_state_prefix(con, checkpoints.landed_notes_prefix(account))
         checkpoints.set_state(
             con,
             {
-                f"{checkpoints.EVENT_CURSOR}{account}": json.dumps(
-                    {"created": newest[0], "id": newest[1]}
-                ),
-                f"{checkpoints.EVENTS_SEEN}{account}": json.dumps(recent),
+                checkpoints.event_cursor_key(account): checkpoints.EventCursor(*newest).dump(),
+                checkpoints.events_seen_key(account): json.dumps(recent),
             },
         )
         con.commit()
@@ -191,9 +191,8 @@ def _commit_refetched(job: Job, account: str, window: str, named_by, tasks, fetc
 def _note_landed(con, account: str, window: str, landed: dict[tuple[str, str], set[str]]) -> None:
     """Remember which objects are landed, and as of which events, for the events since
     the cursor ``window``: a rerun after a failure fetches only the others again."""
-    objects = [[kind, object_id, sorted(ids)] for (kind, object_id), ids in landed.items()]
-    key = f"{checkpoints.EVENTS_LANDED}{account}:{uuid.uuid4().hex[:12]}"
-    checkpoints.set_state(con, {key: json.dumps({"window": window, "objects": objects})})
+    key = f"{checkpoints.landed_notes_prefix(account)}{uuid.uuid4().hex[:12]}"
+    checkpoints.set_state(con, {key: checkpoints.LandedNote(window, landed).dump()})
 
 
 def _landed_before(con, account: str, window: str) -> dict[tuple[str, str], set[str]]:
@@ -201,13 +200,13 @@ def _landed_before(con, account: str, window: str) -> dict[tuple[str, str], set[
     they were fetched after: one named by a newer event is fetched again."""
     landed: dict[tuple[str, str], set[str]] = {}
     for value in checkpoints.state_with_prefix(
-        con, f"{checkpoints.EVENTS_LANDED}{account}:"
+        con, checkpoints.landed_notes_prefix(account)
     ).values():
-        note = json.loads(value)
-        if note.get("window") != window:
+        note = checkpoints.LandedNote.load(value)
+        if note.window != window:
             continue  # from another cursor: stale
-        for kind, object_id, event_ids in note["objects"]:
-            landed.setdefault((kind, object_id), set()).update(event_ids)
+        for task, event_ids in note.objects.items():
+            landed.setdefault(task, set()).update(event_ids)
     return landed
 
 

@@ -1,10 +1,15 @@
 """``meta.sync_state``: the job's cursors and checkpoints, as keys and values.
 
-The keys are named here, once; the job writes them, and the build, ``report`` and
-``status`` read them through these names.
+The keys are named here, once, and the structured values have a type here
+(``EventCursor``, ``LandedNote``) that writes and reads their JSON; the job writes them,
+and the build, ``report`` and ``status`` read them through these names.
 """
 
 from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import duckdb
 
@@ -56,3 +61,63 @@ EVENTS = "events:"
 EVENT_CURSOR = "events:cursor:"  # + account -> {"created": unix seconds, "id": event id}
 EVENTS_SEEN = "events:seen:"  # + account -> ids of the newest events, not read twice
 EVENTS_LANDED = "events:landed:"  # + account:note -> objects an unfinished sync landed
+
+
+def event_cursor_key(account: str) -> str:
+    return f"{EVENT_CURSOR}{account}"
+
+
+def backfill_cursor_key(account: str) -> str:
+    return f"{BACKFILL_CURSOR}{account}"
+
+
+def events_seen_key(account: str) -> str:
+    return f"{EVENTS_SEEN}{account}"
+
+
+def landed_notes_prefix(account: str) -> str:
+    return f"{EVENTS_LANDED}{account}:"
+
+
+@dataclass(frozen=True)
+class EventCursor:
+    """Where an account's next sync starts: the newest event seen (``id`` None when the
+    account had no event yet, ``created`` then the moment its backfill started)."""
+
+    created: int
+    id: str | None = None
+
+    def dump(self) -> str:
+        return json.dumps({"created": self.created, "id": self.id}, sort_keys=True)
+
+    @staticmethod
+    def load(text: str) -> EventCursor:
+        value = json.loads(text)
+        if not isinstance(value, dict) or not isinstance(value.get("created"), int):
+            raise ValueError(f"not an event cursor: {text[:80]!r}")
+        return EventCursor(created=value["created"], id=value.get("id"))
+
+    @property
+    def instant(self) -> datetime:
+        return datetime.fromtimestamp(self.created, UTC)
+
+
+@dataclass(frozen=True)
+class LandedNote:
+    """Objects an unfinished sync landed, with the events each was fetched after, for the
+    events since the cursor ``window`` (an ``EventCursor.dump()``)."""
+
+    window: str
+    objects: dict[tuple[str, str], set[str]]
+
+    def dump(self) -> str:
+        objects = [
+            [kind, object_id, sorted(ids)] for (kind, object_id), ids in self.objects.items()
+        ]
+        return json.dumps({"window": self.window, "objects": objects})
+
+    @staticmethod
+    def load(text: str) -> LandedNote:
+        value = json.loads(text)
+        objects = {(kind, object_id): set(ids) for kind, object_id, ids in value["objects"]}
+        return LandedNote(window=value["window"], objects=objects)
