@@ -105,9 +105,11 @@ class StripeApi:
         *,
         api_key: str | None = None,
         checks: Mapping[str, Callable[[dict], None]] | None = None,
+        cancel: threading.Event | None = None,
     ):
         """``checks``: the check of each route's objects (``kinds.ANSWER_CHECKS``); without
-        them only the job's own answers (events, account) are checked."""
+        them only the job's own answers (events, account) are checked. ``cancel``: once
+        set, requests not yet sent fail at once (a caller abandoning its work)."""
         self._api_key = api_key or config.api_key()
         self.checks = checks or answers.JOB_CHECKS
         self._env_name = config.stripe.api_key_env
@@ -120,7 +122,7 @@ class StripeApi:
             self.limiter.budget, self.limiter.global_budget, config.stripe.concurrency
         )
         self.stats = RequestStats()
-        self.stopping = threading.Event()
+        self.cancel = cancel or threading.Event()
         self._thread = threading.local()  # seconds this thread waited for the limiter
         self.client = stripe.StripeClient(
             self._api_key,
@@ -181,8 +183,8 @@ class StripeApi:
     def _attempt_in_window(self, path: str, endpoint: str, params: dict, account: str | None):
         """One attempt within the in-flight window; an answer's latency (its time
         without the wait for the rate limiter) tells the window what it needs."""
-        if not self.window.enter(endpoint, self.stopping):
-            raise NrrSyncError("stopped")
+        if not self.window.enter(endpoint, self.cancel):
+            raise NrrSyncError("cancelled")
         latency = None  # failures say nothing about it
         try:
             waited_before, started = self.waited_here(), time.monotonic()
@@ -193,8 +195,8 @@ class StripeApi:
             self.window.leave(endpoint, latency)
 
     def _attempt(self, path: str, endpoint: str, params: dict, account: str | None):
-        if self.stopping.is_set():
-            raise NrrSyncError("stopped")
+        if self.cancel.is_set():
+            raise NrrSyncError("cancelled")
         waited = self.limiter.acquire(endpoint)
         self._thread.waited = self.waited_here() + waited
         self.stats.count(self.stats.requests, endpoint)

@@ -226,7 +226,8 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
     if not slices:
         return
     api = job.api
-    api.stopping.clear()
+    stopping = job.stopping
+    stopping.clear()
     planner = SlicePlanner(api, slices)
     synced_at = landing.now_utc()
     # Room for the pages fetched while the writer lands a batch; rows only, so small.
@@ -239,9 +240,9 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
 
     def hand_over(item, after: threading.Event) -> None:
         while not after.wait(timeout=0.2):
-            if api.stopping.is_set():
+            if stopping.is_set():
                 return
-        while not api.stopping.is_set():
+        while not stopping.is_set():
             try:
                 results.put(item, timeout=0.2)
                 return
@@ -288,7 +289,7 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
                 live += batch.add(item)
             batch.commit(job.con)
     finally:
-        api.stopping.set()
+        stopping.set()
         workers.shutdown(wait=False, cancel_futures=True)
         sub_requests.shutdown(wait=False, cancel_futures=True)
         job.con.execute("RESET memory_limit")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections import Counter
 from datetime import datetime
 
@@ -36,12 +37,20 @@ class Job:
         self.progress = progress
         self.objects: Counter[str] = Counter()
         self.since: str | None = None
+        # Set when the work is abandoned (a failure, a signal, the end of a fetch): the
+        # client's requests not yet sent fail at once, so no worker outlives the work.
+        self.stopping = threading.Event()
         self._api: StripeApi | None = None
 
     @property
     def api(self) -> StripeApi:
         if self._api is None:
-            self._api = StripeApi(self.config, api_key=self._api_key, checks=kinds.ANSWER_CHECKS)
+            self._api = StripeApi(
+                self.config,
+                api_key=self._api_key,
+                checks=kinds.ANSWER_CHECKS,
+                cancel=self.stopping,
+            )
         return self._api
 
     def request_totals(self) -> dict[str, int]:

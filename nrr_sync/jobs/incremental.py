@@ -175,7 +175,7 @@ def _sync_account(
         )
         con.commit()
     except BaseException:
-        api.stopping.set()
+        job.stopping.set()
         rollback_quietly(con)
         raise
 
