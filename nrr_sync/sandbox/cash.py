@@ -27,12 +27,9 @@ from __future__ import annotations
 import random
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from .engine import Engine
 from .records import DAY, HOUR, Customer, Invoice, b62
-
-if TYPE_CHECKING:  # the engine calls these hooks; they only name its type
-    from .billing import Account
 
 # Of paid subscription invoices with a positive total: how many get a post-payment credit
 # note, and of those how the credit is settled and how much of the invoice it covers.
@@ -97,21 +94,21 @@ def ending_balance(inv: Invoice) -> int:
     return min(0, inv.total() + inv.starting_balance)
 
 
-def apply_balance(acct: Account, inv: Invoice, t: int) -> None:
+def apply_balance(acct: Engine, inv: Invoice, t: int) -> None:
     """At finalization: the customer's balance goes onto the invoice (Stripe's order)."""
     customer = inv.customer
     inv.starting_balance = customer.balance
     set_balance(acct, customer, ending_balance(inv), t)
 
 
-def give_back_balance(acct: Account, inv: Invoice, t: int) -> None:
+def give_back_balance(acct: Engine, inv: Invoice, t: int) -> None:
     """A voided invoice returns the credit it used (or takes back the credit it made)."""
     used = ending_balance(inv) - inv.starting_balance
     if used:
         set_balance(acct, inv.customer, inv.customer.balance - used, t)
 
 
-def set_balance(acct: Account, customer: Customer, balance: int, t: int) -> None:
+def set_balance(acct: Engine, customer: Customer, balance: int, t: int) -> None:
     if balance == customer.balance:
         return
     before = acct.snap("customers", customer, t)
@@ -121,7 +118,7 @@ def set_balance(acct: Account, customer: Customer, balance: int, t: int) -> None
 
 
 # -- credit notes -------------------------------------------------------------------------
-def issue_credit_note(acct: Account, inv: Invoice, t: int, amount: int | None,
+def issue_credit_note(acct: Engine, inv: Invoice, t: int, amount: int | None,
                       settle: str = "refund", reason: str | None = None,
                       rng: random.Random | None = None) -> CreditNote | None:  # fmt: skip
     """Credit ``amount`` (None: the whole invoice) of a finalized invoice at ``t``.
@@ -193,14 +190,14 @@ def latest_finalized(customer: Customer, sub_index: int | None, t: int) -> Invoi
     return None
 
 
-def step_credit_note(acct: Account, customer: Customer, t: int, sub_index, amount, settle,
+def step_credit_note(acct: Engine, customer: Customer, t: int, sub_index, amount, settle,
                      reason) -> None:  # fmt: skip
     inv = latest_finalized(customer, sub_index, t)
     if inv is None or issue_credit_note(acct, inv, t, amount, settle, reason) is None:
         raise ValueError(f"no invoice of {customer.id} can be credited {amount} at {t}")
 
 
-def step_credit_balance(acct: Account, customer: Customer, t: int, amount: int) -> None:
+def step_credit_balance(acct: Engine, customer: Customer, t: int, amount: int) -> None:
     """A balance adjustment in the Dashboard: ``amount`` < 0 is a credit to the customer."""
     set_balance(acct, customer, customer.balance + amount, t)
 
@@ -214,7 +211,7 @@ def draw(inv: Invoice, what: str) -> float:
     return zlib.crc32(f"{inv.id}:{what}".encode()) / 2**32
 
 
-def after_paid(acct: Account, inv: Invoice, t: int) -> None:
+def after_paid(acct: Engine, inv: Invoice, t: int) -> None:
     """Now and then a merchant credits a paid subscription invoice some days later."""
     sub = inv.sub
     if sub is None or sub.scripted or inv.customer.scripted or inv.total() <= 0:
@@ -230,7 +227,7 @@ def after_paid(acct: Account, inv: Invoice, t: int) -> None:
                   (inv, amount, settle, rng.choice(REASONS)))  # fmt: skip
 
 
-def after_failed_payment(acct: Account, inv: Invoice, t: int, recovers_at: int) -> None:
+def after_failed_payment(acct: Engine, inv: Invoice, t: int, recovers_at: int) -> None:
     """Some merchants soften a failed renewal that will be paid later with a credit on the
     open invoice (before it is paid)."""
     sub = inv.sub
@@ -243,7 +240,7 @@ def after_failed_payment(acct: Account, inv: Invoice, t: int, recovers_at: int) 
                   (inv, amount, "refund", "order_change"))  # fmt: skip
 
 
-def random_credit_note(acct: Account, customer: Customer, t: int, inv: Invoice, amount, settle,
+def random_credit_note(acct: Engine, customer: Customer, t: int, inv: Invoice, amount, settle,
                        reason) -> None:  # fmt: skip
     if inv.status == "open" and amount is not None and amount >= amount_due(inv):
         return

@@ -20,22 +20,19 @@ flexible mode), ``proration_discounts = "included"``, and switching a subscripti
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
 
+from .engine import Engine
 from .records import Customer, Item, Line, Sub, b62, divide_half_up
-
-if TYPE_CHECKING:  # the engine calls these hooks; they only name its type
-    from .billing import Account
 
 FLEXIBLE_RATE = 0.2
 
 
-def random_mode(acct: Account, customer: Customer, t: int) -> str:
+def random_mode(acct: Engine, customer: Customer, t: int) -> str:
     rng = random.Random(f"{acct.seed}:{acct.id}:{customer.idx}:billing-mode:{t}")
     return "flexible" if rng.random() < FLEXIBLE_RATE else "classic"
 
 
-def credit_line(acct: Account, customer: Customer, sub: Sub, item: Item, t: int,
+def credit_line(acct: Engine, customer: Customer, sub: Sub, item: Item, t: int,
                 parent: str) -> Line | None:  # fmt: skip
     """The credit for the unused rest of ``item``'s latest charge at ``t`` (None if 0)."""
     debit = item.debit

@@ -1,5 +1,5 @@
 """The HTTP side of the sandbox: Stripe's URLs, keys and headers, and the admin
-endpoints, answered from a ``Sandbox``."""
+endpoints, answered from a ``Served`` (the server's ``Sandbox``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import threading
 import time
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from .. import STRIPE_API_VERSION
@@ -24,8 +24,27 @@ from .api_requests import (
 )
 from .store import dumps
 
-if TYPE_CHECKING:
-    from .server import Sandbox
+
+class Served(Protocol):
+    """What the handler asks of the server's state (``server.Sandbox`` is one): the world
+    and its stores, the knobs, the counters, and the answer to one API request."""
+
+    world: Any
+    stores: dict
+    knobs: Any
+
+    def admit(self, template: str) -> str | None: ...
+    def handle(
+        self, handler: str, match: Any, params: dict, account_id: str, key: str
+    ) -> bytes: ...
+    def request_started(self) -> None: ...
+    def request_finished(self) -> None: ...
+    def count_status(self, status: int) -> None: ...
+    def next_request_id(self) -> str: ...
+    def advance(self, seconds: int) -> dict: ...
+    def stats(self) -> dict: ...
+    def reset_stats(self) -> None: ...
+    def set_knobs(self, **changes) -> dict: ...
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -33,7 +52,7 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     wbufsize = 1 << 16  # headers and body leave in one write
     server_version = "nrr-sync-sandbox"
-    sandbox: Sandbox  # set on the subclass made per server
+    sandbox: Served  # set on the subclass made per server
 
     def version_string(self):
         return self.server_version

@@ -20,13 +20,10 @@ period it measured, so a month's metered MRR appears once the next renewal bills
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import TYPE_CHECKING
 
 from .catalog import Price
+from .engine import Engine
 from .records import Customer, Line, Sub
-
-if TYPE_CHECKING:  # the engine calls these hooks; they only name its type
-    from .billing import Account
 
 
 def usage_amount(price: Price, usage: int) -> int:
@@ -45,7 +42,7 @@ def draw_usage(customer: Customer, price: Price) -> int:
     return rng.randint(0, 20000)
 
 
-def usage_lines(acct: Account, customer: Customer, sub: Sub, t: int, start: int) -> list[Line]:
+def usage_lines(acct: Engine, customer: Customer, sub: Sub, t: int, start: int) -> list[Line]:
     """One line per metered item for the usage of ``[start, t)``."""
     lines = []
     for item in sub.items:
@@ -58,7 +55,7 @@ def usage_lines(acct: Account, customer: Customer, sub: Sub, t: int, start: int)
     return lines
 
 
-def final_usage(acct: Account, sub: Sub, t: int) -> None:
+def final_usage(acct: Engine, sub: Sub, t: int) -> None:
     """A subscription ending at ``t`` bills its last usage on a final invoice."""
     customer = sub.customer
     lines = usage_lines(acct, customer, sub, t, sub.period_start)

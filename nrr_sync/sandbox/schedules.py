@@ -23,13 +23,10 @@ common case); a schedule that switches interval is not modelled.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .catalog import Price, resolve_items
+from .engine import Engine
 from .records import DAY, Customer, Sub, parse_time, period_end
-
-if TYPE_CHECKING:  # the engine calls these hooks; they only name its type
-    from .billing import Account
 
 
 @dataclass(slots=True)
@@ -72,7 +69,7 @@ def resolve(sub: Sub, when: int) -> int:
     return renewal(sub, when) if when < RENEWAL_COUNT_BELOW else when
 
 
-def attach(acct: Account, customer: Customer, sub: Sub, t: int, phases: list,
+def attach(acct: Engine, customer: Customer, sub: Sub, t: int, phases: list,
            end, end_behavior: str = "release") -> Schedule | None:  # fmt: skip
     """Put ``sub`` on a schedule at ``t``. ``phases``: [(start, items, proration)] after the
     current one (start: a renewal number or a time); ``end``: when the last phase ends (a
@@ -115,7 +112,7 @@ def is_renewal(sub: Sub, t: int) -> bool:
     return end == t
 
 
-def start_phase_inside_period(acct: Account, customer: Customer, t: int, schedule: Schedule,
+def start_phase_inside_period(acct: Engine, customer: Customer, t: int, schedule: Schedule,
                               phase: Phase) -> None:  # fmt: skip
     """A phase starting inside a period: an update with the phase's proration behavior."""
     sub = schedule.sub
@@ -128,7 +125,7 @@ def start_phase_inside_period(acct: Account, customer: Customer, t: int, schedul
               previous=before)  # fmt: skip
 
 
-def at_renewal(acct: Account, sub: Sub, t: int) -> None:
+def at_renewal(acct: Engine, sub: Sub, t: int) -> None:
     """Called by the renewal at ``t`` before it bills: start the phase due now (its items
     are what this renewal bills) or end the schedule."""
     schedule: Schedule = sub.schedule
@@ -149,7 +146,7 @@ def at_renewal(acct: Account, sub: Sub, t: int) -> None:
                   previous=before)  # fmt: skip
 
 
-def set_items(acct: Account, sub: Sub, t: int, new: list[tuple[Price, int]]) -> None:
+def set_items(acct: Engine, sub: Sub, t: int, new: list[tuple[Price, int]]) -> None:
     """The items of a phase that starts at a renewal: position i keeps item i's id."""
     from .records import Item
 
@@ -164,7 +161,7 @@ def set_items(acct: Account, sub: Sub, t: int, new: list[tuple[Price, int]]) -> 
     sub.items = items
 
 
-def subscription_ended(acct: Account, sub: Sub, t: int) -> None:
+def subscription_ended(acct: Engine, sub: Sub, t: int) -> None:
     """The subscription ended: at the schedule's end (end_behavior cancel: completed) or
     before it (canceled with it)."""
     schedule: Schedule = sub.schedule
@@ -186,7 +183,7 @@ def subscription_ended(acct: Account, sub: Sub, t: int) -> None:
 
 
 # -- scripted and random schedules ----------------------------------------------------------
-def step_schedule(acct: Account, customer: Customer, t: int, sub_index: int, phases, end,
+def step_schedule(acct: Engine, customer: Customer, t: int, sub_index: int, phases, end,
                   end_behavior) -> None:  # fmt: skip
 
     sub = customer.subs[sub_index]
@@ -203,7 +200,7 @@ STEPS = {"schedule": step_schedule}
 RAMP_RATE = 0.06
 
 
-def maybe_ramp(acct: Account, customer: Customer, sub: Sub, t: int) -> None:
+def maybe_ramp(acct: Engine, customer: Customer, sub: Sub, t: int) -> None:
     """A seat ramp: the seats grow by half at the 2nd or 3rd renewal; the schedule ends
     two renewals later and releases the subscription (or, one time in five, cancels it:
     a fixed-term contract). Some ramps start inside a period, with or without prorations."""
