@@ -14,6 +14,7 @@ from ..errors import ConfigError
 from .data import ReportData, fetch_dicts, has_table, money, month_start
 from .text import (
     csv_text,
+    currency_notes,
     describe_accounts,
     format_count,
     format_instant,
@@ -132,11 +133,7 @@ def footnotes(data: ReportData, rows: list[dict]) -> list[str]:
             "* month in progress: valued at the data's as-of time "
             f"({format_instant(data.as_of)}); its rates cover the month so far."
         )
-    if data.configured_currency and data.configured_currency != data.currency:
-        notes.append(
-            f"Built in {data.currency.upper()}; the config now says "
-            f"{data.configured_currency.upper()}: run `nrr-sync build` to recompute."
-        )
+    notes += currency_notes(data)
     notes.append(
         "Rates are monthly, over the customers / MRR at the month's start. "
         "LTV = ARPA / mean logo churn of the 3 latest complete months; "

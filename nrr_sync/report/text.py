@@ -201,13 +201,19 @@ def footnotes(data: ReportData) -> list[str]:
             "* month in progress: MRR valued at the data's as-of time "
             f"({format_instant(data.as_of)})."
         )
-    if data.configured_currency and data.configured_currency != data.currency:
-        notes.append(
-            f"Built in {data.currency.upper()}; the config now says "
-            f"{data.configured_currency.upper()}: run `nrr-sync build` to recompute."
-        )
+    notes += currency_notes(data)
     notes += retention_notes(data.window)
     return notes
+
+
+def currency_notes(data: ReportData) -> list[str]:
+    """A note when the report was built in another currency than the config now names."""
+    if data.configured_currency and data.configured_currency != data.currency:
+        return [
+            f"Built in {data.currency.upper()}; the config now says "
+            f"{data.configured_currency.upper()}: run `nrr-sync build` to recompute."
+        ]
+    return []
 
 
 def retention_notes(window: int) -> list[str]:

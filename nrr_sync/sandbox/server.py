@@ -71,6 +71,18 @@ def paused_cyclic_gc():
     gc.collect()
 
 
+def page_cursors(params: dict) -> tuple[str | None, str | None]:
+    """A list request's ``starting_after`` and ``ending_before``; Stripe refuses both."""
+    starting_after = params.get("starting_after")
+    ending_before = params.get("ending_before")
+    if starting_after is not None and ending_before is not None:
+        raise ApiError(
+            400,
+            "Received both starting_after and ending_before parameters. Please pass in only one.",
+        )
+    return starting_after, ending_before
+
+
 def load_account(world, account_id: str) -> AccountStore:
     """Index one account's objects. A world that can list its records without rendering
     them (``index_entries`` / ``render``, as the generator's) has its big collections held
@@ -303,14 +315,7 @@ class Sandbox:
             oldest = (self.world.now - EVENT_RETENTION_SECONDS, "")
             low = oldest if low is None else max(low, oldest)
         collection = store.collections[kind]
-        starting_after = params.get("starting_after")
-        ending_before = params.get("ending_before")
-        if starting_after is not None and ending_before is not None:
-            raise ApiError(
-                400,
-                "Received both starting_after and ending_before parameters. "
-                "Please pass in only one.",
-            )
+        starting_after, ending_before = page_cursors(params)
         cursor = starting_after if starting_after is not None else ending_before
         if cursor is not None:
             param = "starting_after" if starting_after is not None else "ending_before"
@@ -464,14 +469,7 @@ class Sandbox:
         return self._sequence_page(items, params, limit, "/v1/subscription_items")
 
     def _sequence_page(self, items: list[dict], params: dict, limit: int, url: str) -> bytes:
-        starting_after = params.get("starting_after")
-        ending_before = params.get("ending_before")
-        if starting_after is not None and ending_before is not None:
-            raise ApiError(
-                400,
-                "Received both starting_after and ending_before parameters. "
-                "Please pass in only one.",
-            )
+        starting_after, ending_before = page_cursors(params)
         page = page_of_sequence(
             items, limit=limit, starting_after=starting_after, ending_before=ending_before
         )
