@@ -17,35 +17,49 @@ prices AS (SELECT * FROM stripe.prices),
 invoice_discounts AS (SELECT * FROM stripe.invoice_discounts),
 
 -- Discounted prorations: each discount_amounts entry with its coupon, as landed with the
--- invoice. Only prorations need it (their value comes from the full-period amount).
+-- invoice. Only prorations need it (their value comes from the full-period amount). Entries
+-- of 0 are kept: a classic subscription's proration shows its discounts included in its
+-- amount, each entry 0, and its coupons still say what was taken off.
 proration_discounts AS (
     SELECT
         invoice_lines.account_id,
         invoice_lines.id AS line_id,
         (entry.value ->> 'amount')::BIGINT AS amount,
-        invoice_discounts.percent_off
+        invoice_discounts.percent_off,
+        invoice_discounts.amount_off
     FROM invoice_lines
     CROSS JOIN json_each(invoice_lines.raw -> 'discount_amounts') AS entry
     JOIN invoice_discounts
         ON invoice_discounts.account_id = invoice_lines.account_id
         AND invoice_discounts.invoice_id = invoice_lines.invoice_id
         AND invoice_discounts.discount_id = entry.value ->> 'discount'
-    WHERE invoice_lines.proration AND invoice_lines.discount_amount <> 0
+    WHERE invoice_lines.proration
 ),
 
 -- A proration's percent-off coupons apply to its full-period amount exactly:
--- factor = Π (10000 − basis points) / 10000^n, and the discount amounts they took.
+-- factor = Π (10000 − basis points) / 10000^n, the discount amounts they took, and whether
+-- they were taken off the amount already (included: every entry 0 on a nonzero line).
 percent_off_prorations AS (
     SELECT
         account_id,
         line_id,
         sum(amount) AS percent_discount_amount,
+        bool_and(amount = 0) AS discounts_included,
         list_reduce(list((10000 - round(percent_off * 100))::HUGEINT), lambda a, b: a * b)
             AS factor_numerator,
         list_reduce(list(10000::HUGEINT), lambda a, b: a * b) AS factor_denominator
     FROM proration_discounts
     WHERE percent_off IS NOT NULL
     GROUP BY account_id, line_id
+),
+
+-- A proration whose amount-off coupon is included in its amount (an entry of 0 naming it):
+-- what it took is not shown, so the full-period amount cannot be discounted exactly and the
+-- line is valued from its own period (report.data_quality names it).
+amount_off_included_prorations AS (
+    SELECT DISTINCT account_id, line_id
+    FROM proration_discounts
+    WHERE amount_off IS NOT NULL AND amount = 0
 ),
 
 -- What each counted line needs to be valued: its interval in months, its net amount, its
@@ -73,7 +87,12 @@ priced_lines AS (
             AS percent_discount_amount,
         CASE WHEN settings.subtract_discounts THEN percent_off_prorations.factor_numerator END
             AS percent_factor_numerator,
+        -- without subtract_discounts, a proration whose percent-off discounts are included
+        -- in its amount: the factor that took them off (NULLs otherwise)
+        CASE WHEN NOT settings.subtract_discounts AND percent_off_prorations.discounts_included
+            THEN percent_off_prorations.factor_numerator END AS included_factor_numerator,
         percent_off_prorations.factor_denominator AS percent_factor_denominator,
+        amount_off_included_prorations.line_id IS NOT NULL AS amount_off_included,
         -- Prorations: Stripe prorates the full-period price by time and rounds to the cent,
         -- so dividing a proration by its elapsed fraction leaves cents of error. Instead value
         -- it at the full-period amount of its price at its quantity, in the line's currency.
@@ -106,6 +125,9 @@ priced_lines AS (
     LEFT JOIN percent_off_prorations
         ON percent_off_prorations.account_id = counted_lines.account_id
         AND percent_off_prorations.line_id = counted_lines.line_id
+    LEFT JOIN amount_off_included_prorations
+        ON amount_off_included_prorations.account_id = counted_lines.account_id
+        AND amount_off_included_prorations.line_id = counted_lines.line_id
 ),
 
 valued_lines AS (
@@ -113,7 +135,8 @@ valued_lines AS (
         priced_lines.*,
         CASE
             WHEN NOT priced_lines.proration THEN 'interval'
-            WHEN priced_lines.full_period_amount > 0 AND priced_lines.amount <> 0 THEN 'full_price'
+            WHEN priced_lines.full_period_amount > 0 AND priced_lines.amount <> 0
+                AND NOT priced_lines.amount_off_included THEN 'full_price'
             ELSE 'period_ratio'   -- the full-period amount cannot be known
         END AS valuation,
         -- for prorations: the price's billing cycle ending at period_end (in UTC, as Stripe
@@ -153,6 +176,18 @@ monthly_lines AS (
                         percent_factor_denominator) * interval_months_denominator,
                     interval_months_numerator)
             END
+            -- the list price before the included coupons, with the line's inclusive tax in the
+            -- share it has of the undiscounted amount, as on a renewal line:
+            -- full amount x (amount − tax x factor) / |amount|
+            WHEN valuation = 'full_price' AND included_factor_numerator IS NOT NULL THEN
+                report.divide_exact(
+                    report.divide_exact(
+                        report.divide_exact(
+                            full_period_amount * (amount::HUGEINT * percent_factor_denominator
+                                - inclusive_tax_amount::HUGEINT * included_factor_numerator),
+                            abs(amount)),
+                        percent_factor_denominator) * interval_months_denominator,
+                    interval_months_numerator)
             -- sign(amount) x full amount x (net / amount) = full amount x net / |amount|
             WHEN valuation = 'full_price' THEN report.divide_exact(
                 report.divide_exact(full_period_amount * net_amount, abs(amount)) * interval_months_denominator,

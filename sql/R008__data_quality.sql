@@ -211,7 +211,7 @@ paused_subscriptions AS (
 ratio_valued_prorations AS (
     SELECT
         'proration_valued_by_period_ratio',
-        CASE WHEN reason LIKE 'price%' THEN 'warning' ELSE 'info' END,
+        CASE WHEN reason LIKE 'price%' OR reason LIKE 'an amount-off%' THEN 'warning' ELSE 'info' END,
         'proration line valued from its period length because ' || reason
             || '; may be off by a few cents',
         account_id, customer_id, subscription_id, invoice_id, line_id, NULL::DATE
@@ -219,6 +219,21 @@ ratio_valued_prorations AS (
         SELECT
             mrr_lines.*,
             CASE
+                WHEN EXISTS (
+                    SELECT 1
+                    FROM invoice_lines
+                    CROSS JOIN json_each(invoice_lines.raw -> 'discount_amounts') AS entry
+                    JOIN invoice_discounts
+                        ON invoice_discounts.account_id = invoice_lines.account_id
+                        AND invoice_discounts.invoice_id = invoice_lines.invoice_id
+                        AND invoice_discounts.discount_id = entry.value ->> 'discount'
+                    WHERE invoice_lines.account_id = mrr_lines.account_id
+                        AND invoice_lines.id = mrr_lines.line_id
+                        AND invoice_discounts.amount_off IS NOT NULL
+                        AND (entry.value ->> 'amount')::BIGINT = 0
+                )
+                    THEN 'an amount-off coupon is included in its amount (Stripe shows the '
+                        || 'discount as 0), so the full price cannot be discounted exactly'
                 WHEN coalesce(prices.billing_scheme, 'per_unit') NOT IN ('per_unit', 'tiered')
                     THEN 'price ' || prices.id || ' has billing_scheme ''' || prices.billing_scheme
                         || ''', which nrr-sync does not know'
@@ -283,14 +298,19 @@ unlanded_discounts AS (
     SELECT
         'unknown_discount',
         CASE WHEN valued_by_coupon THEN 'warning' ELSE 'info' END,
-        'discount ' || coalesce(entry.value ->> 'discount', 'NULL') || ' took '
-            || coalesce(entry.value ->> 'amount', '?') || ' off the line but is not among its '
-            || 'invoice''s landed discounts; '
-            || CASE WHEN valued_by_coupon
-                THEN 'the proration is valued through Stripe''s rounded amounts, not its coupon '
+        'discount ' || coalesce(entry.value ->> 'discount', 'NULL')
+            || CASE WHEN coalesce((entry.value ->> 'amount')::BIGINT, 0) = 0
+                THEN ' is included in the line''s amount (shown as 0)'
+                ELSE ' took ' || (entry.value ->> 'amount') || ' off the line'
+            END || ' but is not among its invoice''s landed discounts; '
+            || CASE
+                WHEN NOT valued_by_coupon
+                    THEN 'its value does not depend on the discount''s coupon (not a proration, '
+                        || 'or a credit valued from the line it credits)'
+                WHEN coalesce((entry.value ->> 'amount')::BIGINT, 0) = 0
+                    THEN 'the proration is valued at its price without that discount'
+                ELSE 'the proration is valued through Stripe''s rounded amounts, not its coupon '
                     || '(may be off by a cent)'
-                ELSE 'its value does not depend on the discount''s coupon (not a proration, '
-                    || 'or a credit valued from the line it credits)'
             END,
         mrr_lines.account_id, mrr_lines.customer_id, mrr_lines.subscription_id,
         mrr_lines.invoice_id, mrr_lines.line_id, NULL::DATE
@@ -305,7 +325,9 @@ unlanded_discounts AS (
     JOIN invoice_lines
         ON invoice_lines.account_id = mrr_lines.account_id AND invoice_lines.id = mrr_lines.line_id
     CROSS JOIN json_each(invoice_lines.raw -> 'discount_amounts') AS entry
-    WHERE coalesce((entry.value ->> 'amount')::BIGINT, 0) <> 0
+    -- an entry of 0 matters only where the coupon would value the line (a proration
+    -- showing its discounts included in its amount)
+    WHERE (coalesce((entry.value ->> 'amount')::BIGINT, 0) <> 0 OR valued_by_coupon)
         AND NOT EXISTS (
             SELECT 1
             FROM invoice_discounts

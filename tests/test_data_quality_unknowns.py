@@ -9,6 +9,8 @@ moved is named by a warning (the MRR effect is explained, never silent).
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 from sync_helpers import cli, query, write_config
 from test_resilience_bad_data import Corrupted
@@ -214,6 +216,7 @@ def test_a_line_discount_that_was_not_landed_is_named(tmp_path, sandbox_factory,
     assert query(db, "SELECT count(*) FROM stripe.invoice_discounts") == [(0,)]
     rows = assert_explained(db, clean_db, "unknown_discount", CUSTOMER_IDS["Coupon upgrade"], "di_")
     assert all("proration" in detail for *_, detail in rows)
+    assert any("included in the line's amount" in detail for *_, detail in rows)
     infos = [row for row in findings(db, "unknown_discount") if row[0] == "info"]
     assert infos, "renewal lines are named too, as notes: their value does not change"
 
@@ -288,3 +291,43 @@ def test_every_line_the_counting_rules_turn_away_is_named_in_data_quality(
         [*sorted(clean_counted - counted), f"%{names}%"],
     )
     assert named[0][0] == len(clean_counted - counted)
+
+
+AMOUNT_OFF_ID = "di_amountoff"
+
+
+def include_an_amount_off_coupon(invoice: dict) -> None:
+    """An amount-off coupon on the invoice that its prorations show included (entry 0)."""
+    prorations = [
+        line for line in invoice["lines"]["data"]
+        if (line["parent"].get(line["parent"]["type"]) or {}).get("proration")
+    ]  # fmt: skip
+    if prorations and invoice["discounts"]:
+        invoice["discounts"].append(AMOUNT_OFF_ID)
+        for line in prorations:
+            line["discount_amounts"].append({"amount": 0, "discount": AMOUNT_OFF_ID})
+
+
+def test_an_amount_off_coupon_included_in_a_proration_is_not_guessed_and_named(
+    tmp_path, sandbox_factory, clean_db
+):
+    served = Corrupted(world(), on_invoices_of("Coupon upgrade", include_an_amount_off_coupon))
+    discounts = served.discount_objects(ACCOUNT)
+    amount_off = copy.deepcopy(next(iter(discounts.values())))
+    amount_off["id"] = AMOUNT_OFF_ID
+    amount_off["source"]["coupon"].update(
+        id="FIVEOFF", percent_off=None, amount_off=500, currency="usd"
+    )
+    served.discount_objects = lambda account: {**discounts, AMOUNT_OFF_ID: amount_off}
+    db = backfill(tmp_path, sandbox_factory(world=served))
+
+    customer = CUSTOMER_IDS["Coupon upgrade"]
+    rows = assert_explained(
+        db, clean_db, "proration_valued_by_period_ratio", customer, "amount-off"
+    )
+    valuations = query(
+        db,
+        "SELECT DISTINCT valuation FROM report.mrr_lines WHERE customer_id = ? AND proration",
+        [customer],
+    )
+    assert valuations == [("period_ratio",)] and rows

@@ -88,7 +88,7 @@ OPTIONS = [
 def test_every_reporting_option_is_exact_in_memory(option):
     fx = option.get("fx", FX)
     rest = {key: value for key, value in option.items() if key != "fx"}
-    world = world_of(77)
+    world = world_of(4, customers=150)  # has taxed, discounted classic prorations
     con = land_in_memory(world)
     truth = TruthOptions(fx=tuple(sorted(fx.items())), **rest)
     assert_exact(con, world, {"fx_rates": fx, **rest}, truth)

@@ -122,6 +122,15 @@ def test_discounts_land_with_their_coupons_and_report_exactly_before_and_after_a
         "SELECT count(*) FROM stripe.invoice_lines WHERE raw->'discount_amounts'->>1 IS NOT NULL"
     )
     assert query(db, stacked)[0][0] > 0
+    # A classic subscription's prorations show their coupons included in the amount
+    # (each discount_amounts entry 0): valued from the coupons, not taken at list price.
+    shown = query(db, "SELECT l.amount, l.raw->'discount_amounts' FROM stripe.invoice_lines l "
+                      "JOIN stripe.invoices i ON i.id = l.invoice_id "
+                      "JOIN stripe.customers c ON c.id = i.customer_id "
+                      "WHERE c.name = 'stacked percent-off' AND l.proration "
+                      "ORDER BY l.amount")  # fmt: skip
+    assert [amount for amount, _ in shown] == [-4571, 13805]  # −6015 + 1444, 18165 − 4360
+    assert all([entry["amount"] for entry in json.loads(entries)] == [0, 0] for _, entries in shown)
     # (299 + 3 x 15) x 0.8 x 0.95: exact, no cent lost to the rounding of the prorations
     assert mrr_by_name(db, "stacked percent-off")["2024-03"] == Decimal("261.44")
     assert set(mrr_by_name(db, "100% off").values()) <= {Decimal("0.00")}

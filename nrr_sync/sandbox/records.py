@@ -103,6 +103,18 @@ def apply_amount_off(lines: list[Line], discount: Discount, amount_off: int | No
         given += share
 
 
+def discounts_included(line: Line, sub: Sub | None) -> bool:
+    """Whether Stripe shows this line's discounts already taken off its amount.
+
+    Prorations of a ``classic`` subscription (and of a ``flexible`` one with
+    ``proration_discounts = "included"``) are shown net: ``amount`` is after the discounts
+    and each ``discount_amounts`` entry is 0 (Stripe's changelog 2025-09-30, "itemize
+    proration discount amounts"). Flexible subscriptions here itemize them (flexible.py).
+    """
+    return bool(line.proration and line.discounts and line.credited is None
+                and (sub is None or sub.billing_mode != "flexible"))  # fmt: skip
+
+
 @dataclass(slots=True)
 class Item:
     id: str

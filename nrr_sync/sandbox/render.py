@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from . import cash, flexible, schedules
 from .catalog import Price, Product
-from .records import Customer, Invoice, Line, Sub, b62
+from .records import Customer, Invoice, Line, Sub, b62, discounts_included
 
 API_VERSION = "2026-10-28.endive"
 
@@ -401,7 +401,12 @@ def line_item(line: Line, inv: Invoice, position: int) -> dict:
                 "type": "tax_rate_details",
             }
         )
-    discount_amounts = [{"amount": amount, "discount": d.id} for d, amount in line.discounts]
+    # a classic subscription's proration shows its discounts included in its amount
+    included = discounts_included(line, inv.sub)
+    shown = line.amount - line.discount_amount if included else line.amount
+    discount_amounts = [
+        {"amount": 0 if included else amount, "discount": d.id} for d, amount in line.discounts
+    ]
     p = line.price
     unit_amount = p.unit_amount
     if line.currency != p.currency:
@@ -409,7 +414,7 @@ def line_item(line: Line, inv: Invoice, position: int) -> dict:
     return {
         "id": f"il_{inv.id[3:]}{b62(position, 2)}",
         "object": "line_item",
-        "amount": line.amount,
+        "amount": shown,
         "currency": line.currency,
         "description": line_description(line),
         "discount_amounts": discount_amounts,
@@ -436,7 +441,7 @@ def line_item(line: Line, inv: Invoice, position: int) -> dict:
         "quantity": line.quantity,
         "quantity_decimal": str(line.quantity),
         "subscription": line.sub_id,
-        "subtotal": line.amount,
+        "subtotal": shown,
         "taxes": taxes,
     }
 
@@ -456,8 +461,13 @@ def invoice(inv: Invoice, state: tuple | None = None) -> dict:
     discounts: dict[str, int] = {}
     taxes: dict[str, dict] = {}
     for line in inv.lines:
+        # discounts included in a proration's amount are in the subtotal, not the discounts
+        included = discounts_included(line, inv.sub)
+        if included:
+            subtotal -= line.discount_amount
+            discount_total -= line.discount_amount
         for d, amount in line.discounts:
-            discounts[d.id] = discounts.get(d.id, 0) + amount
+            discounts[d.id] = discounts.get(d.id, 0) + (0 if included else amount)
         if line.tax_rate is not None:
             entry = taxes.setdefault(line.tax_rate.id, {
                 "amount": 0,

@@ -18,6 +18,10 @@ It never reads the rendered JSON. The rules (docs/metrics.md):
   is billed in another currency than the price's) x net / amount / interval months; 0
   when amount is 0. With percent-off coupons (and subtract_discounts): the full amount
   x prod(1 - percent_off / 100) x net / (amount - the percent-off discount amounts).
+  A classic subscription's proration is shown with its coupons included in its amount
+  (records.discounts_included): with subtract_discounts the same rule holds on what is
+  shown; without, the full amount x (shown - inclusive tax x prod(...)) / |shown|, and 0
+  when it shows 0 (a 100%-off coupon: nothing says whether it was a credit or a charge).
 - Flexible billing mode: a credit proration naming the line it credits
   (``credited_items``), when that line counts, is worth minus that line's monthly value
   (whatever its own amounts), so the two cancel exactly over the credited rest of the period.
@@ -41,7 +45,7 @@ from fractions import Fraction
 from zoneinfo import ZoneInfo
 
 from .catalog import ZERO_DECIMAL
-from .records import Customer, Invoice, Line
+from .records import Customer, Invoice, Line, discounts_included
 
 EXCLUDED_OPEN = ("unpaid", "incomplete", "incomplete_expired")
 
@@ -100,12 +104,20 @@ def line_monthly(line: Line, opts: TruthOptions) -> Fraction | None:
     sign = 1 if line.amount > 0 else -1
     full = price.full_amount(line.quantity, line.currency)
     percent = [(d, a) for d, a in line.discounts if d.coupon.percent_off is not None]
+    included = discounts_included(line, line.invoice.sub if line.invoice else None)
+    if not opts.subtract_discounts and percent and (included or not any(a for _, a in percent)):
+        # shown net of its percent-off coupons: the list price before them, with the
+        # inclusive tax in the share it has of the undiscounted amount (as on a renewal)
+        shown = line.amount - line.discount_amount if included else line.amount
+        if shown == 0:
+            return Fraction(0)  # nothing says whether it was a credit or a charge
+        tax = line.tax_amount if line.tax_rate is not None and line.tax_rate.inclusive else 0
+        factor = percent_factor(percent)
+        return full * (shown - tax * factor) / abs(shown) / months
     if opts.subtract_discounts and percent:
         # percent-off coupons apply to the full-period amount exactly; what else the line
         # carries (amount-off coupons, inclusive tax) keeps its ratio to what they left
-        factor = Fraction(1)
-        for d, _ in percent:
-            factor *= Fraction(10000 - round(d.coupon.percent_off * 100), 10000)
+        factor = percent_factor(percent)
         rest = line.amount - sum(a for _, a in percent)
         if rest == 0 or factor == 0:
             return Fraction(0)
@@ -113,12 +125,21 @@ def line_monthly(line: Line, opts: TruthOptions) -> Fraction | None:
     return sign * full * Fraction(net, line.amount) / months
 
 
+def percent_factor(percent) -> Fraction:
+    """Π (1 − percent_off / 100) of stacked percent-off coupons, in basis points."""
+    factor = Fraction(1)
+    for d, _ in percent:
+        factor *= Fraction(10000 - round(d.coupon.percent_off * 100), 10000)
+    return factor
+
+
 def line_value(line: Line, opts: TruthOptions, rates: dict[str, Fraction], cache: dict):
     """The line's monthly value in the reporting currency (0 if it does not count);
     ``cache`` memoizes it by what it depends on."""
     key = (line.price.id, line.proration, line.amount, line.discount_amount,
            line.tax_amount, line.quantity, line.sub_id is None, line.currency,
-           tuple((d.coupon.id, a) for d, a in line.discounts))  # fmt: skip
+           tuple((d.coupon.id, a) for d, a in line.discounts),
+           discounts_included(line, line.invoice.sub if line.invoice else None))  # fmt: skip
     value = cache.get(key)
     if value is None:
         monthly = line_monthly(line, opts)
