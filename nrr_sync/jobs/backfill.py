@@ -104,16 +104,22 @@ def backfill(job: Job, since: str, restart: bool) -> None:
     con.commit()
 
 
+def lookback_start(since: str, lookback_months: int) -> int:
+    """Where the kinds that follow invoices are listed from (``Kind.since_lookback``):
+    ``since`` less the lookback months, a day earlier so that month starts in any
+    reporting time zone are covered (unix seconds)."""
+    year, month = parse_month(since, "since")
+    months_back = year * 12 + month - 1 - lookback_months
+    start = datetime(months_back // 12, months_back % 12 + 1, 1, tzinfo=UTC)
+    return int(start.timestamp()) - 86400
+
+
 def _start_backfill(job: Job, since: str) -> list[Slice]:
     """Forget earlier data and checkpoints; plan the first slices; remember the cursors."""
     api = job.api
     accounts, as_of = job.accounts()
     as_of_epoch = int(as_of.timestamp())
-    year, month = parse_month(since, "since")
-    months_back = year * 12 + month - 1 - job.config.sync.invoice_lookback_months
-    invoices_from = datetime(months_back // 12, months_back % 12 + 1, 1, tzinfo=UTC)
-    # A day earlier, so month starts in any reporting time zone are covered.
-    invoices_from_epoch = int(invoices_from.timestamp()) - 86400
+    invoices_from_epoch = lookback_start(since, job.config.sync.invoice_lookback_months)
 
     values: dict[str, str | None] = {
         checkpoints.BACKFILL_SINCE: since,
@@ -168,7 +174,7 @@ def _start_backfill(job: Job, since: str) -> list[Slice]:
     log.info(
         "backfill from %s (invoices from %s) as of %s for %d account(s)",
         since,
-        invoices_from.strftime("%Y-%m"),
+        datetime.fromtimestamp(invoices_from_epoch + 86400, tz=UTC).strftime("%Y-%m"),
         values[checkpoints.BACKFILL_AS_OF],
         len(accounts),
     )

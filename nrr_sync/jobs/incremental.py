@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from ..progress import describe_counts
 from ..stripe_api import StripeApi
 from . import state as checkpoints
-from .backfill import backfill
+from .backfill import backfill, lookback_start
 from .context import COMMIT_EVERY_SECONDS, Job, rollback_quietly
 
 log = logging.getLogger("nrr_sync")
@@ -241,6 +241,13 @@ def changed_object(event: dict) -> tuple[str, str] | None:
     return (kind.table, object_id) if object_id else None
 
 
+def before_window(kind: kinds.Kind, obj: dict, window: int) -> bool:
+    """An invoice (or what follows invoices) created before the backfill's window: a
+    credit note or refund can touch an invoice of any age, and a backfill never lists it,
+    so a sync does not land it either (the reports start at ``since`` anyway)."""
+    return kind.since_lookback and obj["created"] < window
+
+
 def _refetch(api: StripeApi, header: str | None, table: str, object_id: str) -> dict | None:
     kind = kinds.BY_TABLE[table]
     obj = api.retrieve(f"{kind.path}/{object_id}", kind.retrieve_params, account=header)
@@ -252,9 +259,12 @@ def _refetch(api: StripeApi, header: str | None, table: str, object_id: str) -> 
 def _land_refetched(job: Job, account: str, tasks, fetched: list[dict | None]) -> None:
     by_kind: dict[str, list[dict]] = {}
     gone: dict[str, list[str]] = {}
+    window = lookback_start(job.since, job.config.sync.invoice_lookback_months)
     for (table, object_id), obj in zip(tasks, fetched, strict=True):
         if obj is None:
             gone.setdefault(table, []).append(object_id)
+        elif before_window(kinds.BY_TABLE[table], obj, window):
+            continue
         else:
             by_kind.setdefault(table, []).append(obj)
     for table, objects in by_kind.items():

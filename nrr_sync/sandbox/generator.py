@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 
-from . import cancellations, cash, meters, render, schedules
+from . import attached_coupons, cancellations, cash, catalog_changes, meters, render, schedules
 from .billing import Account
 from .catalog import Catalog, build_catalog, resolve_items
 from .random_customers import (
@@ -54,6 +54,8 @@ class SandboxOptions:
     # customers of each account are the archetypes that cover every case docs/sandbox.md lists.
     scenarios: tuple = ()
     archetypes: bool = True
+    # Catalog edits at set times, in every account (catalog_changes.CurrencyOptionAdded).
+    catalog_changes: tuple = ()
 
 
 def account_ids(count: int) -> list[str]:
@@ -101,6 +103,9 @@ def script_step(acct: Account, customer: Customer, t: int, op: str, args: tuple)
     sub = customer.subs[args[0]]
     if op == "discount_invoice":
         acct.discount_invoice(customer, sub, t, cat.coupons[args[1]])
+    elif op == "attach_coupon":
+        attached_coupons.step_attach_coupon(acct, customer, t, args[0],
+                                            resolve_coupons(cat, args[1]))  # fmt: skip
     elif op == "change":
         acct.change_items(customer, sub, t, resolve_items(cat, args[1]), args[2])
     elif op == "cancel":
@@ -180,9 +185,21 @@ class World:
             add_random_customer(acct, idx, self.start + int(x * span), self.policy)
         acct.arrivals = random.Random(f"{acct.seed}:{acct.id}:arrivals")
         acct.arrival_rate = (opts.customers / span) * GROWTH * math.exp(GROWTH) / math.expm1(GROWTH)
-        for customer in acct.customers:
-            acct.run(customer, self.now)
+        self._live(acct, None, self.now)
         return acct
+
+    def _live(self, acct: Account, after: int | None, until: int) -> None:
+        """Run every customer's agenda through ``until``, stopping at each catalog change
+        in (after, until] (after None: every one up to until) to apply it: actions before
+        a change never see it, the ones at or after it do. (Without changes: one run per
+        customer, as always.)"""
+        for change in catalog_changes.due(self.options.catalog_changes, after, until):
+            for customer in acct.customers:
+                acct.run(customer, change.time - 1)
+            acct.clock = change.time  # later runs draw fresh random streams (billing.run)
+            catalog_changes.apply(acct, change)
+        for customer in acct.customers:
+            acct.run(customer, until)
 
     def _catalog_events(self, acct: Account) -> None:
         """The launch of a product shortly before now, and two recent catalog edits."""
@@ -337,9 +354,10 @@ class World:
                 if t > new:
                     break
                 add_random_customer(acct, len(acct.customers), t, self.policy)
-            for customer in acct.customers:
-                acct.run(customer, new)
+            self._live(acct, old, new)
             for (kind, object_id), obj in acct.touched.items():
+                if kind not in KINDS:
+                    continue  # known only through its events (a discount)
                 if kind == "events":
                     changes.append((account_id, kind, render.event(obj), object_id))
                 elif is_deleted(kind, obj):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from . import cancellations, free, schedules
+from . import attached_coupons, cancellations, free, schedules
 from .billing import Account
 from .catalog import Catalog
 from .records import DAY, Customer, Invoice, Sub, add_months, b62
@@ -193,6 +193,7 @@ class RandomPolicy:
             return
         if sub.schedule is not None:  # a ramp deal: its schedule decides until it ends
             return
+        attached_coupons.maybe_offer(acct, sub, self.horizon)  # no draw from the stream
         length = sub.period_end - sub.period_start
         months = length / (30.44 * DAY)
         p_cancel = 1 - (1 - CHURN_PER_MONTH[customer.segment]) ** months

@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import cash, flexible, schedules
 from .catalog import Price, Product
 from .records import Customer, Invoice, Line, Sub, b62, discounts_included
+from .store import PRICE_INCLUDABLE
 
 API_VERSION = "2026-10-28.endive"
 
@@ -39,7 +40,8 @@ def snapshot(kind: str, obj) -> tuple | None:
     if kind == "products":
         return (obj.name, obj.description, obj.active, obj.updated)
     if kind == "prices":
-        return (obj.nickname, obj.active)
+        # options are only ever added (catalog_changes.py), so the pairs are a faithful copy
+        return (obj.nickname, obj.active, tuple(obj.currency_options.items()))
     if kind == "credit_notes":
         return cash.snapshot(obj)
     if kind == "subscription_schedules":
@@ -151,7 +153,7 @@ def currency_option(unit_amount: int | None, rows: list, tax_behavior: str, tier
 def price(p: Price, state: tuple | None = None) -> dict:
     """The price with its ``tiers`` and ``currency_options`` (Stripe returns them only under
     expand[]=tiers / expand[]=currency_options: the server strips them otherwise)."""
-    nickname, active = state or snapshot("prices", p)
+    nickname, active, currency_options = state or snapshot("prices", p)
     obj = {
         "id": p.id,
         "object": "price",
@@ -186,14 +188,20 @@ def price(p: Price, state: tuple | None = None) -> dict:
     tiered = p.billing_scheme == "tiered"
     if tiered:
         obj["tiers"] = tiers(p.tiers)
-    if p.currency_options:
+    if currency_options:
         # Stripe lists the price's own currency among its options too
         options = {p.currency: currency_option(p.unit_amount, p.tiers, p.tax_behavior, tiered)}
-        for currency, option in sorted(p.currency_options.items()):
+        for currency, option in sorted(currency_options):
             options[currency] = currency_option(option.unit_amount, option.tiers,
                                                 option.tax_behavior, tiered)  # fmt: skip
         obj["currency_options"] = options
     return obj
+
+
+def default_price(p: Price) -> dict:
+    """The price as Stripe embeds it (a subscription item's): without the fields it
+    includes only when expanded (``tiers``, ``currency_options``)."""
+    return {key: value for key, value in price(p).items() if key not in PRICE_INCLUDABLE}
 
 
 def unit_amount_decimal(p: Price) -> str | None:
@@ -279,7 +287,7 @@ def subscription_item(sub_id: str, item: tuple, period: tuple[int, int]) -> dict
         "discounts": [],
         "metadata": {},
         "plan": plan(p),
-        "price": price(p),
+        "price": default_price(p),
         "quantity": quantity,
         "subscription": sub_id,
         "tax_rates": [],
@@ -606,6 +614,8 @@ def render(kind: str, obj, state: tuple | None = None) -> dict:
         return cash.render_credit_note(obj, state)
     if kind == "subscription_schedules":
         return schedules.render_schedule(obj, state)
+    if kind == "discounts":  # only as an event's object (customer.discount.*)
+        return discount(obj)
     raise ValueError(kind)
 
 

@@ -69,6 +69,12 @@ class Scenario:
         """Put ``coupon`` on the subscription's next invoice only (an invoice-level discount)."""
         self.steps.append((at, "discount_invoice", (sub, coupon)))
 
+    def attach_coupon(self, at, sub: int, coupon) -> None:
+        """Attach ``coupon`` (a key, "promo:<key>", or a tuple of them, stacked after the
+        discounts ``sub`` has) to the running subscription: it applies from the next invoice
+        on, nothing is prorated (attached_coupons.py)."""
+        self.steps.append((at, "attach_coupon", (sub, coupon)))
+
     def manual_invoice(self, at, price_key: str = "onboarding_usd", *, delete_draft=False):
         self.steps.append((at, "manual", (price_key, delete_draft)))
 
