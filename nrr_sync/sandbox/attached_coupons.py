@@ -18,12 +18,9 @@ its ``now`` stays what it was; ``World.advance`` brings them.
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING
 
+from .engine import Engine
 from .records import DAY, Customer, Sub
-
-if TYPE_CHECKING:  # the engine and the random policy call these; they only name its type
-    from .billing import Account
 
 # Of renewals of random subscriptions without a discount: how many get a coupon attached
 # within the period, and which coupons merchants offer (catalog keys).
@@ -31,7 +28,7 @@ OFFER_RATE = 0.015
 OFFERS = ("repeating50", "forever20", "percent15", "once25")
 
 
-def attach(acct: Account, customer: Customer, sub: Sub, t: int, coupons) -> bool:
+def attach(acct: Engine, customer: Customer, sub: Sub, t: int, coupons) -> bool:
     """Attach ``coupons`` ((Coupon, promotion code id or None), ...) to ``sub`` at ``t``;
     False where Stripe would have nothing to apply them to (ended or incomplete)."""
     if not sub.live or sub.status in ("incomplete", "incomplete_expired"):
@@ -45,7 +42,7 @@ def attach(acct: Account, customer: Customer, sub: Sub, t: int, coupons) -> bool
     return True
 
 
-def step_attach_coupon(acct: Account, customer: Customer, t: int, sub_index: int,
+def step_attach_coupon(acct: Engine, customer: Customer, t: int, sub_index: int,
                        coupons) -> None:  # fmt: skip
     if not attach(acct, customer, customer.subs[sub_index], t, coupons):
         raise ValueError(f"subscription {sub_index} of {customer.id} takes no coupon at {t}")
@@ -56,7 +53,7 @@ def draw(sub: Sub, what: str) -> float:
     return zlib.crc32(f"{sub.id}:{sub.period_start}:{what}".encode()) / 2**32
 
 
-def maybe_offer(acct: Account, sub: Sub, generated_at: int) -> None:
+def maybe_offer(acct: Engine, sub: Sub, generated_at: int) -> None:
     """At a renewal of a random subscription: now and then a coupon some days later."""
     if sub.discounts or sub.status != "active" or draw(sub, "offer") >= OFFER_RATE:
         return
@@ -68,6 +65,6 @@ def maybe_offer(acct: Account, sub: Sub, generated_at: int) -> None:
     acct.schedule(sub.customer, at, "call", offer, (sub, acct.catalog.coupons[key]))
 
 
-def offer(acct: Account, customer: Customer, t: int, sub: Sub, coupon) -> None:
+def offer(acct: Engine, customer: Customer, t: int, sub: Sub, coupon) -> None:
     if sub.status == "active" and sub.cancel_at is None and not sub.discounts:
         attach(acct, customer, sub, t, ((coupon, None),))

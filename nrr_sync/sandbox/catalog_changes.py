@@ -15,14 +15,11 @@ sees it and every action before does not.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from . import render
 from .catalog import CurrencyOption
+from .engine import Engine
 from .records import parse_time
-
-if TYPE_CHECKING:  # the world calls these; they only name the engine's type
-    from .billing import Account
 
 
 @dataclass(frozen=True)
@@ -51,7 +48,7 @@ def due(changes: tuple, after: int | None, until: int) -> list:
     )
 
 
-def apply(acct: Account, change: CurrencyOptionAdded) -> None:
+def apply(acct: Engine, change: CurrencyOptionAdded) -> None:
     price = acct.catalog.price(change.price)
     if price.supports(change.currency):
         raise ValueError(f"{change.price} already has an amount in {change.currency}")

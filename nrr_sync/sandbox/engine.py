@@ -8,8 +8,8 @@ from __future__ import annotations
 import random
 from typing import Any, Protocol
 
-from .catalog import Catalog, Price
-from .records import Customer, Invoice, Line, Sub
+from .catalog import Catalog, Coupon, Price
+from .records import Customer, Discount, Invoice, Line, Sub
 
 
 class Engine(Protocol):
@@ -39,3 +39,6 @@ class Engine(Protocol):
 
     def change_items(self, customer: Customer, sub: Sub, t: int,
                      new: list[tuple[Price, int]], proration: str = ...) -> None: ...  # fmt: skip
+
+    def new_discount(self, customer: Customer, sub: Sub, t: int, coupon: Coupon,
+                     promotion_code: str | None = None) -> Discount: ...  # fmt: skip
