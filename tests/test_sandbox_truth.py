@@ -117,6 +117,14 @@ def spec_mrr(invoices, subscriptions, prices, now: int, fx: dict[str, float],
                         full *= Fraction(10000 - round(percent_off * 100), 10000)
                     rest = amount - sum(a for _, a in percent)
                     monthly = sign * full * Fraction(net, rest) if rest and full else 0
+                elif percent and not any(a for _, a in percent):
+                    # coupons included in the amount (entries 0): the list price, with the
+                    # inclusive tax in its share of the undiscounted amount
+                    factor = Fraction(1)
+                    for percent_off, _ in percent:
+                        factor *= Fraction(10000 - round(percent_off * 100), 10000)
+                    tax = amount - net
+                    monthly = full * (amount - tax * factor) / abs(amount)
                 else:
                     monthly = sign * full * Fraction(net, amount)
                 monthly /= months

@@ -227,3 +227,24 @@ def test_a_sync_starts_from_the_typed_cursor_the_backfill_wrote(tmp_path, sandbo
     assert moved.created > cursor.created and moved.id != cursor.id  # positive control
     note = checkpoints.LandedNote(moved.dump(), {("invoices", "in_1"): {"evt_2", "evt_1"}})
     assert checkpoints.LandedNote.load(note.dump()) == note
+
+
+def test_a_dunning_that_ends_is_told_by_an_event_and_lands_as_a_backfill_would(
+    tmp_path, sandbox_factory
+):
+    """When the last retry fails, Stripe sends invoice.payment_failed (attempt_count up, no
+    next attempt): the sync lands the invoice as a fresh backfill does."""
+    sandbox = sandbox_factory(customers=400, seed=11, latency_ms=0)
+    config = write_config(tmp_path)
+    db = tmp_path / "nrr.duckdb"
+    assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
+    sandbox.advance(28 * DAY)
+    assert cli(config, ["sync"], sandbox).exit_code == 0
+    exhausted = query(
+        db,
+        "SELECT count(*) FROM stripe.invoices WHERE raw->>'$.next_payment_attempt' IS NULL "
+        "AND (raw->>'$.attempt_count')::INT >= 4 AND status IN ('open', 'void', 'uncollectible')",
+    )[0][0]
+    assert exhausted > 0, "positive control: some dunning ended in the synced days"
+    fresh = fresh_backfill(tmp_path, sandbox)
+    assert without_deleted(snapshot(db))["invoices"] == without_deleted(fresh)["invoices"]

@@ -434,6 +434,8 @@ class Account:
         sub = inv.sub
         inv.attempt_count += 3
         inv.next_payment_attempt = None
+        # Stripe tells of each failed retry; the last one says no attempt is left
+        self.emit(t, "invoice.payment_failed", "invoices", inv)
         if sub.status != "past_due":
             return
         before = self.snap("subscriptions", sub, t)
