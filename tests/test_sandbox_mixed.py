@@ -153,15 +153,25 @@ def test_only_flexible_subscriptions_mix_intervals_and_an_item_keeps_its_interva
 
 
 def test_worked_example_a_50_dollar_seat_and_a_1200_dollar_platform_make_150(tmp_path):
+    # docs/metrics.md, "Mixed intervals on one subscription"
     s = Scenario("2024-01-15T00:00:00Z", name="seat and platform")
     s.subscribe(s.created, [("example_seat_month_usd", 1), ("example_annual_year_usd", 1)],
                 billing_mode="flexible")  # fmt: skip
-    world = world_of(s)
-    mrr = by_customer_name(world)["seat and platform"]
-    assert set(mrr.values()) == {Decimal("150.00")} and len(mrr) == 6
+    s.change("2024-04-20T00:00:00Z", 0, [("example_seat_month_usd", 2),
+                                         ("example_annual_year_usd", 1)])  # fmt: skip
+    s.cancel("2024-07-02T00:00:00Z", 0, "period_end")
+    world = world_of(s, now="2024-08-01T00:00:00Z")
+    expected = {"2024-01": Decimal("150.00"), "2024-02": Decimal("150.00"),
+                "2024-03": Decimal("150.00"), "2024-04": Decimal("200.00"),
+                "2024-05": Decimal("200.00"), "2024-06": Decimal("200.00"),
+                "2024-07": Decimal("0.00"), "2024-08": Decimal("0.00")}  # fmt: skip
+    assert by_customer_name(world)["seat and platform"] == expected
+    assert lines_by_invoice(world)[-1][2] == [
+        ("example_annual_year_usd", -60328, ts("2024-07-15"), ts("2025-01-15"))]  # fmt: skip
     con = land_world(tmp_path / "nrr.duckdb", world)
     build.build(con, Config())
-    assert {row[3] for row in reported_monthly(con)} == {Decimal("150.00")}
+    reported = {month[:7]: mrr for _, _, month, mrr in reported_monthly(con)}
+    assert reported == expected
 
 
 def mixed_customers(world) -> set[str]:
