@@ -136,13 +136,18 @@ def test_cancel_at_period_end_ends_at_the_earliest_item_period_end_crediting_the
     assert (mrr["2024-03"], mrr["2024-04"]) == (Decimal("142.50"), Decimal("0.00"))
 
 
-def test_only_flexible_subscriptions_mix_intervals_and_an_item_keeps_its_interval():
+def test_only_flexible_subscriptions_mix_intervals_and_what_is_not_modeled_is_refused():
     for mode, trial in (("classic", 0), ("flexible", 14)):
         s = Scenario("2024-01-10T00:00:00Z")
         s.subscribe(s.created, [("seats_month_usd", 4), ("pro_year_usd", 1)], trial_days=trial,
                     billing_mode=mode)  # fmt: skip
         with pytest.raises(ValueError, match="flexible|trials"):
             world_of(s)
+    s = seats_and_yearly_plan()
+    s.schedule("2024-02-01T00:00:00Z", 0, [(2, [("seats_month_usd", 8), ("pro_year_usd", 1)],
+                                            "none")], 4)  # fmt: skip
+    with pytest.raises(ValueError, match="schedules"):
+        world_of(s)
     s = seats_and_yearly_plan()
     s.change("2024-02-20T00:00:00Z", 0, [("seats_month_usd", 4), ("pro_month_usd", 1)])
     s.change("2024-03-20T00:00:00Z", 0, [("seats_month_usd", 6), ("pro_year_usd", 1)])

@@ -33,9 +33,9 @@ Not modeled (the engine refuses them, so no history shows what Stripe would not 
 trials on a mixed subscription; switching one item to another interval, and adding an
 item whose interval no other item has (Stripe aligns its first period to the anchor);
 ``cancel_at: max_period_end``; metered items on an interval longer than the shortest (their
-usage is billed at every renewal); subscription schedules and paused collection of mixed
-subscriptions among random customers; ``billed_until`` on items (typed by the SDK, not in
-Stripe's example objects).
+usage is billed at every renewal); subscription schedules of mixed subscriptions (refused),
+and paused collection of random ones (never drawn); ``billed_until`` on items (typed by the
+SDK, not in Stripe's example objects).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import mixed
 from .catalog import Price, resolve_items
 from .records import DAY, Customer, Sub, parse_time, period_end
 
@@ -81,6 +82,8 @@ def attach(acct: Account, customer: Customer, sub: Sub, t: int, phases: list,
         return None
     if sub.cancel_at is not None or t >= sub.period_end:
         return None
+    if mixed.active(sub):
+        raise ValueError("the sandbox does not model schedules of mixed-interval subscriptions")
     interval = (sub.cycle_price.interval, sub.cycle_price.interval_count)
     for _start, items, _proration in phases:
         if (items[0][0].interval, items[0][0].interval_count) != interval:
