@@ -268,3 +268,59 @@ def test_flexible_credits_take_back_what_was_counted_before_and_after_advance(
     for option in ({"subtract_discounts": False}, {"churn_recognition": "canceled_at"},
                    {"include_open_invoices": False}):  # fmt: skip
         assert_report_equals_truth_under(tmp_path, sandbox, option)
+
+
+def mixed_interval_scenarios() -> tuple[Scenario, ...]:
+    """4 seats × $15 a month beside Pro at $990 a year on one flexible subscription: seats up
+    to 7 (prorated at the next monthly renewal), Pro upgraded to Business yearly ($2,990,
+    invoiced at once, over the yearly item's own period), then set to cancel at period end."""
+    mixed = Scenario("2024-01-10T00:00:00Z", name="Monthly seats, yearly plan", segment="mid")
+    sub = mixed.subscribe(mixed.created, [("seats_month_usd", 4), ("pro_year_usd", 1)],
+                          billing_mode="flexible")  # fmt: skip
+    mixed.change("2024-03-05T00:00:00Z", sub, [("seats_month_usd", 7), ("pro_year_usd", 1)])
+    mixed.change("2024-04-18T00:00:00Z", sub, [("seats_month_usd", 7), ("business_year_usd", 1)],
+                 "always_invoice")  # fmt: skip
+    mixed.cancel("2024-06-20T00:00:00Z", sub, "period_end")
+    return (mixed,)
+
+
+def test_mixed_intervals_value_each_line_by_its_own_price_before_and_after_advance(
+    tmp_path, sandbox_factory
+):
+    options = SandboxOptions(customers=0, start="2024-01", now="2024-06-01T00:00:00Z",
+                             archetypes=False, scenarios=mixed_interval_scenarios())  # fmt: skip
+    sandbox = sandbox_factory(world=generate(options))
+    config = write_config(tmp_path)
+    db = tmp_path / "nrr.duckdb"
+    assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
+
+    periods = query(db, "SELECT p.recurring_interval, strftime(i.current_period_end, '%Y-%m-%d') "
+                        "FROM stripe.subscription_items i JOIN stripe.prices p "
+                        "ON p.id = i.price_id ORDER BY 1")  # fmt: skip
+    assert periods == [("month", "2024-06-10"), ("year", "2025-01-10")]
+    billed = query(db, "SELECT i.billing_reason, list(DISTINCT p.recurring_interval ORDER BY 1) "
+                       "FROM stripe.invoices i JOIN stripe.invoice_lines l ON l.invoice_id = i.id "
+                       "JOIN stripe.prices p ON p.id = l.price_id GROUP BY ALL")  # fmt: skip
+    # the first invoice bills both items, every renewal only the monthly one; the upgrade
+    # of the yearly item is invoiced at once over the yearly period
+    assert dict(billed) == {"subscription_create": ["month", "year"],
+                            "subscription_cycle": ["month"],
+                            "subscription_update": ["year"]}  # fmt: skip
+    # 4 × 15 + 990 / 12; 7 seats from March 5; Business from April 18: 105 + 2990 / 12
+    assert mrr_by_name(db, "Monthly seats, yearly plan") == {
+        "2024-01": Decimal("142.50"), "2024-02": Decimal("142.50"),
+        "2024-03": Decimal("187.50"), "2024-04": Decimal("354.17"),
+        "2024-05": Decimal("354.17"), "2024-06": Decimal("354.17"),
+    }  # fmt: skip
+    assert_report_equals_truth(db, sandbox.world)
+
+    # cancel_at_period_end ends at the earliest item period end (July 10), and the yearly
+    # item is credited for its unused rest then
+    sandbox.advance(45 * DAY)
+    assert cli(config, ["sync"], sandbox).exit_code == 0
+    assert mrr_by_name(db, "Monthly seats, yearly plan")["2024-07"] == Decimal("0.00")
+    assert movements_by_name(db, "Monthly seats, yearly plan")["2024-07"] == (
+        "churn", Decimal("-354.17"))  # fmt: skip
+    assert_report_equals_truth(db, sandbox.world)
+    for option in ({"churn_recognition": "canceled_at"}, {"include_open_invoices": False}):
+        assert_report_equals_truth_under(tmp_path, sandbox, option)

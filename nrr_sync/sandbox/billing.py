@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import random
 
+from . import mixed
 from .catalog import Catalog, Coupon, Price
 from .records import (
     DAY,
@@ -258,6 +259,9 @@ class Account:
 
             billing_mode = flexible.random_mode(self, customer, t)
         sub.billing_mode = billing_mode or "classic"
+        if mixed.wanted(sub.billing_mode, [price for price, _ in items], trial_end):
+            mixed.start(sub, t)  # each item on its own cycle; the renewal at the earliest end
+            end = sub.period_end
         sub.currency = billing_currency(customer.currency, [price for price, _ in items])
         if trial_end:
             sub.status = "trialing"
@@ -281,7 +285,8 @@ class Account:
                 item.price.full_amount(item.quantity, sub.currency)  # fmt: skip
             qty = 0 if item.price.usage_type == "metered" else item.quantity
             desc = f"Trial period for {item.price.product.name}" if trial_end else None
-            lines.append(self.new_line(customer, t, item.price, qty, amount, t, end, sub=sub,
+            item_end = mixed.item_period(sub, item)[1]
+            lines.append(self.new_line(customer, t, item.price, qty, amount, t, item_end, sub=sub,
                                        item=item, description=desc))  # fmt: skip
         inv = self.create_invoice(customer, sub, t, "subscription_create", lines, (t, t))
         self.finalize(inv, t)
@@ -328,6 +333,9 @@ class Account:
                 from . import meters
 
                 meters.final_usage(self, sub, t)
+                credits = mixed.unused_credits(self, customer, sub, t)  # items running on
+                if credits:
+                    self.invoice_now(customer, sub, t, credits, (t, t))
             self.end_subscription(sub, t)
             return
         if sub.status == "paused":
@@ -347,19 +355,23 @@ class Account:
             schedules.at_renewal(self, sub, t)
         old_start = sub.period_start
         sub.period_index += 1
-        sub.period_start = t
-        sub.period_end = period_end(sub.cycle_price, sub.anchor, sub.period_index)
+        renewing = sub.items
+        if mixed.active(sub):  # only the items whose own period ends now
+            renewing = mixed.renew(sub, t)
+        else:
+            sub.period_start = t
+            sub.period_end = period_end(sub.cycle_price, sub.anchor, sub.period_index)
         lines = list(sub.pending)
         sub.pending = []
         from . import meters
 
         lines.extend(meters.usage_lines(self, customer, sub, t, old_start))
-        for item in sub.items:
+        for item in renewing:
             price = item.price
             if price.usage_type != "metered":
                 lines.append(self.new_line(customer, t, price, item.quantity,
                                            price.full_amount(item.quantity, sub.currency), t,
-                                           sub.period_end,
+                                           mixed.item_period(sub, item)[1],
                                            sub=sub, item=item))  # fmt: skip
         inv = self.create_invoice(customer, sub, t, "subscription_cycle", lines, (old_start, t))
         if sub.status == "unpaid":
@@ -458,9 +470,13 @@ class Account:
         self.emit(t, "customer.subscription.deleted", "subscriptions", sub)
         self.subscription_ended(customer, sub, t)
 
-    def prorate(self, sub: Sub, t: int, price: Price, quantity: int, sign: int) -> int:
+    def prorate(self, sub: Sub, t: int, price: Price, quantity: int, sign: int,
+                item: Item | None = None) -> int:  # fmt: skip
+        """``price`` at ``quantity`` for the rest of the period (``item``'s own period on a
+        mixed-interval subscription) at ``t``, rounded half away from zero."""
+        start, end = mixed.item_period(sub, item)
         full = price.full_amount(quantity, sub.currency)
-        return sign * divide_half_up(full * (sub.period_end - t), sub.period_end - sub.period_start)
+        return sign * divide_half_up(full * (end - t), end - start)
 
     def change_items(self, customer: Customer, sub: Sub, t: int, new: list[tuple[Price, int]],
                      proration: str = "create_prorations") -> None:  # fmt: skip
@@ -469,10 +485,14 @@ class Account:
             return
         if not all(price.supports(sub.currency) for price, _ in new):
             return  # Stripe refuses a price that has no amount in the subscription's currency
+        if not mixed.accepts(sub, new):
+            return  # items of several intervals that Stripe or the sandbox does not allow
+        is_mixed = mixed.active(sub)
         before = self.snap("subscriptions", sub, t)
         old = [(item.price, item.quantity) for item in sub.items]
         new_interval = (new[0][0].interval, new[0][0].interval_count)
         reset = new_interval != (sub.cycle_price.interval, sub.cycle_price.interval_count)
+        reset = reset and not is_mixed
         if sub.status == "trialing":
             proration = "none"
             reset = False
@@ -498,14 +518,17 @@ class Account:
             price, quantity = new[n]
             if item is None:
                 item = Item(self.make_id("si", t, customer.rng, long=False), price, quantity, t)
+                if is_mixed:
+                    mixed.adopt_period(sub, item)
             changed = n >= len(old) or new[n] != old[n]
             item.price, item.quantity = price, quantity
             items.append(item)
             if prorate and (changed or reset) and price.usage_type != "metered" and not reset:
-                amount = self.prorate(sub, t, price, quantity, 1)
+                amount = self.prorate(sub, t, price, quantity, 1, item)
                 if amount:
                     lines.append(self.new_line(customer, t, price, quantity, amount, t,
-                                               sub.period_end, sub=sub, item=item, proration=True,
+                                               mixed.item_period(sub, item)[1], sub=sub,
+                                               item=item, proration=True,
                                                parent=parent))  # fmt: skip
         sub.items = items
         if reset:
@@ -538,10 +561,11 @@ class Account:
             from . import flexible
 
             return flexible.credit_line(self, customer, sub, item, t, parent)
-        amount = self.prorate(sub, t, item.price, item.quantity, -1)
+        amount = self.prorate(sub, t, item.price, item.quantity, -1, item)
         if not amount:
             return None
-        return self.new_line(customer, t, item.price, item.quantity, amount, t, sub.period_end,
+        return self.new_line(customer, t, item.price, item.quantity, amount, t,
+                             mixed.item_period(sub, item)[1],
                              sub=sub, item=item, proration=True, parent=parent)  # fmt: skip
 
     def invoice_now(self, customer, sub, t, lines, period, reason="subscription_update"):

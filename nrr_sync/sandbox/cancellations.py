@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import meters
+from . import meters, mixed
 from .records import DAY, Customer, Sub
 
 if TYPE_CHECKING:  # the engine calls these hooks; they only name its type
@@ -47,9 +47,10 @@ def end_at(acct: Account, customer: Customer, t: int, sub: Sub, when: int, credi
     if not sub.live or sub.cancel_at != when:
         return
     if credit and sub.status in ("active", "past_due") and t < sub.period_end:
-        lines = []
+        own_periods = mixed.active(sub)  # mixed intervals: each item's own unused rest
+        lines = mixed.unused_credits(acct, customer, sub, t)
         for item in sub.items:
-            if item.price.usage_type == "metered":
+            if item.price.usage_type == "metered" or own_periods:
                 continue
             amount = acct.prorate(sub, t, item.price, item.quantity, -1)
             if amount:

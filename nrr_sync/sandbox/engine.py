@@ -42,3 +42,6 @@ class Engine(Protocol):
 
     def new_discount(self, customer: Customer, sub: Sub, t: int, coupon: Coupon,
                      promotion_code: str | None = None) -> Discount: ...  # fmt: skip
+
+    def credit_line(self, customer: Customer, sub: Sub, item: Any, t: int,
+                    parent: str) -> Line | None: ...  # fmt: skip

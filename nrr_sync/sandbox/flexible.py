@@ -13,8 +13,13 @@ the discounted amount they paid, not the list price.
 A fifth of random subscriptions are flexible (a random stream of their own); scripted ones
 with ``Scenario.subscribe(..., billing_mode="flexible")``.
 
-Not modeled: mixed intervals on one subscription (a monthly and a yearly item, allowed in
-flexible mode), ``proration_discounts = "included"``, and switching a subscription's mode.
+Mixed intervals on one subscription (a monthly and a yearly item, which Stripe allows in
+flexible mode only) are in mixed.py: each item renews on its own cycle, and a change of one
+item prorates over that item's own period.
+
+Not modeled: a flexible subscription with ``proration_discounts = "included"`` (classic
+subscriptions show their prorations so: records.discounts_included), and switching a
+subscription's mode.
 """
 
 from __future__ import annotations

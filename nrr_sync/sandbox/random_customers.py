@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from . import attached_coupons, cancellations, free, schedules
+from . import attached_coupons, cancellations, free, mixed, schedules
 from .billing import Account
 from .catalog import Catalog
 from .records import DAY, Customer, Invoice, Sub, add_months, b62
@@ -159,11 +159,13 @@ class RandomPolicy:
         starts_free = None if trial else free.free_instead(acct, customer, t, items)
         if starts_free is not None:  # the free plan instead, maybe upgraded to items later
             items, coupons, first, missing = starts_free[0], (), "ok", False
+        elif not trial:  # some flexible sign-ups take the plan yearly beside monthly seats
+            items = mixed.random_items(acct, customer, t, items)
         sub = acct.subscribe(customer, t, items, trial_days=trial, coupon=coupons,
                              first_payment=first, missing_payment_method=missing)  # fmt: skip
         if starts_free is not None:
             free.schedule_upgrade(acct, customer, sub, starts_free[1])
-        else:
+        elif not mixed.active(sub):  # schedules of mixed intervals are not modeled
             schedules.maybe_ramp(acct, customer, sub, t)
         if starts_free is None and rng_of(acct, customer, t, "invoice-discount").random() < 0.03:
             welcome = acct.catalog.coupons["welcome_month"]

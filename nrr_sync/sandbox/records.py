@@ -122,6 +122,10 @@ class Item:
     quantity: int
     created: int
     debit: Line | None = None  # the item's latest charge (what a flexible credit takes back)
+    # mixed intervals (mixed.py): the item's own current period and its index from the
+    # subscription's anchor; None on other subscriptions, whose items share the sub's period
+    period: tuple[int, int] | None = None
+    period_index: int = 0
 
 
 @dataclass(slots=True)

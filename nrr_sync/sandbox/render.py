@@ -23,7 +23,7 @@ def snapshot(kind: str, obj) -> tuple | None:
         return (
             sub.status, sub.cancel_at_period_end, sub.cancel_at, sub.canceled_at, sub.ended_at,
             sub.cancel_reason, sub.pause, sub.discounts,
-            tuple((i.id, i.price, i.quantity, i.created) for i in sub.items),
+            tuple((i.id, i.price, i.quantity, i.created, i.period) for i in sub.items),
             sub.period_start, sub.period_end, sub.trial_start, sub.trial_end, sub.latest_invoice,
             sub.anchor, sub.schedule.id if sub.schedule is not None else None,
         )  # fmt: skip
@@ -276,7 +276,9 @@ def discount(d, expand_coupon: bool = False) -> dict:
 
 
 def subscription_item(sub_id: str, item: tuple, period: tuple[int, int]) -> dict:
-    item_id, p, quantity, created = item
+    """``period``: the subscription's, unless the item has its own (mixed intervals)."""
+    item_id, p, quantity, created, own_period = item
+    period = own_period or period
     obj = {
         "id": item_id,
         "object": "subscription_item",

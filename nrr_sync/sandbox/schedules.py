@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import mixed
 from .catalog import Price, resolve_items
 from .engine import Engine
 from .records import DAY, Customer, Sub, parse_time, period_end
@@ -78,6 +79,8 @@ def attach(acct: Engine, customer: Customer, sub: Sub, t: int, phases: list,
         return None
     if sub.cancel_at is not None or t >= sub.period_end:
         return None
+    if mixed.active(sub):
+        raise ValueError("the sandbox does not model schedules of mixed-interval subscriptions")
     interval = (sub.cycle_price.interval, sub.cycle_price.interval_count)
     for _start, items, _proration in phases:
         if (items[0][0].interval, items[0][0].interval_count) != interval:

@@ -12,7 +12,9 @@ It never reads the rendered JSON. The rules (docs/metrics.md):
 - A line counts if it belongs to a subscription, its price is recurring and licensed
   (metered only if asked) and its period is not empty.
 - net = amount - discount (if subtracting discounts) - inclusive tax; exclusive tax ignored.
-- Not a proration: net / interval months (month 1, year 12, week 12/52, day 12/365).
+- Not a proration: net / interval months (month 1, year 12, week 12/52, day 12/365), the
+  interval of the line's own price: a subscription mixing monthly and yearly items
+  (mixed.py) needs no rule of its own.
 - A proration: sign(amount) x the price's full-interval amount at the line's quantity
   (tiers, transform_quantity), in the line's currency (its currency option when the line
   is billed in another currency than the price's) x net / amount / interval months; 0
