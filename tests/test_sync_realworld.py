@@ -234,7 +234,13 @@ def flexible_scenarios() -> tuple[Scenario, ...]:
     seats.change("2024-03-20T10:00:00Z", sub, [("pro_month_usd", 1), ("seats_month_usd", 6)],
                  "always_invoice")  # fmt: skip
     seats.cancel("2024-06-12T10:00:00Z", sub, "now_prorate")
-    return once, classic, seats
+    included = Scenario("2024-02-05T09:00:00Z", name="Flexible, discounts included")
+    sub = included.subscribe(included.created, [("pro_month_usd", 1), ("seats_month_usd", 3)],
+                             coupon=("forever20", "promo:loyalty5"), billing_mode="flexible",
+                             proration_discounts="included")  # fmt: skip
+    included.change("2024-03-17T13:00:00Z", sub, [("business_month_usd", 1),
+                                                  ("seats_month_usd", 3)])  # fmt: skip
+    return once, classic, seats, included
 
 
 def test_flexible_credits_take_back_what_was_counted_before_and_after_advance(
@@ -249,17 +255,32 @@ def test_flexible_credits_take_back_what_was_counted_before_and_after_advance(
 
     modes = dict(query(db, "SELECT raw->'billing_mode'->>'type', count(*) "
                            "FROM stripe.subscriptions GROUP BY ALL"))  # fmt: skip
-    assert modes == {"flexible": 2, "classic": 1}
+    assert modes == {"flexible": 3, "classic": 1}
+    shown = dict(query(db, "SELECT raw->'billing_mode'->'flexible'->>'proration_discounts', "
+                           "count(*) FROM stripe.subscriptions GROUP BY ALL"))  # fmt: skip
+    assert shown == {"itemized": 2, "included": 1, None: 1}
     credits = query(db, "SELECT l.amount, l.discount_amount, m.valuation "
                         "FROM stripe.invoice_lines l JOIN report.mrr_lines m ON m.line_id = l.id "
                         "WHERE (l.raw->'parent'->l.parent_type->'proration_details'"
                         "->'credited_items') <> 'null'")  # fmt: skip
-    assert len(credits) == 3  # the downgrade's and the two seat changes' (Pro unchanged)
+    # the downgrade's, the two seat changes' (Pro unchanged) and the included upgrade's
+    assert len(credits) == 4
     assert {valuation for *_, valuation in credits} == {"credited_line"}
     # Business $299 with 25 % off its first invoice, down to Pro ($99) on Jan 22 for the rest
     # of the period: the credit takes back the discounted charge (224.25), not the list price
     assert mrr_by_name(db, "Flexible downgrade after a once coupon")["2024-01"] == Decimal("99.00")
     assert mrr_by_name(db, "Classic downgrade after a once coupon")["2024-01"] == Decimal("24.25")
+    # its upgrade's lines show the coupons included (entries 0); valued from the coupons:
+    # (299 + 3 x 15) x 0.8 x 0.95
+    entries = query(db, "SELECT l.raw->'discount_amounts' FROM stripe.invoice_lines l "
+                        "JOIN stripe.invoices i ON i.id = l.invoice_id "
+                        "JOIN stripe.customers c ON c.id = i.customer_id "
+                        "WHERE c.name = ? AND l.proration",
+                    ["Flexible, discounts included"])  # fmt: skip
+    assert entries and all(
+        {entry["amount"] for entry in json.loads(text)} == {0} for (text,) in entries
+    )
+    assert mrr_by_name(db, "Flexible, discounts included")["2024-03"] == Decimal("261.44")
     assert_report_equals_truth(db, sandbox.world)
 
     sandbox.advance(20 * DAY)  # the immediate cancellation with its credit (to the balance)

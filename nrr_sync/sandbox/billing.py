@@ -258,6 +258,8 @@ class Account:
             from . import flexible
 
             billing_mode = flexible.random_mode(self, customer, t)
+            if billing_mode == "flexible":
+                sub.proration_discounts = flexible.random_proration_discounts(self, customer, t)
         sub.billing_mode = billing_mode or "classic"
         if mixed.wanted(sub.billing_mode, [price for price, _ in items], trial_end):
             mixed.start(sub, t)  # each item on its own cycle; the renewal at the earliest end

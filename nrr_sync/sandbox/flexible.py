@@ -17,9 +17,12 @@ Mixed intervals on one subscription (a monthly and a yearly item, which Stripe a
 flexible mode only) are in mixed.py: each item renews on its own cycle, and a change of one
 item prorates over that item's own period.
 
-Not modeled: a flexible subscription with ``proration_discounts = "included"`` (classic
-subscriptions show their prorations so: records.discounts_included), and switching a
-subscription's mode.
+A flexible subscription shows its prorations' discounts itemized, or, with
+``proration_discounts = "included"`` (a share of random ones; scripted with
+``subscribe(..., proration_discounts="included")``), included in their amounts as classic
+subscriptions do (records.discounts_included).
+
+Not modeled: switching a subscription's mode.
 """
 
 from __future__ import annotations
@@ -35,6 +38,14 @@ FLEXIBLE_RATE = 0.2
 def random_mode(acct: Engine, customer: Customer, t: int) -> str:
     rng = random.Random(f"{acct.seed}:{acct.id}:{customer.idx}:billing-mode:{t}")
     return "flexible" if rng.random() < FLEXIBLE_RATE else "classic"
+
+
+INCLUDED_RATE = 0.3  # of random flexible subscriptions: proration discounts included
+
+
+def random_proration_discounts(acct: Engine, customer: Customer, t: int) -> str:
+    rng = random.Random(f"{acct.seed}:{acct.id}:{customer.idx}:proration-discounts:{t}")
+    return "included" if rng.random() < INCLUDED_RATE else "itemized"
 
 
 def credit_line(acct: Engine, customer: Customer, sub: Sub, item: Item, t: int,
@@ -64,7 +75,7 @@ def billing_mode(sub: Sub) -> dict:
     if sub.billing_mode != "flexible":
         return {"type": "classic"}
     return {
-        "flexible": {"proration_discounts": "itemized"},
+        "flexible": {"proration_discounts": sub.proration_discounts},
         "type": "flexible",
         "updated_at": sub.created,
     }

@@ -106,13 +106,14 @@ def apply_amount_off(lines: list[Line], discount: Discount, amount_off: int | No
 def discounts_included(line: Line, sub: Sub | None) -> bool:
     """Whether Stripe shows this line's discounts already taken off its amount.
 
-    Prorations of a ``classic`` subscription (and of a ``flexible`` one with
-    ``proration_discounts = "included"``) are shown net: ``amount`` is after the discounts
+    Prorations of a ``classic`` subscription, and of a ``flexible`` one with
+    ``proration_discounts = "included"``, are shown net: ``amount`` is after the discounts
     and each ``discount_amounts`` entry is 0 (Stripe's changelog 2025-09-30, "itemize
-    proration discount amounts"). Flexible subscriptions here itemize them (flexible.py).
+    proration discount amounts"). Flexible subscriptions with ``itemized`` show them apart.
     """
-    return bool(line.proration and line.discounts and line.credited is None
-                and (sub is None or sub.billing_mode != "flexible"))  # fmt: skip
+    itemized = (sub is not None and sub.billing_mode == "flexible"
+                and sub.proration_discounts == "itemized")  # fmt: skip
+    return bool(line.proration and line.discounts and not itemized)
 
 
 @dataclass(slots=True)
@@ -239,6 +240,7 @@ class Sub:
     currency: str = ""  # the customer's currency where every price supports it
     schedule: object | None = None  # the subscription schedule attached (schedules.py)
     billing_mode: str = "classic"  # classic | flexible (flexible.py)
+    proration_discounts: str = "itemized"  # flexible mode: itemized | included
 
     @property
     def cycle_price(self) -> Price:

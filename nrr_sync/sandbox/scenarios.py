@@ -35,11 +35,14 @@ class Scenario:
     subscriptions: int = 0
 
     def subscribe(self, at, items, *, trial_days=0, coupon=None, first_payment="ok",
-                  missing_payment_method=False, billing_mode="classic") -> int:  # fmt: skip
+                  missing_payment_method=False, billing_mode="classic",
+                  proration_discounts="itemized") -> int:  # fmt: skip
         """first_payment: ok | recover (paid within hours) | fail (incomplete_expired);
-        billing_mode: classic | flexible (credits take back what was charged)."""
+        billing_mode: classic | flexible (credits take back what was charged);
+        proration_discounts (flexible only): itemized | included (in the amounts)."""
         self.steps.append((at, "subscribe", (items, trial_days, coupon, first_payment,
-                                             missing_payment_method, billing_mode)))  # fmt: skip
+                                             missing_payment_method, billing_mode,
+                                             proration_discounts)))  # fmt: skip
         self.subscriptions += 1
         return self.subscriptions - 1
 
