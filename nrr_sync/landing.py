@@ -75,7 +75,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def timestamp(value: Any) -> datetime | None:
     """Stripe's unix seconds -> aware UTC datetime (TIMESTAMPTZ). The same datetime as
     ``datetime.fromtimestamp(value, tz=UTC)`` in about half the CPU (a page of 100
-    invoices holds about a thousand, benchmarks/page_cpu.py)."""
+    invoices holds about 900, benchmarks/page_cpu.py)."""
     if value is None or isinstance(value, bool):
         return None
     return EPOCH + timedelta(seconds=int(value))
