@@ -3,10 +3,17 @@
 Fetches every page of ``/v1/invoices`` (100 invoices with their first 10 lines each)
 and ``/v1/customers`` from a sandbox without latency, keeps the bodies, then times each
 step the backfill does per page with ``time.process_time`` (CPU, so steadier than wall
-time on a shared machine), best of ``--repeat``: the request through the SDK, parsing
-the body, building the landing rows (typed columns and the ``raw`` JSON text), and
-appending them to DuckDB. Parsing and ``raw`` are timed with the standard library and
-with orjson, side by side.
+time on a shared machine), best of ``--repeat``: the request through the SDK (HTTP,
+parse and checks), parsing the body alone, building the landing rows (typed columns and
+the ``raw`` JSON text), and appending them to DuckDB in one transaction with a
+checkpoint (the backfill lands a batch in one transaction, and its commits checkpoint
+whenever DuckDB's write-ahead log is full); their sum is a page's CPU. Compared in the
+same run: parsing and ``raw`` with the standard library; the landing rows as the
+previous row builders made them (``datetime.fromtimestamp``, a comprehension leaving
+``lines`` out of ``raw``); and two ways of appending that were tried and not kept,
+through a staging table whose JSON columns are VARCHAR (``INSERT … SELECT raw::JSON``)
+and DuckDB parsing the rows itself (one JSON document per table, ``from_json``), each
+checked to land the same rows.
 
     python benchmarks/page_cpu.py                 # 1,000 customers
     python benchmarks/page_cpu.py --quick
@@ -54,6 +61,11 @@ def main(argv: list[str] | None = None) -> dict:
         for step, ms in measured.items():
             if step.endswith("_ms"):
                 rows.append([f"{kind}: {step.removesuffix('_ms').replace('_', ' ')}", ms])
+    invoices = results["invoices"]
+    results["invoices_page_ms"] = round(
+        request_ms["request_ms"] + invoices["landing_rows_ms"] + invoices["append_ms"], 2
+    )
+    rows.append(["invoices: a page (request, landing rows, append)", results["invoices_page_ms"]])
     print()
     print(f"{args.customers:,} customers; ms of CPU per page of 100 (best of {args.repeat})")
     print(common.table(["step", "ms per page"], rows))
@@ -161,22 +173,107 @@ def measure_kind(kind: str, bodies: list[bytes], repeat: int) -> dict:
     # The same with the standard library writing raw and metadata, as before orjson.
     with stdlib_json_text(fastjson):
         measured["landing_rows_stdlib_json_ms"] = best_ms(build_rows, parsed, repeat)
+    with previous_row_builders(landing):
+        measured["landing_rows_previous_builders_ms"] = best_ms(build_rows, parsed, repeat)
+    batch: dict[str, list] = {}  # all pages in one batch, as the backfill lands them
+    for page_rows in rows:
+        for table, table_rows in page_rows.items():
+            batch.setdefault(table, []).extend(table_rows)
+    appends = {
+        "append_ms": load.insert_rows,
+        "append_staged_varchar_ms": insert_staged,
+        "append_duckdb_parses_json_ms": insert_by_from_json,
+    }
+    landed = {}
     with tempfile.TemporaryDirectory() as scratch:
-        best = float("inf")
-        for attempt in range(repeat):
-            con = duckdb.connect(f"{scratch}/append-{attempt}.duckdb")
-            build.migrate(con)
-            batch: dict[str, list] = {}  # all pages in one batch, as the backfill lands them
-            for page_rows in rows:
-                for table, table_rows in page_rows.items():
-                    batch.setdefault(table, []).extend(table_rows)
-            started = time.process_time()
-            for table, table_rows in batch.items():
-                load.insert_rows(con, table, table_rows)
-            best = min(best, (time.process_time() - started) / len(rows))
-            con.close()
-        measured["append_ms"] = round(best * 1000, 2)
+        for step, insert in appends.items():
+            best = float("inf")
+            for attempt in range(repeat):
+                con = duckdb.connect(f"{scratch}/{step}-{attempt}.duckdb")
+                build.migrate(con)
+                started = time.process_time()
+                con.begin()
+                for table, table_rows in batch.items():
+                    insert(con, table, table_rows)
+                con.commit()
+                # Until the rows are in the file: the backfill's commits checkpoint too,
+                # whenever the write-ahead log passes DuckDB's threshold.
+                con.execute("CHECKPOINT")
+                best = min(best, (time.process_time() - started) / len(rows))
+                landed[step] = {t: sorted(con.sql(f"FROM stripe.{t}").fetchall()) for t in batch}
+                con.close()
+            measured[step] = round(best * 1000, 2)
+    assert all(tables == landed["append_ms"] for tables in landed.values()), "not the same rows"
     return measured
+
+
+@contextlib.contextmanager
+def previous_row_builders(landing):
+    """``landing``'s timestamps and ``raw`` copies made the previous ways, for a
+    comparison: the same values, more CPU."""
+    from datetime import UTC, datetime
+
+    saved = landing.timestamp, landing.without
+    landing.timestamp = lambda value: (
+        None
+        if value is None or isinstance(value, bool)
+        else datetime.fromtimestamp(int(value), tz=UTC)
+    )
+    landing.without = lambda obj, field: {k: v for k, v in obj.items() if k != field}
+    try:
+        yield
+    finally:
+        landing.timestamp, landing.without = saved
+
+
+def column_types(con, table: str) -> dict[str, str]:
+    return dict(
+        con.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() "
+            "WHERE schema_name = 'stripe' AND table_name = ?",
+            [table],
+        ).fetchall()
+    )
+
+
+def insert_staged(con, table: str, rows: list) -> None:
+    """Tried: the appender into a temporary table whose JSON columns are VARCHAR, then
+    one ``INSERT … SELECT raw::JSON``."""
+    from nrr_sync.landing import COLUMNS
+
+    if not rows:
+        return
+    columns, types = COLUMNS[table], column_types(con, table)
+    staged = [f"{c} {'VARCHAR' if types[c] == 'JSON' else types[c]}" for c in columns]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE staged ({', '.join(staged)})")
+    with con.appender("temp.main.staged", columns=list(columns)) as appender:
+        appender.append_rows(rows)
+    select = [f"{c}::JSON" if types[c] == "JSON" else c for c in columns]
+    con.execute(f"INSERT INTO stripe.{table} SELECT {', '.join(select)} FROM temp.main.staged")
+
+
+def insert_by_from_json(con, table: str, rows: list) -> None:
+    """Tried: one value per table for DuckDB to parse, the columns as JSON lists
+    (``{"id": [...], "raw": [...]}``), typed by ``from_json`` and unnested."""
+    import orjson
+
+    from nrr_sync.landing import COLUMNS
+
+    if not rows:
+        return
+    columns, types = COLUMNS[table], column_types(con, table)
+    document = orjson.dumps(dict(zip(columns, zip(*rows, strict=True), strict=True))).decode()
+    parsed = {
+        c: "VARCHAR" if types[c] in ("JSON", "DECIMAL(38,12)", "DECIMAL(9,4)") else types[c]
+        for c in columns
+    }
+    structure = orjson.dumps({c: [t] for c, t in parsed.items()}).decode()
+    select = [f"unnest(j.{c})::{types[c]}" for c in columns]
+    con.execute(
+        f"INSERT INTO stripe.{table} SELECT {', '.join(select)} "
+        "FROM (SELECT from_json_strict(?, ?) AS j)",
+        [document, structure],
+    )
 
 
 if __name__ == "__main__":

@@ -297,15 +297,18 @@ def check_page(page: dict, params: dict, check_item: Callable[[dict], None]) -> 
 
 
 def _in_range(value: Any, bounds: dict) -> bool:
+    # Plain comparisons: this runs for every object of every page of a backfill.
     if not _is_int(value):
         return False
-    tests = {
-        "gte": lambda bound: value >= bound,
-        "gt": lambda bound: value > bound,
-        "lte": lambda bound: value <= bound,
-        "lt": lambda bound: value < bound,
-    }
-    return all(tests[op](bound) for op, bound in bounds.items() if op in tests)
+    for op, bound in bounds.items():
+        if (
+            (op == "gte" and value < bound)
+            or (op == "gt" and value <= bound)
+            or (op == "lte" and value > bound)
+            or (op == "lt" and value >= bound)
+        ):
+            return False
+    return True
 
 
 # The server's clock -------------------------------------------------------------------

@@ -8,7 +8,7 @@ load; what the reports need is checked by the SQL models and ``report.data_quali
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import fastjson
@@ -69,11 +69,16 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp(value: Any) -> datetime | None:
-    """Stripe's unix seconds -> aware UTC datetime (TIMESTAMPTZ)."""
+    """Stripe's unix seconds -> aware UTC datetime (TIMESTAMPTZ). The same datetime as
+    ``datetime.fromtimestamp(value, tz=UTC)`` in about half the CPU (a page of 100
+    invoices holds about 900, benchmarks/page_cpu.py)."""
     if value is None or isinstance(value, bool):
         return None
-    return datetime.fromtimestamp(int(value), tz=UTC)
+    return EPOCH + timedelta(seconds=int(value))
 
 
 def dig(obj: Any, *path: str) -> Any:
@@ -94,6 +99,15 @@ def ref(value: Any) -> str | None:
 
 def as_json(value: Any) -> str | None:
     return None if value is None else fastjson.dumps_sorted(value)
+
+
+def without(obj: dict, field: str) -> dict:
+    """A shallow copy of ``obj`` without ``field``, the other keys in their order (a
+    copy and a ``pop`` in C, several times faster than a comprehension over an
+    invoice's 80 keys)."""
+    copy = dict(obj)
+    copy.pop(field, None)
+    return copy
 
 
 def raw_json(obj: dict) -> str:
@@ -137,7 +151,7 @@ def price_row(account_id: str, obj: dict, synced_at: datetime) -> tuple:
 
 def subscription_row(account_id: str, obj: dict, synced_at: datetime) -> tuple:
     # The embedded items live in stripe.subscription_items; keep raw small.
-    raw = {key: value for key, value in obj.items() if key != "items"}
+    raw = without(obj, "items")
     return (
         account_id, obj["id"], ref(obj.get("customer")), obj.get("status"),
         obj.get("currency"), timestamp(obj.get("created")), timestamp(obj.get("start_date")),
@@ -162,7 +176,7 @@ def subscription_item_row(account_id: str, obj: dict, synced_at: datetime) -> tu
 def invoice_row(account_id: str, obj: dict, synced_at: datetime) -> tuple:
     """An invoice; its lines land in their own table (``raw`` leaves them out). An
     invoice whose ``lines.has_more`` is still true is recorded ``lines_complete = false``."""
-    raw = {key: value for key, value in obj.items() if key != "lines"}
+    raw = without(obj, "lines")
     lines = obj.get("lines") or {}
     line_count = len(lines.get("data") or [])
     lines_complete = not lines.get("has_more", False)

@@ -90,9 +90,15 @@ def test_page_cpu_runs_and_records(tmp_path):
     result = page_cpu.main(["--quick", "--results", str(results_path)])
 
     assert result["invoices"]["pages"] > 0 and result["customers"]["pages"] > 0
-    for step in ("parse_json_ms", "parse_orjson_ms", "raw_json_ms", "landing_rows_ms"):
+    steps = (
+        "parse_json_ms", "parse_orjson_ms", "raw_json_ms", "landing_rows_ms",
+        "landing_rows_previous_builders_ms", "append_ms", "append_staged_varchar_ms",
+        "append_duckdb_parses_json_ms",
+    )  # fmt: skip
+    for step in steps:
         assert result["invoices"][step] > 0
     assert result["request_ms"] > 0
+    assert result["invoices_page_ms"] > result["invoices"]["append_ms"]
     assert recorded(results_path)["invoices"]["pages"] == result["invoices"]["pages"]
 
 

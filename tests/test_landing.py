@@ -113,3 +113,94 @@ def test_load_objects_lands_invoice_lines_and_upserts(con, stripe_fixtures):
         True,
         1,
     )
+
+
+def test_timestamps_are_exactly_those_of_fromtimestamp():
+    """The shortcut for Stripe's unix seconds gives the very datetimes (value and time
+    zone) that ``datetime.fromtimestamp`` gave, from 1970 to the checks' upper bound."""
+    from datetime import UTC, datetime
+
+    from nrr_sync.answers import MAX_TIMESTAMP
+
+    seconds = [0, 1, 951782400, 1262304000, 1700000000, 2147483648, MAX_TIMESTAMP]
+    seconds += list(range(0, MAX_TIMESTAMP, 7_919_993))  # a prime step: every time of day
+    for value in seconds + [1700000000.9]:
+        expected = datetime.fromtimestamp(int(value), tz=UTC)
+        got = landing.timestamp(value)
+        assert (got, got.tzinfo, repr(got)) == (expected, expected.tzinfo, repr(expected))
+    assert landing.timestamp(None) is None and landing.timestamp(True) is None
+
+
+def test_raw_leaves_out_embedded_lists_and_keeps_the_key_order(stripe_fixtures):
+    """``raw`` of an invoice (subscription) is the object without ``lines`` (``items``),
+    every other key in Stripe's order: the text landed before, byte for byte."""
+    for kind, field in (("invoices", "lines"), ("subscriptions", "items")):
+        obj = copy.deepcopy(stripe_fixtures[BY_TABLE[kind].object])
+        assert field in obj
+        expected = landing.raw_json({key: value for key, value in obj.items() if key != field})
+        (row,) = landing.rows_of(BY_TABLE[kind], "acct_1", [obj], landing.now_utc())[kind]
+        assert row_dict(kind, row)["raw"] == expected
+        assert field in obj  # the object itself is left whole
+        assert landing.without({"id": "x"}, field) == {"id": "x"}
+
+
+def test_a_backfill_lands_the_rows_the_previous_row_builders_landed(
+    tmp_path, sandbox_factory, monkeypatch
+):
+    """Every landing table after a backfill, every column and value (``raw`` and
+    ``metadata`` as text, timestamps with their zone), equals that of a backfill of the
+    same account with the row builders' previous ways: ``datetime.fromtimestamp`` and a
+    comprehension leaving ``lines``/``items`` out of ``raw``."""
+    from datetime import UTC, datetime
+
+    from sync_helpers import cli, write_config
+
+    sandbox = sandbox_factory(customers=25, latency_ms=1)
+
+    def backfill(name: str) -> dict[str, list[tuple]]:
+        directory = tmp_path / name
+        directory.mkdir()
+        result = cli(write_config(directory), ["backfill", "--since", "2023-01"], sandbox)
+        assert result.exit_code == 0, result.output
+        return landed_tables(directory / "nrr.duckdb")
+
+    now = backfill("now")
+    monkeypatch.setattr(
+        landing,
+        "timestamp",
+        lambda v: (
+            None if v is None or isinstance(v, bool) else (datetime.fromtimestamp(int(v), tz=UTC))
+        ),
+    )
+    monkeypatch.setattr(
+        landing, "without", lambda obj, field: {k: v for k, v in obj.items() if k != field}
+    )
+    before = backfill("before")
+    assert now.keys() == before.keys() == set(TABLES)
+    for table in TABLES:
+        assert now[table] == before[table], table
+    assert now["invoices"] and now["invoice_lines"] and now["subscription_items"]
+
+
+def landed_tables(db_path) -> dict[str, list[tuple]]:
+    """Every landing table's rows, sorted, every column but ``synced_at``; JSON columns
+    as their text."""
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        tables = {}
+        for table in TABLES:
+            columns = [c for c in landing.COLUMNS[table] if c != "synced_at"]
+            types = dict(
+                con.execute(
+                    "SELECT column_name, data_type FROM duckdb_columns() "
+                    "WHERE schema_name = 'stripe' AND table_name = ?",
+                    [table],
+                ).fetchall()
+            )
+            select = ", ".join(f"{c}::VARCHAR" if types[c] == "JSON" else c for c in columns)
+            tables[table] = sorted(
+                con.execute(f"SELECT {select} FROM stripe.{table}").fetchall(), key=repr
+            )
+        return tables
+    finally:
+        con.close()
