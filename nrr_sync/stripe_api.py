@@ -400,10 +400,10 @@ class StripeApi:
         except NotFoundError:
             return None
 
-    def whoami(self) -> tuple[str, datetime]:
-        """The key's own account id and the API server's clock (its HTTP Date header)."""
+    def whoami(self) -> tuple[dict, datetime]:
+        """The key's own account and the API server's clock (its HTTP Date header)."""
         account, headers = self.get_with_headers("/v1/account")
-        return account["id"], self._server_time(headers)
+        return account, self._server_time(headers)
 
     def server_time(self, account: str | None = None) -> datetime:
         _, headers = self.get_with_headers("/v1/account", account=account)

@@ -149,7 +149,7 @@ class _Api:
     [
         (0.09, 4),  # 24/s x 0.09 s x 1.25 + 1 = 4 slices
         (0.25, 9),
-        (0.75, 12),  # 24 slices wanted, but no piece shorter than 8 of the 100 pages
+        (0.75, 24),  # 24/s x 0.75 s x 1.25 + 1 = 24 slices
     ],
 )
 def test_the_planner_splits_a_slice_into_what_the_window_needs(latency, pieces):
@@ -157,8 +157,10 @@ def test_the_planner_splits_a_slice_into_what_the_window_needs(latency, pieces):
 
     invoices = Slice("s1", "acct_1", None, "invoices", 0, 100)
     planner = SlicePlanner(_Api(latency), [invoices])
-    assert MIN_SLICE_PAGES == 8
+    assert MIN_SLICE_PAGES == 2
     assert planner.pieces("invoices", remaining_pages=100) == pieces
     # the slices it made count: fewer (or no) more pieces while they are live
     wanted = planner.api.window.needed(24, "/v1/invoices")
-    assert planner.pieces("invoices", remaining_pages=100) == min(1 + wanted - pieces, 12)
+    assert planner.pieces("invoices", remaining_pages=100) == min(1 + wanted - pieces, 50)
+    # no piece is expected to be shorter than MIN_SLICE_PAGES pages
+    assert SlicePlanner(_Api(latency), [invoices]).pieces("invoices", remaining_pages=5) == 2

@@ -33,7 +33,7 @@ log = logging.getLogger("nrr_sync")
 
 # No Stripe object is older than this (nor than its account); slices are split above it.
 SPLIT_FLOOR = 1262304000  # 2010-01-01
-MIN_SLICE_PAGES = 8  # no piece split off a slice is expected to be shorter
+MIN_SLICE_PAGES = 2  # no piece split off a slice is expected to be shorter
 MAX_BATCH_ROWS = 20_000  # rows held before they are written, whatever the pace
 PAGES_QUEUED = 64  # fetched pages waiting for the writer (rows only, so small)
 FETCH_MEMORY_LIMIT = "256MB"  # DuckDB's while pages are landed
@@ -117,7 +117,17 @@ def lookback_start(since: str, lookback_months: int) -> int:
 def _start_backfill(job: Job, since: str) -> list[Slice]:
     """Forget earlier data and checkpoints; plan the first slices; remember the cursors."""
     api = job.api
-    accounts, as_of = job.accounts()
+    # The key's account and the API's clock, each account's creation (no object is older:
+    # slices are split above it) and its newest event (where the next sync starts), all
+    # asked side by side: none needs another's answer (configured accounts are the
+    # Stripe-Account headers; without them, the key's own account, read by accounts()).
+    headers = list(job.config.stripe.accounts) or [None]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        newest = [pool.submit(api.get, "/v1/events", {"limit": 1}, account=h) for h in headers]
+        infos = [pool.submit(api.get, "/v1/account", account=h) for h in headers if h]
+        accounts, as_of = job.accounts()
+        infos = [future.result() for future in infos] or [job.own_account]
+        newest = [future.result() for future in newest]
     as_of_epoch = int(as_of.timestamp())
     invoices_from_epoch = lookback_start(since, job.config.sync.invoice_lookback_months)
 
@@ -126,15 +136,6 @@ def _start_backfill(job: Job, since: str) -> list[Slice]:
         checkpoints.BACKFILL_STATUS: "running",
         checkpoints.BACKFILL_AS_OF: as_of.isoformat().replace("+00:00", "Z"),
     }
-    # Each account's creation (no object is older: slices are split above it) and its
-    # newest event (where the next sync starts), asked side by side.
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        infos = pool.map(lambda a: api.get("/v1/account", account=a[1]), accounts)
-        newest = pool.map(
-            lambda a: api.get("/v1/events", {"limit": 1}, account=a[1]),
-            accounts,
-        )
-        infos, newest = list(infos), list(newest)
     slices = []
     for (account, header), info, latest in zip(accounts, infos, newest, strict=True):
         created = info.get("created")

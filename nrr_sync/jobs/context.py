@@ -41,6 +41,7 @@ class Job:
         # client's requests not yet sent fail at once, so no worker outlives the work.
         self.stopping = threading.Event()
         self._api: StripeApi | None = None
+        self.own_account: dict | None = None  # the key's account, as accounts() read it
 
     @property
     def api(self) -> StripeApi:
@@ -65,9 +66,10 @@ class Job:
     def accounts(self) -> tuple[list[tuple[str, str | None]], datetime]:
         """[(account id, Stripe-Account header or None)] and the API server's clock."""
         own_account, now = self.api.whoami()
+        self.own_account = own_account
         configured = self.config.stripe.accounts
         if not configured:
-            return [(own_account, None)], now
+            return [(own_account["id"], None)], now
         return [(account, account) for account in configured], now
 
 
