@@ -75,19 +75,19 @@ def test_limiter_paces_each_endpoint_at_its_own_budget():
 
 
 def test_a_worker_that_wakes_late_keeps_the_schedule_without_a_burst():
-    """Lateness up to a quarter slot is made up (no slot lost to an oversleeping nap);
+    """Lateness up to a tenth of a slot is made up (no slot lost to an oversleeping nap);
     whatever the lateness, no second ever holds more than the budget plus one."""
     clock = FakeClock()
     limiter = RateLimiter(100, 10, clock=clock, sleep=clock.sleep)
     limiter.acquire("/v1/invoices")  # slot 0; the next at 0.1
-    clock.now = 0.12  # woke 20 ms late
+    clock.now = 0.108  # woke 8 ms late
     assert limiter.acquire("/v1/invoices") == 0  # taken at once...
     waited = limiter.acquire("/v1/invoices")
-    assert clock.now == pytest.approx(0.2) and waited == pytest.approx(0.08)  # ...on schedule
+    assert clock.now == pytest.approx(0.2) and waited == pytest.approx(0.092)  # ...on schedule
     clock.now = 0.5  # much later: the lost slots are not made up
     limiter.acquire("/v1/invoices")
     limiter.acquire("/v1/invoices")
-    assert clock.now == pytest.approx(0.575)
+    assert clock.now == pytest.approx(0.59)
 
     import random
 
@@ -97,7 +97,7 @@ def test_a_worker_that_wakes_late_keeps_the_schedule_without_a_burst():
     for _ in range(2000):
         limiter.acquire("/v1/invoices")
         sent.append(clock.now)
-        clock.now += rng.choice([0, 0, 0.003, 0.01, 0.02, 0.05])  # jittery workers
+        clock.now += rng.choice([0, 0.002, 0.004, 0.045])  # workers waking a little late
     assert max(sum(1 for t in sent if start <= t < start + 1) for start in sent) <= 25
     assert len(sent) / sent[-1] > 23  # while keeping up with the budget
 
