@@ -204,6 +204,20 @@ paused_subscriptions AS (
         AND subscriptions.pause_collection_behavior IS NOT NULL
 ),
 
+-- prorations whose amount-off coupon is included in their amount (an entry of 0 naming it)
+amount_off_included AS (
+    SELECT DISTINCT invoice_lines.account_id, invoice_lines.id AS line_id
+    FROM invoice_lines
+    CROSS JOIN json_each(invoice_lines.raw -> 'discount_amounts') AS entry
+    JOIN invoice_discounts
+        ON invoice_discounts.account_id = invoice_lines.account_id
+        AND invoice_discounts.invoice_id = invoice_lines.invoice_id
+        AND invoice_discounts.discount_id = entry.value ->> 'discount'
+    WHERE invoice_lines.proration
+        AND invoice_discounts.amount_off IS NOT NULL
+        AND (entry.value ->> 'amount')::BIGINT = 0
+),
+
 -- prorations valued from their own period because the price's full amount is unknown. Why,
 -- named: a warning when the price carries something nrr-sync does not know (a billing
 -- scheme, a tiers mode, no amount in the line's currency), else a note (no quantity, no
@@ -219,19 +233,7 @@ ratio_valued_prorations AS (
         SELECT
             mrr_lines.*,
             CASE
-                WHEN EXISTS (
-                    SELECT 1
-                    FROM invoice_lines
-                    CROSS JOIN json_each(invoice_lines.raw -> 'discount_amounts') AS entry
-                    JOIN invoice_discounts
-                        ON invoice_discounts.account_id = invoice_lines.account_id
-                        AND invoice_discounts.invoice_id = invoice_lines.invoice_id
-                        AND invoice_discounts.discount_id = entry.value ->> 'discount'
-                    WHERE invoice_lines.account_id = mrr_lines.account_id
-                        AND invoice_lines.id = mrr_lines.line_id
-                        AND invoice_discounts.amount_off IS NOT NULL
-                        AND (entry.value ->> 'amount')::BIGINT = 0
-                )
+                WHEN amount_off_included.line_id IS NOT NULL
                     THEN 'an amount-off coupon is included in its amount (Stripe shows the '
                         || 'discount as 0), so the full price cannot be discounted exactly'
                 WHEN coalesce(prices.billing_scheme, 'per_unit') NOT IN ('per_unit', 'tiered')
@@ -253,6 +255,9 @@ ratio_valued_prorations AS (
             END AS reason
         FROM mrr_lines
         JOIN prices ON prices.account_id = mrr_lines.account_id AND prices.id = mrr_lines.price_id
+        LEFT JOIN amount_off_included
+            ON amount_off_included.account_id = mrr_lines.account_id
+            AND amount_off_included.line_id = mrr_lines.line_id
         WHERE mrr_lines.valuation = 'period_ratio' AND mrr_lines.amount <> 0
     )
 ),
