@@ -1,6 +1,7 @@
 -- Macros the report models share: exact division of money, tiered amounts, a price's
--- amounts in another currency, the decimals of each currency, and the rules for which lines
--- can count at all. Plain DuckDB macros in schema report, so a reader can use them by hand too.
+-- amounts in another currency, the decimals of each currency, the rules for which lines
+-- can count at all, and the discount entries of prorations. Plain DuckDB macros in schema
+-- report, so a reader can use them by hand too.
 CREATE SCHEMA IF NOT EXISTS report;
 
 -- DuckDB's `/` turns DECIMALs into DOUBLE, and money must stay exact. This divides a
@@ -122,3 +123,23 @@ CREATE OR REPLACE MACRO report.is_usable_price(price_type, recurring_interval,
 -- Licensed prices are MRR; metered usage only when the config asks for it (include_metered).
 CREATE OR REPLACE MACRO report.counts_usage(usage_type, include_metered) AS
     usage_type = 'licensed' OR (usage_type = 'metered' AND include_metered);
+
+-- Each discount_amounts entry of a proration with the coupon of its landed discount: what
+-- report.mrr_lines values discounted prorations from, and what report.data_quality checks
+-- them against. Entries of 0 are kept: a classic subscription's proration shows its
+-- discounts included in its amount, each entry 0, and its coupons still say what was
+-- taken off (docs/metrics.md, "Discounts included in a proration").
+CREATE OR REPLACE MACRO report.proration_discount_entries() AS TABLE
+    SELECT
+        invoice_lines.account_id,
+        invoice_lines.id AS line_id,
+        (entry.value ->> 'amount')::BIGINT AS amount,
+        invoice_discounts.percent_off,
+        invoice_discounts.amount_off
+    FROM stripe.invoice_lines AS invoice_lines
+    CROSS JOIN json_each(invoice_lines.raw -> 'discount_amounts') AS entry
+    JOIN stripe.invoice_discounts AS invoice_discounts
+        ON invoice_discounts.account_id = invoice_lines.account_id
+        AND invoice_discounts.invoice_id = invoice_lines.invoice_id
+        AND invoice_discounts.discount_id = entry.value ->> 'discount'
+    WHERE invoice_lines.proration;

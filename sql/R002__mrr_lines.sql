@@ -14,27 +14,10 @@ fx_rates AS (SELECT * FROM meta.fx_rates),
 counted_lines AS (SELECT * FROM report.counted_lines),
 invoice_lines AS (SELECT * FROM stripe.invoice_lines),
 prices AS (SELECT * FROM stripe.prices),
-invoice_discounts AS (SELECT * FROM stripe.invoice_discounts),
 
--- Discounted prorations: each discount_amounts entry with its coupon, as landed with the
--- invoice. Only prorations need it (their value comes from the full-period amount). Entries
--- of 0 are kept: a classic subscription's proration shows its discounts included in its
--- amount, each entry 0, and its coupons still say what was taken off.
-proration_discounts AS (
-    SELECT
-        invoice_lines.account_id,
-        invoice_lines.id AS line_id,
-        (entry.value ->> 'amount')::BIGINT AS amount,
-        invoice_discounts.percent_off,
-        invoice_discounts.amount_off
-    FROM invoice_lines
-    CROSS JOIN json_each(invoice_lines.raw -> 'discount_amounts') AS entry
-    JOIN invoice_discounts
-        ON invoice_discounts.account_id = invoice_lines.account_id
-        AND invoice_discounts.invoice_id = invoice_lines.invoice_id
-        AND invoice_discounts.discount_id = entry.value ->> 'discount'
-    WHERE invoice_lines.proration
-),
+-- Discounted prorations: each discount_amounts entry with its coupon (R000). Only
+-- prorations need it (their value comes from the full-period amount).
+proration_discounts AS (SELECT * FROM report.proration_discount_entries()),
 
 -- A proration's percent-off coupons apply to its full-period amount exactly:
 -- factor = Π (10000 − basis points) / 10000^n, the discount amounts they took, and whether

@@ -205,17 +205,11 @@ paused_subscriptions AS (
 ),
 
 -- prorations whose amount-off coupon is included in their amount (an entry of 0 naming it)
+-- (the entries report.mrr_lines values prorations from, R000)
 amount_off_included AS (
-    SELECT DISTINCT invoice_lines.account_id, invoice_lines.id AS line_id
-    FROM invoice_lines
-    CROSS JOIN json_each(invoice_lines.raw -> 'discount_amounts') AS entry
-    JOIN invoice_discounts
-        ON invoice_discounts.account_id = invoice_lines.account_id
-        AND invoice_discounts.invoice_id = invoice_lines.invoice_id
-        AND invoice_discounts.discount_id = entry.value ->> 'discount'
-    WHERE invoice_lines.proration
-        AND invoice_discounts.amount_off IS NOT NULL
-        AND (entry.value ->> 'amount')::BIGINT = 0
+    SELECT DISTINCT account_id, line_id
+    FROM report.proration_discount_entries()
+    WHERE amount_off IS NOT NULL AND amount = 0
 ),
 
 -- prorations valued from their own period because the price's full amount is unknown. Why,
