@@ -242,7 +242,8 @@ class Account:
     def subscribe(self, customer: Customer, t: int, items: list[tuple[Price, int]], *,
                   trial_days: int = 0, coupon=None, first_payment: str = "ok",
                   missing_payment_method: bool = False, scripted: bool = False,
-                  billing_mode: str | None = None) -> Sub:  # fmt: skip
+                  billing_mode: str | None = None,
+                  proration_discounts: str = "itemized") -> Sub:  # fmt: skip
         rng = customer.rng
         sub_id = self.make_id("sub", t, rng)
         sub_items = [Item(self.make_id("si", t, rng, long=False), price, qty, t)
@@ -259,8 +260,9 @@ class Account:
 
             billing_mode = flexible.random_mode(self, customer, t)
             if billing_mode == "flexible":
-                sub.proration_discounts = flexible.random_proration_discounts(self, customer, t)
+                proration_discounts = flexible.random_proration_discounts(self, customer, t)
         sub.billing_mode = billing_mode or "classic"
+        sub.proration_discounts = proration_discounts
         if mixed.wanted(sub.billing_mode, [price for price, _ in items], trial_end):
             mixed.start(sub, t)  # each item on its own cycle; the renewal at the earliest end
             end = sub.period_end

@@ -82,11 +82,11 @@ def script_step(acct: Account, customer: Customer, t: int, op: str, args: tuple)
     cat = acct.catalog
     if op == "subscribe":
         items, trial_days, coupon, first_payment, missing, billing_mode, shown = args
-        sub = acct.subscribe(customer, t, resolve_items(cat, items), trial_days=trial_days,
-                             coupon=resolve_coupons(cat, coupon),
-                             first_payment=first_payment, missing_payment_method=missing,
-                             scripted=True, billing_mode=billing_mode)  # fmt: skip
-        sub.proration_discounts = shown
+        acct.subscribe(customer, t, resolve_items(cat, items), trial_days=trial_days,
+                       coupon=resolve_coupons(cat, coupon),
+                       first_payment=first_payment, missing_payment_method=missing,
+                       scripted=True, billing_mode=billing_mode,
+                       proration_discounts=shown)  # fmt: skip
         return
     if op == "manual":
         price_key, delete_draft = args
