@@ -130,16 +130,21 @@ CREATE OR REPLACE MACRO report.counts_usage(usage_type, include_metered) AS
 -- discounts included in its amount, each entry 0, and its coupons still say what was
 -- taken off (docs/metrics.md, "Discounts included in a proration").
 CREATE OR REPLACE MACRO report.proration_discount_entries() AS TABLE
+    WITH
+    -- Prorations first: DuckDB does not push a filter below json_each, so filtering after
+    -- it parsed the raw JSON of every line (7x the time at 33,000 lines, 3,000 prorations).
+    prorations AS (
+        SELECT account_id, id, invoice_id, raw FROM stripe.invoice_lines WHERE proration
+    )
     SELECT
-        invoice_lines.account_id,
-        invoice_lines.id AS line_id,
+        prorations.account_id,
+        prorations.id AS line_id,
         (entry.value ->> 'amount')::BIGINT AS amount,
         invoice_discounts.percent_off,
         invoice_discounts.amount_off
-    FROM stripe.invoice_lines AS invoice_lines
-    CROSS JOIN json_each(invoice_lines.raw -> 'discount_amounts') AS entry
+    FROM prorations
+    CROSS JOIN json_each(prorations.raw -> 'discount_amounts') AS entry
     JOIN stripe.invoice_discounts AS invoice_discounts
-        ON invoice_discounts.account_id = invoice_lines.account_id
-        AND invoice_discounts.invoice_id = invoice_lines.invoice_id
-        AND invoice_discounts.discount_id = entry.value ->> 'discount'
-    WHERE invoice_lines.proration;
+        ON invoice_discounts.account_id = prorations.account_id
+        AND invoice_discounts.invoice_id = prorations.invoice_id
+        AND invoice_discounts.discount_id = entry.value ->> 'discount';

@@ -141,7 +141,8 @@ valued_lines AS (
 ),
 
 -- monthly value in minor units of the line's currency, exact to 10 decimal places
-monthly_lines AS (
+-- (materialized: read three times below, and computed three times otherwise)
+monthly_lines AS MATERIALIZED (
     SELECT
         valued_lines.*,
         CASE
@@ -188,16 +189,27 @@ monthly_lines AS (
 -- cancel exactly over the credited rest of the period (a discount that has ended since is
 -- taken back as it was counted). A credit whose credited line is not counted here (not
 -- landed, or on an invoice that does not count) keeps the proration rule above.
+credited_items AS (
+    -- prorations only, filtered before json_each (DuckDB filters after it otherwise, parsing
+    -- the raw JSON of every line)
+    SELECT
+        prorations.account_id,
+        prorations.id AS line_id,
+        credited_item.value ->> '$' AS credited_line_id
+    FROM (SELECT * FROM invoice_lines WHERE proration) AS prorations
+    CROSS JOIN json_each(prorations.raw -> 'parent' -> prorations.parent_type
+        -> 'proration_details' -> 'credited_items' -> 'invoice_line_items') AS credited_item
+),
+
 credited_lines AS (
     SELECT credit.account_id, credit.line_id, -sum(credited.monthly_minor) AS monthly_minor
     FROM monthly_lines AS credit
-    JOIN invoice_lines
-        ON invoice_lines.account_id = credit.account_id AND invoice_lines.id = credit.line_id
-    CROSS JOIN json_each(invoice_lines.raw -> 'parent' -> credit.parent_type
-        -> 'proration_details' -> 'credited_items' -> 'invoice_line_items') AS credited_item
+    JOIN credited_items
+        ON credited_items.account_id = credit.account_id
+        AND credited_items.line_id = credit.line_id
     JOIN monthly_lines AS credited
         ON credited.account_id = credit.account_id
-        AND credited.line_id = credited_item.value ->> '$'
+        AND credited.line_id = credited_items.credited_line_id
     WHERE credit.proration
     GROUP BY credit.account_id, credit.line_id
 ),
