@@ -52,6 +52,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "subscription_item_id", "invoice_item_id", "proration", "price_id", "product_id",
         "currency", "amount", "quantity", "period_start", "period_end", "discount_amount",
         "inclusive_tax_amount", "exclusive_tax_amount", "description", "raw", "synced_at",
+        "other_tax_amount",
     ),
     "credit_notes": (
         "account_id", "id", "invoice_id", "customer_id", "number", "status", "type", "reason",
@@ -214,6 +215,11 @@ def invoice_line_row(account_id: str, invoice_id: str, obj: dict, synced_at: dat
         sum(int(t.get("amount") or 0) for t in taxes if t.get("tax_behavior") == "inclusive"),
         sum(int(t.get("amount") or 0) for t in taxes if t.get("tax_behavior") == "exclusive"),
         obj.get("description"), raw_json(obj), synced_at,
+        sum(
+            int(t.get("amount") or 0)
+            for t in taxes
+            if t.get("tax_behavior") not in ("inclusive", "exclusive")
+        ),
     )  # fmt: skip
 
 

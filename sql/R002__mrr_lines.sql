@@ -190,15 +190,14 @@ monthly_lines AS MATERIALIZED (
 -- taken back as it was counted). A credit whose credited line is not counted here (not
 -- landed, or on an invoice that does not count) keeps the proration rule above.
 credited_items AS (
-    -- prorations only, filtered before json_each (DuckDB filters after it otherwise, parsing
-    -- the raw JSON of every line)
+    -- unnest in the select list, never a lateral json_each (R000, proration_discount_entries)
     SELECT
-        prorations.account_id,
-        prorations.id AS line_id,
-        credited_item.value ->> '$' AS credited_line_id
-    FROM (SELECT * FROM invoice_lines WHERE proration) AS prorations
-    CROSS JOIN json_each(prorations.raw -> 'parent' -> prorations.parent_type
-        -> 'proration_details' -> 'credited_items' -> 'invoice_line_items') AS credited_item
+        account_id,
+        id AS line_id,
+        unnest(json_extract_string(raw -> 'parent' -> parent_type -> 'proration_details'
+            -> 'credited_items' -> 'invoice_line_items', '$[*]')) AS credited_line_id
+    FROM invoice_lines
+    WHERE proration
 ),
 
 credited_lines AS (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 
+import duckdb
 import pytest
 from sync_helpers import cli, query, write_config
 from test_resilience_bad_data import Corrupted
@@ -202,8 +203,24 @@ def test_a_tax_of_unknown_behavior_is_named_and_its_customer_warned(
 
     customer = CUSTOMER_IDS["EUR seats"]
     rows = assert_explained(db, clean_db, "unknown_tax_behavior", customer, "'mixed'")
+    findings_before = findings(db, "unknown_tax_behavior")
     assert customer in changed_customers(db, clean_db), "the tax is counted: MRR moves"
     assert all(object_id and object_id.startswith("il_") for *_, object_id, _ in rows)
+
+    # The model reads the raw taxes of only the lines whose other_tax_amount says they have
+    # such a tax, or does not say (NULL: landed before the column existed).
+    def rebuilt_after(update: str) -> list[tuple]:
+        with duckdb.connect(str(db)) as con:
+            con.execute(f"UPDATE stripe.invoice_lines SET other_tax_amount = {update}")
+        config = write_config(tmp_path, reporting={"fx_rates": FX})
+        result = cli(config, ["build"], key="sk_test_unused", api_base="http://127.0.0.1:9")
+        assert result.exit_code == 0, result.output
+        return findings(db, "unknown_tax_behavior")
+
+    with_other_taxes = "SELECT count(*) FROM stripe.invoice_lines WHERE other_tax_amount <> 0"
+    assert query(db, with_other_taxes)[0][0] > 0
+    assert rebuilt_after("NULL") == findings_before
+    assert rebuilt_after("0") == [], "positive control: the column is what is read"
 
 
 def test_a_line_discount_that_was_not_landed_is_named(tmp_path, sandbox_factory, clean_db):

@@ -48,6 +48,8 @@ def test_invoice_line_fields_come_from_the_basil_paths(stripe_fixtures):
     line["taxes"] = [
         {"amount": 150, "tax_behavior": "inclusive", "type": "tax_rate_details"},
         {"amount": 70, "tax_behavior": "exclusive", "type": "tax_rate_details"},
+        {"amount": 9, "tax_behavior": None, "type": "tax_rate_details"},
+        {"amount": 4, "tax_behavior": "unspecified", "type": "tax_rate_details"},
     ]
     row = row_dict(
         "invoice_lines", landing.invoice_line_row("acct_1", "in_1", line, landing.now_utc())
@@ -61,6 +63,7 @@ def test_invoice_line_fields_come_from_the_basil_paths(stripe_fixtures):
     assert row["discount_amount"] == 300
     assert row["inclusive_tax_amount"] == 150
     assert row["exclusive_tax_amount"] == 70
+    assert row["other_tax_amount"] == 13  # what report.data_quality reads raw for
     assert row["period_start"].timestamp() == line["period"]["start"]
 
 
