@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import signal
 import time
+import weakref
 
+import pytest
 from sync_helpers import cli, cli_process, landed_ids, query, snapshot, world_ids, write_config
 
 from nrr_sync.kinds import EVENT_GROUPS, KINDS
@@ -223,3 +225,27 @@ def test_a_backfill_from_another_month_starts_over(tmp_path, sandbox_factory):
     (oldest,) = query(db, "SELECT min(created)::DATE::VARCHAR FROM stripe.invoices")[0]
     assert oldest > oldest_before
     assert dict(query(db, "SELECT key, value FROM meta.sync_state"))["report:since"] == later
+
+
+def test_garbage_is_collected_less_often_while_pages_are_fetched_and_as_before_after():
+    import gc
+
+    from nrr_sync.jobs.context import FETCH_GC_THRESHOLD, fewer_collections
+
+    class Node:
+        pass
+
+    before = gc.get_threshold()
+    assert before[0] < FETCH_GC_THRESHOLD  # positive control: the fetch changes something
+    with pytest.raises(RuntimeError), fewer_collections():
+        assert gc.get_threshold() == (FETCH_GC_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() > 0  # what was alive before is set aside
+        cycle = Node()
+        cycle.itself = cycle
+        alive = weakref.ref(cycle)
+        del cycle
+        gc.collect()
+        assert alive() is None, "cyclic garbage is still collected"
+        raise RuntimeError("a failed fetch")
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

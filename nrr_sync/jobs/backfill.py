@@ -27,7 +27,7 @@ from .. import kinds, landing, load
 from ..config import parse_month
 from ..stripe_api import StripeApi
 from . import state as checkpoints
-from .context import COMMIT_EVERY_SECONDS, Job, rollback_quietly
+from .context import COMMIT_EVERY_SECONDS, Job, fewer_collections, rollback_quietly
 
 log = logging.getLogger("nrr_sync")
 
@@ -80,7 +80,8 @@ def backfill(job: Job, since: str, restart: bool) -> None:
         log.info("resuming the backfill from %s: %d slice(s) left", since, len(slices))
     else:
         slices = _start_backfill(job, since)
-    _fetch_slices(job, slices)
+    with fewer_collections():
+        _fetch_slices(job, slices)
 
     state = checkpoints.state_with_prefix(con, checkpoints.BACKFILL)
     final = {

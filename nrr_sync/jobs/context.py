@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import threading
 from collections import Counter
@@ -18,6 +19,9 @@ from ..stripe_api import StripeApi
 log = logging.getLogger("nrr_sync")
 
 COMMIT_EVERY_SECONDS = 1.0  # how often fetched work is landed and committed
+# Allocations between two collections of the youngest generation while pages are fetched
+# (Python's default is 700; see fewer_collections).
+FETCH_GC_THRESHOLD = 50_000
 
 
 class Job:
@@ -78,3 +82,25 @@ def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
     the error that stopped the work is the one the user sees."""
     with contextlib.suppress(duckdb.Error):
         con.rollback()
+
+
+@contextlib.contextmanager
+def fewer_collections():
+    """Collect cyclic garbage less often while pages are fetched.
+
+    Parsing a page of 100 invoices makes tens of thousands of dicts and lists that live
+    until the page is landed; at Python's default threshold (700 allocations) each page
+    set off dozens of collections that walked them, and the full ones walked every page
+    waiting to be landed (about 9 % of a backfill's CPU in a profile). Nothing is left
+    uncollected: collections are rarer, and the objects alive before the fetch (modules,
+    the SDK) are set aside from them meanwhile (``gc.freeze``). 2,500 customers, three
+    backfills each way: 8.5 s of CPU against 9.2 s (docs/benchmarks.md).
+    """
+    before = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(FETCH_GC_THRESHOLD, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
