@@ -175,3 +175,35 @@ def test_numbers_do_not_depend_on_the_session_time_zone(tmp_path):
     build.build(con, Config(reporting=ReportingSettings(timezone="Europe/Berlin")))
     assert con.execute(query).fetchall() == expected
     assert [str(month) for month, _ in expected] == ["2024-02-01", "2024-03-01"]
+
+
+def test_joins_keep_their_sides_during_a_build_and_a_duckdb_without_that_optimizer_builds_too(
+    tmp_path, monkeypatch
+):
+    plan = price("price_basic", 10000)
+    invoices = renewals("cus_a", "s", plan, "2024-01-01", 3)
+    con = build_report(tmp_path / "nrr.duckdb", invoices=invoices, prices=[plan],
+                       since="2024-01", as_of="2024-03-15")  # fmt: skip
+    seen = []
+    run = con.execute
+
+    class Watching:  # the connection, noting the setting while each model runs
+        def __getattr__(self, name):
+            return getattr(con, name)
+
+        def execute(self, sql, *args):
+            if sql.lstrip().startswith("-- report.mrr_lines"):
+                seen.append(run("SELECT current_setting('disabled_optimizers')").fetchone()[0])
+            return run(sql, *args)
+
+    build.build(Watching(), Config())
+    summary = con.execute("SELECT * FROM report.mrr_summary ORDER BY ALL").fetchall()
+    assert seen == [build.JOIN_SIDE_OPTIMIZER]
+    assert con.execute("SELECT current_setting('disabled_optimizers')").fetchone() == ("",)
+
+    monkeypatch.setattr(build, "JOIN_SIDE_OPTIMIZER", "an_optimizer_this_duckdb_lacks")
+    seen.clear()
+    build.build(Watching(), Config())
+    assert seen == [""], "the unknown name was not set, and the build went on"
+    assert con.execute("SELECT * FROM report.mrr_summary ORDER BY ALL").fetchall() == summary
+    assert summary, "positive control: the account has MRR"
