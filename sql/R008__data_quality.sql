@@ -15,12 +15,18 @@ invoice_lines AS (SELECT * EXCLUDE (raw) FROM stripe.invoice_lines),
 lines_with_other_taxes AS (
     SELECT account_id, id, raw
     FROM stripe.invoice_lines
-    WHERE other_tax_amount IS NULL OR other_tax_amount <> 0  -- NULL: landed before the column
+    WHERE other_tax_amount IS NULL OR other_tax_amount <> 0  -- NULL: not known, so read it
 ),
 lines_with_discount_entries AS (
+    -- two filters of one kind each, which DuckDB applies while it scans, before reading raw:
+    -- "discount_amount <> 0 OR proration" it applied after reading every line's raw JSON
     SELECT account_id, id, raw
     FROM stripe.invoice_lines
-    WHERE discount_amount <> 0 OR proration
+    WHERE discount_amount IS DISTINCT FROM 0
+    UNION ALL
+    SELECT account_id, id, raw
+    FROM stripe.invoice_lines
+    WHERE discount_amount = 0 AND proration
 ),
 prices AS (SELECT * FROM stripe.prices),
 subscriptions AS (SELECT * FROM stripe.subscriptions),

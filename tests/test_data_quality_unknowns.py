@@ -16,6 +16,7 @@ import pytest
 from sync_helpers import cli, query, write_config
 from test_resilience_bad_data import Corrupted
 
+from nrr_sync.build import sql_dir
 from nrr_sync.sandbox.generator import SandboxOptions, Scenario, generate
 
 SINCE = "2024-01"
@@ -219,7 +220,15 @@ def test_a_tax_of_unknown_behavior_is_named_and_its_customer_warned(
 
     with_other_taxes = "SELECT count(*) FROM stripe.invoice_lines WHERE other_tax_amount <> 0"
     assert query(db, with_other_taxes)[0][0] > 0
+    loaded = query(db, "SELECT id, other_tax_amount FROM stripe.invoice_lines ORDER BY id")
     assert rebuilt_after("NULL") == findings_before
+
+    # A file landed before the column: its migration fills it as the loader does.
+    by_line = "SELECT id, other_tax_amount FROM stripe.invoice_lines ORDER BY id"
+    with duckdb.connect(str(db)) as con:
+        con.execute("UPDATE stripe.invoice_lines SET other_tax_amount = NULL")
+        con.execute((sql_dir() / "V006__invoice_line_other_taxes.sql").read_text())
+    assert query(db, by_line) == loaded
     assert rebuilt_after("0") == [], "positive control: the column is what is read"
 
 
