@@ -13,7 +13,7 @@
    appends) and the nightly sync's (``load_objects``, upserts).
 
     python benchmarks/build_and_memory.py --workdir W    # 105,000 and 10,000 customers
-    python benchmarks/build_and_memory.py --build-db W/backfill-105000/nrr.duckdb
+    python benchmarks/build_and_memory.py --build-db W/backfill-105000/nrr.duckdb [--baseline DIR]
     python benchmarks/build_and_memory.py --load-only    # part 3 alone
     python benchmarks/build_and_memory.py --quick        # 400 and 100 customers
 """
@@ -84,11 +84,17 @@ print(json.dumps({"objects": loaded, "rows": rows, "seconds": seconds}))
 """
 
 
-def child(script: str, *args: str) -> tuple[dict, float, float]:
-    """Run a Python snippet in a child process: (its JSON answer, wall s, peak RSS MiB)."""
+def child(script: str, *args: str, code: Path | None = None) -> tuple[dict, float, float]:
+    """Run a Python snippet in a child process: (its JSON answer, wall s, peak RSS MiB).
+    ``code``: the source tree nrr-sync is imported from (None: the installed one)."""
+    env = dict(os.environ, PYTHONPATH=str(code)) if code is not None else None
     started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=str(code) if code is not None else None,
     )
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.monotonic() - started
@@ -132,13 +138,14 @@ def backfill(customers: int, workdir: Path, concurrency: int) -> dict:
     }
 
 
-def measure_build(db: Path, config: Path, workdir: Path):
-    """The SQL models alone on a copy of ``db`` (child process), then ``nrr-sync build``."""
+def measure_build(db: Path, config: Path, workdir: Path, code: Path | None = None):
+    """The SQL models alone on a copy of ``db`` (child process), then ``nrr-sync build``;
+    ``code``: another source tree (its own sql/), as for ``--baseline``."""
     copy = workdir / "build-copy.duckdb"
     shutil.copyfile(db, copy)
-    built, _, build_rss = child(BUILD_ONLY, str(copy), str(config))
+    built, _, build_rss = child(BUILD_ONLY, str(copy), str(config), code=code)
     copy.unlink()
-    command = common.check(common.run_nrr_sync(config, ["build"], None))
+    command = common.check(common.run_nrr_sync(config, ["build"], None, code=code))
     print(f"  build: {built['seconds']:.1f} s, peak RSS {build_rss:.0f} MiB", flush=True)
     return built, build_rss, command
 
@@ -168,31 +175,31 @@ def build_only(args, workdir: Path) -> dict:
     config = common.write_config(directory)
     shutil.copyfile(args.build_db, directory / "nrr.duckdb")
     counts = common.landed_counts(directory / "nrr.duckdb")
-    built, build_rss, command = measure_build(directory / "nrr.duckdb", config, workdir)
-    slowest = sorted((built.get("models") or {}).items(), key=lambda kv: -kv[1])
+    trees = {"current": None, **({"baseline": args.baseline} if args.baseline else {})}
+    results: dict = {"build_db_counts": counts}
+    rows = []
+    for label, code in trees.items():
+        built, build_rss, command = measure_build(directory / "nrr.duckdb", config, workdir, code)
+        slowest = sorted((built.get("models") or {}).items(), key=lambda kv: -kv[1])
+        print(f"  {label} models (ms): {slowest}", flush=True)
+        rows += [
+            [f"{label}: build (SQL models only), {counts['invoices']:,} invoices",
+             f"{built['seconds']:.2f} s", f"{build_rss:.0f} MiB"],
+            [f"{label}: nrr-sync build (copy, build, publish)", f"{command.seconds:.2f} s",
+             f"{command.peak_rss_mib:.0f} MiB"],
+        ]  # fmt: skip
+        prefix = "" if label == "current" else "baseline_"
+        results |= {
+            f"{prefix}build_seconds": round(built["seconds"], 2),
+            f"{prefix}build_models_ms": built.get("models"),
+            f"{prefix}build_rows": built.get("rows"),
+            f"{prefix}build_peak_rss_mib": round(build_rss),
+            f"{prefix}build_command_seconds": round(command.seconds, 2),
+            f"{prefix}build_command_peak_rss_mib": round(command.peak_rss_mib),
+        }
     print()
-    print(
-        common.table(
-            ["measure", "value", "peak RSS"],
-            [
-                [f"build (SQL models only), {counts['invoices']:,} invoices",
-                 f"{built['seconds']:.2f} s", f"{build_rss:.0f} MiB"],
-                ["nrr-sync build (copy, build, publish)", f"{command.seconds:.2f} s",
-                 f"{command.peak_rss_mib:.0f} MiB"],
-            ],
-        )
-    )  # fmt: skip
-    print(f"\nmodels (ms): {slowest}")
-    results = {
-        "build_db_counts": counts,
-        "build_seconds": round(built["seconds"], 2),
-        "build_models_ms": built.get("models"),
-        "build_rows": built.get("rows"),
-        "build_peak_rss_mib": round(build_rss),
-        "build_command_seconds": round(command.seconds, 2),
-        "build_command_peak_rss_mib": round(command.peak_rss_mib),
-    }
-    params = {"build_db": str(args.build_db)}
+    print(common.table(["measure", "value", "peak RSS"], rows))
+    params = {"build_db": str(args.build_db), "baseline": str(args.baseline or "") or None}
     path = common.record("build_and_memory", params, results, args.results)
     print(f"\nrecorded in {path}")
     return results
@@ -211,6 +218,13 @@ def main(argv: list[str] | None = None) -> dict:
         default=None,
         help="Only measure the build, on a copy of this backfilled database (e.g. "
         "WORKDIR/backfill-105000/nrr.duckdb left by an earlier run with --workdir).",
+    )
+    arguments.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="With --build-db: also build with the code and sql/ of this source tree (e.g. "
+        "`git archive COMMIT | tar -x -C DIR`), one after the other.",
     )
     arguments.add_argument(
         "--load-only", action="store_true", help="Only measure the load rate (part 3)."
