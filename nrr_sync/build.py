@@ -17,6 +17,7 @@ in ``duckdb nrr.duckdb`` after one build:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import time
@@ -179,8 +180,9 @@ def build(con: duckdb.DuckDBPyConnection, config: Config, directory: Path | None
         con.rollback()
         raise
     finally:
-        if swaps_off:
-            con.execute("RESET disabled_optimizers")
+        if swaps_off:  # never in the way of the error that ended the build
+            with contextlib.suppress(duckdb.Error):
+                con.execute("RESET disabled_optimizers")
     return {
         "migrations": applied,
         "models": timings,
