@@ -28,6 +28,17 @@ def assert_report_equals_truth(db, world) -> None:
     assert sorted(got - expected)[:10] == sorted(expected - got)[:10] == []
 
 
+def backfilled(tmp_path, sandbox_factory, scenarios: tuple[Scenario, ...]):
+    """The scripted account of ``scenarios`` (January to June 2024) served and backfilled:
+    (sandbox, config, database)."""
+    options = SandboxOptions(customers=0, start="2024-01", now="2024-06-01T00:00:00Z",
+                             archetypes=False, scenarios=scenarios)  # fmt: skip
+    sandbox = sandbox_factory(world=generate(options))
+    config = write_config(tmp_path)
+    assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
+    return sandbox, config, tmp_path / "nrr.duckdb"
+
+
 def multi_currency_scenarios() -> tuple[Scenario, ...]:
     eur = Scenario("2024-02-03T10:00:00Z", country="DE", currency="eur", name="EUR on usd prices")
     sub = eur.subscribe(eur.created, [("pro_month_usd", 1), ("seats_month_usd", 3)])
@@ -45,12 +56,7 @@ def multi_currency_scenarios() -> tuple[Scenario, ...]:
 def test_multi_currency_prices_land_and_report_exactly_before_and_after_advance(
     tmp_path, sandbox_factory
 ):
-    options = SandboxOptions(customers=0, start="2024-01", now="2024-06-01T00:00:00Z",
-                             archetypes=False, scenarios=multi_currency_scenarios())  # fmt: skip
-    sandbox = sandbox_factory(world=generate(options))
-    config = write_config(tmp_path)
-    db = tmp_path / "nrr.duckdb"
-    assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
+    sandbox, config, db = backfilled(tmp_path, sandbox_factory, multi_currency_scenarios())
 
     lines = query(db, "SELECT l.currency, p.currency, l.proration FROM stripe.invoice_lines l "
                       "JOIN stripe.prices p ON p.id = l.price_id")  # fmt: skip
@@ -104,12 +110,7 @@ def mrr_by_name(db, name: str) -> dict[str, object]:
 def test_discounts_land_with_their_coupons_and_report_exactly_before_and_after_advance(
     tmp_path, sandbox_factory
 ):
-    options = SandboxOptions(customers=0, start="2024-01", now="2024-06-01T00:00:00Z",
-                             archetypes=False, scenarios=discount_scenarios())  # fmt: skip
-    sandbox = sandbox_factory(world=generate(options))
-    config = write_config(tmp_path)
-    db = tmp_path / "nrr.duckdb"
-    assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
+    sandbox, config, db = backfilled(tmp_path, sandbox_factory, discount_scenarios())
 
     landed = query(db, "SELECT coupon_id, percent_off, amount_off, duration, promotion_code_id, "
                        "subscription_id IS NULL, discount_invoice_id IS NOT NULL "
@@ -173,12 +174,7 @@ def movements_by_name(db, name: str) -> dict[str, tuple]:
 def test_free_plans_and_trials_are_never_paying_customers_before_and_after_advance(
     tmp_path, sandbox_factory
 ):
-    options = SandboxOptions(customers=0, start="2024-01", now="2024-06-01T00:00:00Z",
-                             archetypes=False, scenarios=free_and_trial_scenarios())  # fmt: skip
-    sandbox = sandbox_factory(world=generate(options))
-    config = write_config(tmp_path)
-    db = tmp_path / "nrr.duckdb"
-    assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
+    sandbox, config, db = backfilled(tmp_path, sandbox_factory, free_and_trial_scenarios())
 
     free_price = "SELECT unit_amount FROM stripe.prices WHERE raw->>'lookup_key' = 'free_month_usd'"
     assert query(db, free_price) == [(0,)]
@@ -246,12 +242,7 @@ def flexible_scenarios() -> tuple[Scenario, ...]:
 def test_flexible_credits_take_back_what_was_counted_before_and_after_advance(
     tmp_path, sandbox_factory
 ):
-    options = SandboxOptions(customers=0, start="2024-01", now="2024-06-01T00:00:00Z",
-                             archetypes=False, scenarios=flexible_scenarios())  # fmt: skip
-    sandbox = sandbox_factory(world=generate(options))
-    config = write_config(tmp_path)
-    db = tmp_path / "nrr.duckdb"
-    assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
+    sandbox, config, db = backfilled(tmp_path, sandbox_factory, flexible_scenarios())
 
     modes = dict(query(db, "SELECT raw->'billing_mode'->>'type', count(*) "
                            "FROM stripe.subscriptions GROUP BY ALL"))  # fmt: skip
@@ -308,12 +299,7 @@ def mixed_interval_scenarios() -> tuple[Scenario, ...]:
 def test_mixed_intervals_value_each_line_by_its_own_price_before_and_after_advance(
     tmp_path, sandbox_factory
 ):
-    options = SandboxOptions(customers=0, start="2024-01", now="2024-06-01T00:00:00Z",
-                             archetypes=False, scenarios=mixed_interval_scenarios())  # fmt: skip
-    sandbox = sandbox_factory(world=generate(options))
-    config = write_config(tmp_path)
-    db = tmp_path / "nrr.duckdb"
-    assert cli(config, ["backfill", "--since", SINCE], sandbox).exit_code == 0
+    sandbox, config, db = backfilled(tmp_path, sandbox_factory, mixed_interval_scenarios())
 
     periods = query(db, "SELECT p.recurring_interval, strftime(i.current_period_end, '%Y-%m-%d') "
                         "FROM stripe.subscription_items i JOIN stripe.prices p "
