@@ -124,6 +124,12 @@ CREATE OR REPLACE MACRO report.is_usable_price(price_type, recurring_interval,
 CREATE OR REPLACE MACRO report.counts_usage(usage_type, include_metered) AS
     usage_type = 'licensed' OR (usage_type = 'metered' AND include_metered);
 
+-- A proration's discount entry of an amount-off coupon, shown as 0: the coupon is included
+-- in the line's amount and what it took is not shown, so report.mrr_lines values the line
+-- from its own period and report.data_quality says why.
+CREATE OR REPLACE MACRO report.is_included_amount_off(entry_amount, coupon_amount_off) AS
+    coupon_amount_off IS NOT NULL AND entry_amount = 0;
+
 -- Each discount_amounts entry of a proration with the coupon of its landed discount: what
 -- report.mrr_lines values discounted prorations from, and what report.data_quality checks
 -- them against. Entries of 0 are kept: a classic subscription's proration shows its

@@ -42,7 +42,7 @@ percent_off_prorations AS (
 amount_off_included_prorations AS (
     SELECT DISTINCT account_id, line_id
     FROM proration_discounts
-    WHERE amount_off IS NOT NULL AND amount = 0
+    WHERE report.is_included_amount_off(amount, amount_off)
 ),
 
 -- What each counted line needs to be valued: its interval in months, its net amount, its

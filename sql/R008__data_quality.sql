@@ -224,11 +224,11 @@ paused_subscriptions AS (
 ),
 
 -- prorations whose amount-off coupon is included in their amount (an entry of 0 naming it)
--- (the entries report.mrr_lines values prorations from, R000)
+-- (the entries and the rule report.mrr_lines values prorations with, R000)
 amount_off_included AS (
     SELECT DISTINCT account_id, line_id
     FROM report.proration_discount_entries()
-    WHERE amount_off IS NOT NULL AND amount = 0
+    WHERE report.is_included_amount_off(amount, amount_off)
 ),
 
 -- prorations valued from their own period because the price's full amount is unknown. Why,
