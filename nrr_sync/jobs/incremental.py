@@ -241,11 +241,12 @@ def changed_object(event: dict) -> tuple[str, str] | None:
     return (kind.table, object_id) if object_id else None
 
 
-def before_window(kind: kinds.Kind, obj: dict, window: int) -> bool:
-    """An invoice (or what follows invoices) created before the backfill's window: a
-    credit note or refund can touch an invoice of any age, and a backfill never lists it,
-    so a sync does not land it either (the reports start at ``since`` anyway)."""
-    return kind.since_lookback and obj["created"] < window
+def before_window(kind: kinds.Kind, obj: dict, listed_from: int) -> bool:
+    """An invoice (or what follows invoices) created before the backfill's window, which
+    lists them from ``listed_from`` (``lookback_start``): a credit note or refund can touch
+    an invoice of any age, and a backfill never lists it, so a sync does not land it either
+    (the reports start at ``since`` anyway)."""
+    return kind.since_lookback and obj["created"] < listed_from
 
 
 def _refetch(api: StripeApi, header: str | None, table: str, object_id: str) -> dict | None:
@@ -259,11 +260,11 @@ def _refetch(api: StripeApi, header: str | None, table: str, object_id: str) -> 
 def _land_refetched(job: Job, account: str, tasks, fetched: list[dict | None]) -> None:
     by_kind: dict[str, list[dict]] = {}
     gone: dict[str, list[str]] = {}
-    window = lookback_start(job.since, job.config.sync.invoice_lookback_months)
+    listed_from = lookback_start(job.since, job.config.sync.invoice_lookback_months)
     for (table, object_id), obj in zip(tasks, fetched, strict=True):
         if obj is None:
             gone.setdefault(table, []).append(object_id)
-        elif before_window(kinds.BY_TABLE[table], obj, window):
+        elif before_window(kinds.BY_TABLE[table], obj, listed_from):
             continue
         else:
             by_kind.setdefault(table, []).append(obj)
