@@ -118,6 +118,23 @@ def test_load_objects_lands_invoice_lines_and_upserts(con, stripe_fixtures):
     )
 
 
+@pytest.mark.parametrize("write", [load.insert_rows, load.upsert_rows])
+def test_rows_beyond_one_append_chunk_all_land(con, stripe_fixtures, write):
+    # The appender is handed APPEND_CHUNK_ROWS rows at a time; every row of every chunk,
+    # the last partial one included, must land, once and in full.
+    count = 2 * load.APPEND_CHUNK_ROWS + 1
+    template, synced_at = stripe_fixtures["customer"], landing.now_utc()
+    rows = [
+        landing.customer_row("acct_1", {**template, "id": f"cus_{n:04d}", "balance": n}, synced_at)
+        for n in range(count)
+    ]
+    assert write(con, "customers", rows) == count
+    landed = con.execute(
+        "select count(*), count(distinct id), sum(balance), max(id) from stripe.customers"
+    ).fetchone()
+    assert landed == (count, count, sum(range(count)), f"cus_{count - 1:04d}")
+
+
 def test_timestamps_are_exactly_those_of_fromtimestamp():
     """The shortcut for Stripe's unix seconds gives the very datetimes (value and time
     zone) that ``datetime.fromtimestamp`` gave, from 1970 to the checks' upper bound."""
