@@ -249,3 +249,24 @@ def test_garbage_is_collected_less_often_while_pages_are_fetched_and_as_before_a
         raise RuntimeError("a failed fetch")
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_landed_pages_are_checkpointed_after_as_much_log_as_the_file_holds(tmp_path):
+    import duckdb
+
+    from nrr_sync.jobs.backfill import (
+        FETCH_CHECKPOINT_WAL,
+        _set_checkpoint_threshold,
+        wal_between_checkpoints,
+    )
+
+    low, high = FETCH_CHECKPOINT_WAL
+    assert wal_between_checkpoints(0) == low
+    assert wal_between_checkpoints(low + 12345) == low + 12345
+    assert wal_between_checkpoints(10 * high) == high
+    # On a real file: a small one gets the lower bound, in place of DuckDB's default.
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    default = con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
+    _set_checkpoint_threshold(con)
+    threshold = con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
+    assert threshold == f"{low // 2**20}.0 MiB" != default

@@ -37,7 +37,8 @@ MIN_SLICE_PAGES = 2  # no piece split off a slice is expected to be shorter
 MAX_BATCH_ROWS = 20_000  # rows held before they are written, whatever the pace
 PAGES_QUEUED = 64  # fetched pages waiting for the writer (rows only, so small)
 FETCH_MEMORY_LIMIT = "256MB"  # DuckDB's while pages are landed
-FETCH_CHECKPOINT_WAL = "256MB"  # write-ahead log between checkpoints while pages are landed
+# Write-ahead log between checkpoints while pages are landed: the file's size, within these.
+FETCH_CHECKPOINT_WAL = (32 * 2**20, 256 * 2**20)
 
 
 @dataclass
@@ -284,11 +285,7 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
     # Appending needs little memory; without a limit DuckDB would keep caching what it
     # wrote, and the job's memory would grow with the account. The build gets it back.
     job.con.execute(f"SET memory_limit = '{FETCH_MEMORY_LIMIT}'")
-    # Each commit is durable in the write-ahead log; checkpointing it into the file every
-    # 16 MB (DuckDB's default) rewrote the key indexes of ever larger tables each time,
-    # so the CPU per page grew with the account. A checkpoint every FETCH_CHECKPOINT_WAL
-    # of log instead; the publish ends with one.
-    job.con.execute(f"SET checkpoint_threshold = '{FETCH_CHECKPOINT_WAL}'")
+    _set_checkpoint_threshold(job.con)
     try:
         while live:
             # Pages are landed about once a second in one transaction, rows and their
@@ -302,12 +299,35 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
                     raise item
                 live += batch.add(item)
             batch.commit(job.con)
+            _set_checkpoint_threshold(job.con)
     finally:
         stopping.set()
         workers.shutdown(wait=False, cancel_futures=True)
         sub_requests.shutdown(wait=False, cancel_futures=True)
         job.con.execute("RESET memory_limit")
         job.con.execute("RESET checkpoint_threshold")
+
+
+def _set_checkpoint_threshold(con: duckdb.DuckDBPyConnection) -> None:
+    """How much write-ahead log the landed pages may build up before DuckDB checkpoints.
+
+    Each commit is durable in the log; a checkpoint writes the log into the file and
+    rewrites the key indexes of the whole tables, so checkpointing every 16 MB (DuckDB's
+    default) made the CPU per page grow with the account. But whatever log is left when
+    the last page lands is checkpointed then, with every request done: 0.7 s of a
+    2,500-customer backfill's 15 s with 256 MB between checkpoints. So the log may grow
+    to the file's own size, within ``FETCH_CHECKPOINT_WAL``: few checkpoints in a large
+    account, a short one at the end of a small one (docs/benchmarks.md, section 1)."""
+    (size,) = con.execute(
+        "SELECT used_blocks * block_size FROM pragma_database_size() "
+        "WHERE database_name = current_database()"
+    ).fetchone()
+    con.execute(f"SET checkpoint_threshold = '{wal_between_checkpoints(size)}B'")
+
+
+def wal_between_checkpoints(file_bytes: int) -> int:
+    low, high = FETCH_CHECKPOINT_WAL
+    return min(max(file_bytes, low), high)
 
 
 def _fetch_page(
