@@ -133,15 +133,16 @@ def test_a_waiting_request_gives_up_when_the_run_stops():
 class _Api:
     """What the slice planner asks of the Stripe client: budgets and the window."""
 
-    def __init__(self, latency: float):
+    def __init__(self, latency: float, global_budget: float = 95):
         self.window = window_for(endpoint_budget=24)
         self.window.observe("/v1/invoices", latency)
+        self._global_budget = global_budget
 
     def endpoint_budget(self, path: str) -> float:
         return 24
 
     def global_budget(self) -> float:
-        return 95
+        return self._global_budget
 
 
 @pytest.mark.parametrize(
@@ -153,14 +154,82 @@ class _Api:
     ],
 )
 def test_the_planner_splits_a_slice_into_what_the_window_needs(latency, pieces):
-    from nrr_sync.jobs.backfill import MIN_SLICE_PAGES, Slice, SlicePlanner
+    from nrr_sync.jobs.backfill import Slice
+    from nrr_sync.jobs.planner import MIN_SLICE_PAGES, SlicePlanner
 
     invoices = Slice("s1", "acct_1", None, "invoices", 0, 100)
     planner = SlicePlanner(_Api(latency), [invoices])
     assert MIN_SLICE_PAGES == 2
-    assert planner.pieces("invoices", remaining_pages=100) == pieces
+    assert planner.pieces(invoices, remaining_pages=100) == pieces
     # the slices it made count: fewer (or no) more pieces while they are live
     wanted = planner.api.window.needed(24, "/v1/invoices")
-    assert planner.pieces("invoices", remaining_pages=100) == min(1 + wanted - pieces, 50)
+    assert planner.pieces(invoices, remaining_pages=100) == min(1 + wanted - pieces, 50)
     # no piece is expected to be shorter than MIN_SLICE_PAGES pages
-    assert SlicePlanner(_Api(latency), [invoices]).pieces("invoices", remaining_pages=5) == 2
+    assert SlicePlanner(_Api(latency), [invoices]).pieces(invoices, remaining_pages=5) == 2
+
+
+def _slices(*kinds_and_ids):
+    from nrr_sync.jobs.backfill import Slice
+
+    return [Slice(slice_id, "acct_1", None, kind, 0, 100) for kind, slice_id in kinds_and_ids]
+
+
+def test_each_kind_is_split_for_the_rate_that_finishes_it_with_the_longest_kind():
+    from nrr_sync.jobs.planner import FINISH_EARLY, SlicePlanner
+
+    invoices, customers, subscriptions, credit_notes = _slices(
+        ("invoices", "i"), ("customers", "c"), ("subscriptions", "s"), ("credit_notes", "n")
+    )
+    planner = SlicePlanner(_Api(0.75), [invoices, customers, subscriptions, credit_notes])
+    for piece, pages in ((customers, 200), (subscriptions, 200), (credit_notes, 40)):
+        planner.pieces(piece, pages, splittable=False)  # their first pages are back
+    window = planner.api.window
+    # The invoices (2,000 pages at 24/s: 83 s) take longest: they get their endpoint's
+    # whole budget (24 slices at 0.75 s), where an even share of the global one would be
+    # 95 / 4 = 23.75/s.
+    assert planner.pieces(invoices, 2000) == window.needed(24, "/v1/invoices") == 24
+    # The customers need 200 pages in 83 s, twice as fast for safety: 4.8/s, 6 slices
+    # where their endpoint's budget would make 24.
+    assert planner._rate("customers") == pytest.approx(FINISH_EARLY * 200 / (2000 / 24))
+    assert planner.pieces(customers, 200) == window.needed(4.8, "/v1/customers") == 6
+    # With a global budget that binds, it sets the time: 1,000 pages at 20/s take 50 s.
+    invoices, customers = _slices(("invoices", "i"), ("customers", "c"))
+    tight = SlicePlanner(_Api(0.75, global_budget=20), [invoices, customers])
+    tight.pieces(customers, 250, splittable=False)
+    tight.pieces(invoices, 750, splittable=False)
+    assert tight._rate("customers") == pytest.approx(FINISH_EARLY * 250 / 50)
+    assert tight._rate("invoices") == 24  # at most the endpoint's budget
+
+
+def test_the_first_page_back_waits_for_the_others_before_it_splits(monkeypatch):
+    import threading
+
+    from nrr_sync.jobs import planner as planning
+
+    def customers_pieces(planner, customers, out):
+        out.append(planner.pieces(customers, 200))
+
+    invoices, customers = _slices(("invoices", "i"), ("customers", "c"))
+    planner = planning.SlicePlanner(_Api(0.75), [invoices, customers])
+    out = []
+    waiting = threading.Thread(target=customers_pieces, args=(planner, customers, out))
+    waiting.start()
+    planner.pieces(invoices, 2000, splittable=False)  # the invoices' first page is back
+    waiting.join()
+    assert out == [planner.api.window.needed(4.8, "/v1/customers")] == [6]
+    # positive control: had the customers not waited, they would have seemed the longest
+    monkeypatch.setattr(planning, "FIRST_PAGES_WAIT_SECONDS", 0.01)
+    alone = planning.SlicePlanner(_Api(0.75), _slices(("invoices", "i"), ("customers", "c")))
+    assert alone.pieces(customers, 200) == planner.api.window.needed(24, "/v1/customers")
+
+
+def test_a_finished_slice_leaves_the_budget_to_the_kinds_still_listed():
+    from nrr_sync.jobs.planner import SlicePlanner
+
+    invoices, customers = _slices(("invoices", "i"), ("customers", "c"))
+    planner = SlicePlanner(_Api(0.75, global_budget=10), [invoices, customers])
+    planner.pieces(invoices, 100, splittable=False)
+    planner.pieces(customers, 100, splittable=False)
+    assert planner._rate("invoices") == pytest.approx(10)  # 2 x 100 pages in 200 / 10 s
+    planner.slice_done(customers)
+    assert planner._rate("invoices") == pytest.approx(20)  # 2 x 100 pages in 100 / 10 s

@@ -16,7 +16,6 @@ import queue
 import threading
 import time
 import uuid
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -28,12 +27,12 @@ from ..config import parse_month
 from ..stripe_api import StripeApi
 from . import state as checkpoints
 from .context import COMMIT_EVERY_SECONDS, Job, fewer_collections, rollback_quietly
+from .planner import SlicePlanner
 
 log = logging.getLogger("nrr_sync")
 
 # No Stripe object is older than this (nor than its account); slices are split above it.
 SPLIT_FLOOR = 1262304000  # 2010-01-01
-MIN_SLICE_PAGES = 2  # no piece split off a slice is expected to be shorter
 MAX_BATCH_ROWS = 20_000  # rows held before they are written, whatever the pace
 PAGES_QUEUED = 64  # fetched pages waiting for the writer (rows only, so small)
 FETCH_MEMORY_LIMIT = "256MB"  # DuckDB's while pages are landed
@@ -193,40 +192,6 @@ class PageResult:
     split_off: list[Slice]  # new slices split off the remainder
 
 
-class SlicePlanner:
-    """Decides how many pieces a slice's remainder is split into.
-
-    Enough slices of a kind must be in flight to keep its endpoint busy at its budget:
-    as many as the in-flight window says that budget needs at the endpoint's measured
-    latency (Little's law). Every extra slice costs one partial page at its end, so no
-    more than that.
-    """
-
-    def __init__(self, api: StripeApi, slices: list[Slice]):
-        self.api = api
-        self.live: Counter[str] = Counter(piece.kind for piece in slices)
-        self.lock = threading.Lock()
-
-    def pieces(self, kind: str, remaining_pages: float) -> int:
-        endpoint = kinds.BY_TABLE[kind].path
-        with self.lock:
-            # The kind's endpoint budget, or its share of the global one if smaller.
-            active = sum(1 for n in self.live.values() if n > 0) or 1
-            budget = min(self.api.endpoint_budget(endpoint), self.api.global_budget() / active)
-            wanted = self.api.window.needed(budget, endpoint)
-            # Pieces of at least MIN_SLICE_PAGES: each one ends with a partial page.
-            pieces = min(
-                1 + max(0, wanted - self.live[kind]), int(remaining_pages // MIN_SLICE_PAGES)
-            )
-            pieces = max(pieces, 1)
-            self.live[kind] += pieces - 1
-            return pieces
-
-    def slice_done(self, kind: str) -> None:
-        with self.lock:
-            self.live[kind] -= 1
-
-
 def _fetch_slices(job: Job, slices: list[Slice]) -> None:
     """Fetch every slice with a pool of workers; land and checkpoint pages in this thread.
 
@@ -266,7 +231,7 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
         try:
             page, rest, split_off = _fetch_page(api, piece, planner)
             if rest is None:
-                planner.slice_done(piece.kind)
+                planner.slice_done(piece)
             # The slice goes on while this page's long invoices are completed.
             for follow_up in (rest, *split_off):
                 if follow_up is not None:
@@ -349,13 +314,14 @@ def _fetch_page(
     # Pages left, judged by the time this page's objects spanned (recent pages are
     # usually the densest, so this rather overestimates).
     remaining_pages = (top - low) / max(piece.lt - top + 1, 1)
-    pieces = planner.pieces(piece.kind, remaining_pages) if top - low >= 8 else 1
+    pieces = planner.pieces(piece, remaining_pages, splittable=top - low >= 8)
     edges = [piece.gte] + [low + (top - low) * i // pieces for i in range(1, pieces)] + [top]
     rest = replace(piece, gte=edges[-2], lt=top, after=last["id"])
     split_off = [
         replace(piece, id=uuid.uuid4().hex[:10], gte=lower, lt=upper, after=None)
         for lower, upper in zip(edges[:-2], edges[1:-1], strict=True)
     ]
+    planner.split(piece.kind, [rest, *split_off], remaining_pages)
     return objects, rest, split_off
 
 
