@@ -418,7 +418,7 @@ class StripeApi:
             raise MalformedAnswer(
                 f"Stripe at {self.api_base} says it is {now:%Y-%m-%d %H:%M UTC} (its Date "
                 f"header), {lead.days} day(s) ahead of this machine's clock. Check this "
-                "machine's clock and stripe.api_base; nothing was fetched or published."
+                "machine's clock and stripe.api_base; nothing was landed or published."
             )
         return now
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 import weakref
 
@@ -270,3 +271,78 @@ def test_landed_pages_are_checkpointed_after_as_much_log_as_the_file_holds(tmp_p
     _set_checkpoint_threshold(con)
     threshold = con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
     assert threshold == f"{low // 2**20}.0 MiB" != default
+
+
+@pytest.mark.parametrize(("days", "whole_page_newer"), [(20, False), (120, True)])
+def test_first_pages_are_asked_beside_the_account_and_trimmed_to_its_clock(
+    tmp_path, sandbox_factory, days, whole_page_newer
+):
+    """The first page of every kind leaves with the account's request (one round trip
+    sooner), before the API's clock is known: what it holds from after that clock is not
+    landed. The proxy holds the account's answer until every kind's first request came,
+    and lets the sandbox live ``days`` more before any page is answered: after 20 days the
+    first pages hold a few objects newer than the clock (dropped), after 120 the invoices'
+    whole first page is (asked again, within the slice)."""
+    from email.utils import parsedate_to_datetime
+
+    from hostile_proxy import HostileProxy
+
+    sandbox = sandbox_factory(customers=60, seed=5, latency_ms=1)
+    proxy = HostileProxy(sandbox.url)
+    paths = {kind.path for kind in KINDS}
+    clock: list = []
+    answered, every_kind_asked = threading.Event(), threading.Event()
+    first_asked: dict[str, bool] = {}  # path -> asked without an end while the account waited
+    newer_served = []  # objects of first pages created after the clock
+    all_newer: dict[str, bool] = {}  # path -> its whole first page was created after it
+    lock = threading.Lock()
+
+    def account(request):
+        answer = request.forward()
+        if not clock:
+            clock.append(int(parsedate_to_datetime(answer.headers["Date"]).timestamp()))
+            sandbox.advance(days * 86400)
+            answered.set()
+            every_kind_asked.wait(timeout=20)
+        return answer
+
+    def listing(request):
+        if request.number == 1:
+            with lock:
+                first_asked[request.path] = (
+                    not every_kind_asked.is_set() and request.param("created[lt]") is None
+                )
+                if set(first_asked) == paths:
+                    every_kind_asked.set()
+            answered.wait(timeout=20)
+            answer = request.forward()
+            objects = answer.json()["data"]
+            newer_served.extend(o for o in objects if o["created"] > clock[0])
+            all_newer[request.path] = bool(objects) and objects[-1]["created"] > clock[0]
+            return answer
+        return request.forward()
+
+    proxy.on("/v1/account", account)
+    proxy.on(lambda path: path in paths, listing)
+    try:
+        config = write_config(tmp_path, stripe={"concurrency": 16})
+        result = cli(config, ["backfill", "--since", SINCE], sandbox, api_base=proxy.url)
+    finally:
+        proxy.close()
+
+    assert result.exit_code == 0, result.output
+    assert first_asked == dict.fromkeys(paths, True)
+    assert newer_served, "positive control: the first pages held objects after the clock"
+    assert all_newer["/v1/invoices"] is whole_page_newer
+    db = tmp_path / "nrr.duckdb"
+    world = sandbox.world
+    for kind in KINDS:
+        expected = {
+            (account_id, obj["id"])
+            for account_id in world.account_ids
+            for obj in world.objects(account_id, kind.table)
+            if obj["created"] <= clock[0]
+        }
+        assert landed_ids(db, kind.table) == expected, kind.table
+    newest = query(db, "SELECT max(created) FROM stripe.invoices")[0][0]
+    assert int(newest.timestamp()) <= clock[0]

@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
@@ -75,13 +75,14 @@ def backfill(job: Job, since: str, restart: bool) -> None:
         and state.get(checkpoints.BACKFILL_STATUS) == "running"
         and state.get(checkpoints.BACKFILL_SINCE) == since
     )
+    first_pages: dict[str, Future] = {}
     if resume:
         slices = [Slice.load(v) for k, v in state.items() if k.startswith(checkpoints.SLICE)]
         log.info("resuming the backfill from %s: %d slice(s) left", since, len(slices))
     else:
-        slices = _start_backfill(job, since)
+        slices, first_pages = _start_backfill(job, since)
     with fewer_collections():
-        _fetch_slices(job, slices)
+        _fetch_slices(job, slices, first_pages)
 
     state = checkpoints.state_with_prefix(con, checkpoints.BACKFILL)
     final = {
@@ -116,22 +117,41 @@ def lookback_start(since: str, lookback_months: int) -> int:
     return int(start.timestamp()) - 86400
 
 
-def _start_backfill(job: Job, since: str) -> list[Slice]:
-    """Forget earlier data and checkpoints; plan the first slices; remember the cursors."""
+def _start_backfill(job: Job, since: str) -> tuple[list[Slice], dict[str, Future]]:
+    """Forget earlier data and checkpoints; plan the first slices; remember the cursors.
+
+    Returns the slices and the answer to come of each one's first page (by ``Slice.key``)."""
     api = job.api
+    invoices_from_epoch = lookback_start(since, job.config.sync.invoice_lookback_months)
     # The key's account and the API's clock, each account's creation (no object is older:
-    # slices are split above it) and its newest event (where the next sync starts), all
-    # asked side by side: none needs another's answer (configured accounts are the
-    # Stripe-Account headers; without them, the key's own account, read by accounts()).
+    # slices are split above it), its newest event (where the next sync starts) and the
+    # first page of every kind, all asked side by side: none needs another's answer
+    # (configured accounts are the Stripe-Account headers; without them, the key's own
+    # account, read by accounts()). The first pages are asked before the clock is known
+    # (``_trimmed``), and waited for by the slices' workers, so a failure among them stops
+    # a backfill already started, as a failure of any later page does.
     headers = list(job.config.stripe.accounts) or [None]
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    pool = ThreadPoolExecutor(max_workers=1 + len(headers) * (2 + len(kinds.KINDS)))
+    try:
+        own = pool.submit(job.accounts)  # first: every slice ends at the clock it reads
         newest = [pool.submit(api.get, "/v1/events", {"limit": 1}, account=h) for h in headers]
         infos = [pool.submit(api.get, "/v1/account", account=h) for h in headers if h]
-        accounts, as_of = job.accounts()
+        first_pages = {
+            (h, kind.table): pool.submit(
+                api.list_page,
+                kind.path,
+                {**kind.list_params, "created": {"gte": _slice_start(kind, invoices_from_epoch)}},
+                account=h,
+            )
+            for h in headers
+            for kind in kinds.KINDS
+        }
+        accounts, as_of = own.result()
         infos = [future.result() for future in infos] or [job.own_account]
         newest = [future.result() for future in newest]
+    finally:
+        pool.shutdown(wait=False)
     as_of_epoch = int(as_of.timestamp())
-    invoices_from_epoch = lookback_start(since, job.config.sync.invoice_lookback_months)
 
     values: dict[str, str | None] = {
         checkpoints.BACKFILL_SINCE: since,
@@ -150,14 +170,13 @@ def _start_backfill(job: Job, since: str) -> list[Slice]:
         )
         values[checkpoints.backfill_cursor_key(account)] = cursor.dump()
         for kind in kinds.KINDS:
-            gte = invoices_from_epoch if kind.since_lookback else 0
             slices.append(
                 Slice(
                     uuid.uuid4().hex[:10],
                     account,
                     header,
                     kind.table,
-                    gte,
+                    _slice_start(kind, invoices_from_epoch),
                     as_of_epoch + 1,
                     None,
                     floor,
@@ -181,7 +200,11 @@ def _start_backfill(job: Job, since: str) -> list[Slice]:
         values[checkpoints.BACKFILL_AS_OF],
         len(accounts),
     )
-    return slices
+    return slices, {piece.key: first_pages[piece.header, piece.kind] for piece in slices}
+
+
+def _slice_start(kind: kinds.Kind, invoices_from_epoch: int) -> int:
+    return invoices_from_epoch if kind.since_lookback else 0
 
 
 @dataclass
@@ -192,11 +215,12 @@ class PageResult:
     split_off: list[Slice]  # new slices split off the remainder
 
 
-def _fetch_slices(job: Job, slices: list[Slice]) -> None:
+def _fetch_slices(job: Job, slices: list[Slice], first_pages: dict[str, Future]) -> None:
     """Fetch every slice with a pool of workers; land and checkpoint pages in this thread.
 
     A worker thread per slice in flight, started as slices are split (the planner and
     the in-flight window decide how many; ``stripe.concurrency`` caps them when set).
+    ``first_pages``: pages already asked for, by ``Slice.key`` (``_start_backfill``).
     """
     if not slices:
         return
@@ -229,7 +253,10 @@ def _fetch_slices(job: Job, slices: list[Slice]) -> None:
         the writer, so a slice's pages always reach the writer in order."""
         handed = threading.Event()
         try:
-            page, rest, split_off = _fetch_page(api, piece, planner)
+            first_page = first_pages.pop(piece.key, None)
+            if first_page is not None:
+                first_page = first_page.result()
+            page, rest, split_off = _fetch_page(api, piece, planner, first_page)
             if rest is None:
                 planner.slice_done(piece)
             # The slice goes on while this page's long invoices are completed.
@@ -296,15 +323,18 @@ def wal_between_checkpoints(file_bytes: int) -> int:
 
 
 def _fetch_page(
-    api: StripeApi, piece: Slice, planner: SlicePlanner
+    api: StripeApi, piece: Slice, planner: SlicePlanner, first_page: dict | None = None
 ) -> tuple[list[dict], Slice | None, list[Slice]]:
-    """One page of a slice: its objects, the slice's remainder and pieces split off it."""
+    """One page of a slice: its objects, the slice's remainder and pieces split off it.
+    ``first_page``: the slice's first page, asked before its end was known."""
     kind = kinds.BY_TABLE[piece.kind]
     params = dict(kind.list_params)
     params["created"] = {"gte": piece.gte, "lt": piece.lt}
     if piece.after:
         params["starting_after"] = piece.after
-    page = api.list_page(kind.path, params, account=piece.header)
+    page = _trimmed(first_page, piece) if first_page is not None else None
+    if page is None:
+        page = api.list_page(kind.path, params, account=piece.header)
     objects = page["data"]
     if not page.get("has_more") or not objects:
         return objects, None, []
@@ -323,6 +353,16 @@ def _fetch_page(
     ]
     planner.split(piece.kind, [rest, *split_off], remaining_pages)
     return objects, rest, split_off
+
+
+def _trimmed(first_page: dict, piece: Slice) -> dict | None:
+    """A first page asked before the slice's end (the API's clock) was known, as the slice
+    would have listed it: without the objects created since. None, to ask again, if even
+    its last object is that new: the slice's remainder must start inside the slice."""
+    objects = first_page["data"]
+    if objects and objects[-1]["created"] >= piece.lt:
+        return None
+    return {**first_page, "data": [obj for obj in objects if obj["created"] < piece.lt]}
 
 
 def _complete(
