@@ -255,9 +255,9 @@ def test_garbage_is_collected_less_often_while_pages_are_fetched_and_as_before_a
 def test_landed_pages_are_checkpointed_after_as_much_log_as_the_file_holds(tmp_path):
     import duckdb
 
-    from nrr_sync.jobs.backfill import (
+    from nrr_sync.jobs.checkpointing import (
         FETCH_CHECKPOINT_WAL,
-        _set_checkpoint_threshold,
+        set_checkpoint_threshold,
         wal_between_checkpoints,
     )
 
@@ -268,9 +268,52 @@ def test_landed_pages_are_checkpointed_after_as_much_log_as_the_file_holds(tmp_p
     # On a real file: a small one gets the lower bound, in place of DuckDB's default.
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     default = con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
-    _set_checkpoint_threshold(con)
+    set_checkpoint_threshold(con)
     threshold = con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
     assert threshold == f"{low // 2**20}.0 MiB" != default
+
+
+def test_the_log_is_checkpointed_before_the_last_pages_land(tmp_path, monkeypatch):
+    """Once the pages left would write less log than the smallest threshold, it drops to
+    that, so the log built up so far is checkpointed while the last requests are out."""
+    import duckdb
+
+    from nrr_sync.jobs import checkpointing
+    from nrr_sync.jobs.checkpointing import LandingLog, set_checkpoint_threshold
+
+    smallest = 256 * 1024  # so that a small file's own size is above it
+    monkeypatch.setattr(checkpointing, "FETCH_CHECKPOINT_WAL", (smallest, 64 * 2**20))
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    con.execute("SET checkpoint_threshold = '1GB'")
+    con.execute("CREATE TABLE pages AS SELECT range n, md5(range::VARCHAR) body FROM range(200000)")
+    con.execute("CHECKPOINT")
+    (file_bytes,) = con.execute(
+        "SELECT used_blocks * block_size FROM pragma_database_size()"
+    ).fetchone()
+    assert file_bytes > 4 * smallest
+
+    def threshold_is(bytes_: int) -> bool:
+        now = con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
+        con.execute(f"SET checkpoint_threshold = '{bytes_}B'")
+        return now == con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
+
+    log = LandingLog.of(con)
+    assert log.path == str(tmp_path / "w.duckdb.wal")
+    assert log.bytes_for(1) == float("inf")  # nothing landed yet: no rate to judge by
+    con.execute("INSERT INTO pages SELECT range, md5(range::VARCHAR) FROM range(100000)")
+    log.committed(pages=40)
+    assert log.size > smallest  # the log holds the rows
+    assert log.bytes_for(20) == log.size / 2
+    many = 40 * 2 * smallest / log.size  # pages that would write twice the smallest
+
+    # positive control: with many pages left, the log may grow to the file's size
+    assert set_checkpoint_threshold(con, log, pages_left=many) is False
+    assert threshold_is(file_bytes)
+    assert set_checkpoint_threshold(con, log, pages_left=many / 4) is True
+    assert threshold_is(smallest)
+    con.execute("CHECKPOINT")
+    log.committed(pages=1)
+    assert (log.size, log.pages) == (0, 0)
 
 
 @pytest.mark.parametrize(("days", "whole_page_newer"), [(20, False), (120, True)])

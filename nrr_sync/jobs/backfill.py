@@ -26,6 +26,7 @@ from .. import kinds, landing, load
 from ..config import parse_month
 from ..stripe_api import StripeApi
 from . import state as checkpoints
+from .checkpointing import LandingLog, set_checkpoint_threshold
 from .context import COMMIT_EVERY_SECONDS, Job, fewer_collections, rollback_quietly
 from .planner import SlicePlanner
 
@@ -36,8 +37,6 @@ SPLIT_FLOOR = 1262304000  # 2010-01-01
 MAX_BATCH_ROWS = 20_000  # rows held before they are written, whatever the pace
 PAGES_QUEUED = 64  # fetched pages waiting for the writer (rows only, so small)
 FETCH_MEMORY_LIMIT = "256MB"  # DuckDB's while pages are landed
-# Write-ahead log between checkpoints while pages are landed: the file's size, within these.
-FETCH_CHECKPOINT_WAL = (32 * 2**20, 256 * 2**20)
 
 
 @dataclass
@@ -277,7 +276,8 @@ def _fetch_slices(job: Job, slices: list[Slice], first_pages: dict[str, Future])
     # Appending needs little memory; without a limit DuckDB would keep caching what it
     # wrote, and the job's memory would grow with the account. The build gets it back.
     job.con.execute(f"SET memory_limit = '{FETCH_MEMORY_LIMIT}'")
-    _set_checkpoint_threshold(job.con)
+    set_checkpoint_threshold(job.con)
+    wal, ending = LandingLog.of(job.con), False
     try:
         while live:
             # Pages are landed about once a second in one transaction, rows and their
@@ -291,35 +291,17 @@ def _fetch_slices(job: Job, slices: list[Slice], first_pages: dict[str, Future])
                     raise item
                 live += batch.add(item)
             batch.commit(job.con)
-            _set_checkpoint_threshold(job.con)
+            wal.committed(batch.pages)
+            last_pages = set_checkpoint_threshold(job.con, wal, planner.pages_remaining())
+            if last_pages and not ending:
+                log.debug("the last pages: checkpointing %d bytes of log", wal.size)
+            ending = ending or last_pages
     finally:
         stopping.set()
         workers.shutdown(wait=False, cancel_futures=True)
         sub_requests.shutdown(wait=False, cancel_futures=True)
         job.con.execute("RESET memory_limit")
         job.con.execute("RESET checkpoint_threshold")
-
-
-def _set_checkpoint_threshold(con: duckdb.DuckDBPyConnection) -> None:
-    """How much write-ahead log the landed pages may build up before DuckDB checkpoints.
-
-    Each commit is durable in the log; a checkpoint writes the log into the file and
-    rewrites the key indexes of the whole tables, so checkpointing every 16 MB (DuckDB's
-    default) made the CPU per page grow with the account. But whatever log is left when
-    the last page lands is checkpointed then, with every request done: 0.7 s of a
-    2,500-customer backfill's 15 s with 256 MB between checkpoints. So the log may grow
-    to the file's own size, within ``FETCH_CHECKPOINT_WAL``: few checkpoints in a large
-    account, a short one at the end of a small one (docs/benchmarks.md, section 1)."""
-    (size,) = con.execute(
-        "SELECT used_blocks * block_size FROM pragma_database_size() "
-        "WHERE database_name = current_database()"
-    ).fetchone()
-    con.execute(f"SET checkpoint_threshold = '{wal_between_checkpoints(size)}B'")
-
-
-def wal_between_checkpoints(file_bytes: int) -> int:
-    low, high = FETCH_CHECKPOINT_WAL
-    return min(max(file_bytes, low), high)
 
 
 def _fetch_page(
@@ -387,10 +369,12 @@ class PageBatch:
         self.rows: dict[str, list[tuple]] = {}
         self.state: dict[str, str | None] = {}
         self.size = 0  # rows held
+        self.pages = 0
 
     def add(self, result: PageResult) -> int:
         """Take one page; returns the change in the number of live slices."""
         piece = result.piece
+        self.pages += 1
         for table, table_rows in result.rows.items():
             self.rows.setdefault(table, []).extend(table_rows)
             self.size += len(table_rows)

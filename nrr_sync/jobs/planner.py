@@ -74,6 +74,11 @@ class SlicePlanner:
             self.pages_left.get(piece.kind, {}).pop(piece.key, None)
             self.estimated.notify_all()
 
+    def pages_remaining(self) -> float:
+        """Pages the live slices of every kind are estimated to hold still."""
+        with self.lock:
+            return sum(sum(pages.values()) for pages in self.pages_left.values())
+
     def _estimate(self, kind: str, key: str, pages: float) -> None:
         self.pages_left.setdefault(kind, {})[key] = pages
         self.estimated.notify_all()
