@@ -6,9 +6,12 @@ CREATE OR REPLACE TABLE report.data_quality AS
 WITH
 settings AS (SELECT * FROM report.build_info),
 summary AS (SELECT * FROM report.mrr_summary),
-mrr_lines AS (SELECT * FROM report.mrr_lines),
-invoices AS (SELECT * FROM stripe.invoices),
-invoice_lines AS (SELECT * EXCLUDE (raw) FROM stripe.invoice_lines),
+-- NOT MATERIALIZED: read by several checks, and DuckDB would otherwise copy these tables
+-- (a million rows each at 100k customers) before scanning the copy, where each check can
+-- scan the table for only the columns and rows it needs (-0.3 s of 2.4 s at 100k customers)
+mrr_lines AS NOT MATERIALIZED (SELECT * FROM report.mrr_lines),
+invoices AS NOT MATERIALIZED (SELECT * FROM stripe.invoices),
+invoice_lines AS NOT MATERIALIZED (SELECT * EXCLUDE (raw) FROM stripe.invoice_lines),
 -- The raw JSON of only the lines that may carry what the checks below look for in it (a
 -- tax of another behavior; a discount entry, nonzero or on a proration): reading and
 -- parsing every line's raw JSON took most of this model's time at a million lines.
@@ -28,8 +31,8 @@ lines_with_discount_entries AS (
     FROM stripe.invoice_lines
     WHERE discount_amount = 0 AND proration
 ),
-prices AS (SELECT * FROM stripe.prices),
-subscriptions AS (SELECT * FROM stripe.subscriptions),
+prices AS NOT MATERIALIZED (SELECT * FROM stripe.prices),
+subscriptions AS NOT MATERIALIZED (SELECT * FROM stripe.subscriptions),
 subscription_items AS (SELECT * FROM stripe.subscription_items),
 customers AS (SELECT * FROM stripe.customers),
 credit_notes AS (SELECT * FROM stripe.credit_notes),
