@@ -5,6 +5,10 @@ agenda up to a time moves every subscription through Stripe's life cycle: creati
 invoice, renewals (draft, finalized an hour later, paid or failed), prorations, coupons,
 taxes, cancellations, pauses and dunning. The engine keeps compact records; render.py
 turns them into Stripe JSON, truth.py values them per docs/metrics.md.
+
+``Account`` is made of this module's subscription life cycle and three parts of its own:
+invoicing.py (invoices, discounts, taxes), payments.py (payment attempts and dunning) and
+proration.py (item changes and their prorations).
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ import random
 
 from . import mixed
 from .catalog import Catalog, Coupon, Price
+from .invoicing import Invoicing
+from .payments import Payments
+from .proration import Proration
 from .records import (
     DAY,
-    DUNNING_DAYS,
     HOUR,
     INCOMPLETE_HOURS,
     Customer,
@@ -24,19 +30,14 @@ from .records import (
     Event,
     Invoice,
     Item,
-    Line,
     Sub,
-    add_months,
-    apply_amount_off,
-    apply_percent_off,
     b62,
     billing_currency,
-    divide_half_up,
     period_end,
 )
 
 
-class Account:
+class Account(Invoicing, Payments, Proration):
     """One Stripe account's history: catalog, customers and the engine that moves them."""
 
     def __init__(self, account_id: str, seed: str, catalog_factory, now: int):
@@ -96,136 +97,6 @@ class Account:
             t, _tick, action, args = heapq.heappop(agenda)
             getattr(self, "do_" + action)(customer, t, *args)
         customer.rng = None
-
-    # -- invoices --------------------------------------------------------------------------
-    def new_line(self, customer, t, price, quantity, amount, start, end, *, sub=None,
-                 item=None, proration=False, parent=None, description=None) -> Line:  # fmt: skip
-        parent = parent or ("invoice_item_details" if proration else "subscription_item_details")
-        ii_id = None
-        if parent == "invoice_item_details" or proration:
-            ii_id = self.make_id("ii", t, customer.rng)
-        line = Line(price, quantity, amount, start, end,
-                    proration, parent, sub.id if sub else None, item.id if item else None, ii_id,
-                    description)  # fmt: skip
-        line.currency = sub.currency if sub is not None else price.currency
-        if item is not None and amount >= 0 and price.usage_type != "metered":
-            item.debit = line
-        return line
-
-    def create_invoice(self, customer: Customer, sub: Sub | None, t: int, reason: str,
-                       lines: list[Line], period: tuple[int, int]) -> Invoice:  # fmt: skip
-        inv = Invoice(self.make_id("in", t, customer.rng), customer, sub, t, reason,
-                      period[0], period[1], lines)  # fmt: skip
-        inv.starting_balance = customer.balance  # a draft shows the current balance
-        for position, line in enumerate(lines):
-            line.invoice, line.position = inv, position
-        self.apply_discounts(inv, sub, t)
-        self.apply_taxes(inv)
-        customer.invoices.append(inv)
-        if sub is not None:
-            sub.latest_invoice = inv.id
-        self.emit(t, "invoice.created", "invoices", inv)
-        return inv
-
-    def apply_discounts(self, inv: Invoice, sub: Sub | None, t: int) -> None:
-        """The subscription's discounts still running, then the invoice-level ones, each
-        on what the ones before left (Stripe applies stacked discounts in order)."""
-        if sub is None:
-            return
-        running = tuple(d for d in sub.discounts if d.end is None or t < d.end)
-        on_invoice = sub.next_invoice_discounts
-        for discount in on_invoice:
-            discount.invoice_id = inv.id
-        sub.next_invoice_discounts = ()
-        applied = running + on_invoice
-        currency = inv.lines[0].currency if inv.lines else sub.currency
-        for discount in applied:
-            if discount.coupon.percent_off is not None:
-                apply_percent_off(inv.lines, discount)
-            else:
-                apply_amount_off(inv.lines, discount, discount.coupon.amount_in(currency))
-        inv.discounts = applied
-        sub.discounts = tuple(d for d in running if d.coupon.duration != "once")
-
-    def new_discount(self, customer: Customer, sub: Sub, t: int, coupon: Coupon,
-                     promotion_code: str | None = None) -> Discount:  # fmt: skip
-        months = coupon.duration_in_months if coupon.duration == "repeating" else None
-        discount = Discount(self.make_id("di", t, customer.rng), coupon, t,
-                            add_months(t, months) if months else None, sub.id, customer.id,
-                            promotion_code)  # fmt: skip
-        self.discounts[discount.id] = discount
-        return discount
-
-    def discount_invoice(self, customer: Customer, sub: Sub, t: int, coupon: Coupon) -> None:
-        """A coupon put on the subscription's next invoice only (an invoice-level discount)."""
-        discount = self.new_discount(customer, sub, t, coupon)
-        discount.sub_id = None
-        discount.end = None
-        sub.next_invoice_discounts += (discount,)
-
-    def apply_taxes(self, inv: Invoice) -> None:
-        country = inv.customer.country
-        for line in inv.lines:
-            behavior = line.price.tax_behavior_in(line.currency)
-            if behavior == "unspecified":
-                continue
-            rate = self.catalog.tax_rate(country, behavior == "inclusive")
-            if rate is None:
-                continue
-            taxable = line.amount - line.discount_amount
-            pct = rate.percentage
-            if rate.inclusive:
-                line.tax_amount = divide_half_up(taxable * pct, 100 + pct)
-            else:
-                line.tax_amount = divide_half_up(taxable * pct, 100)
-            line.tax_rate = rate
-
-    def finalize(self, inv: Invoice, t: int) -> None:
-        from . import cash
-
-        cash.apply_balance(self, inv, t)
-        inv.status = "open"
-        inv.finalized_at = t
-        inv.auto_advance = True
-        customer = inv.customer
-        customer.invoice_seq += 1
-        inv.number = f"{customer.invoice_prefix}-{customer.invoice_seq:04d}"
-        self.emit(t, "invoice.finalized", "invoices", inv)
-
-    def mark_paid(self, inv: Invoice, t: int) -> None:
-        from . import cash
-
-        inv.status = "paid"
-        inv.paid_at = t
-        inv.next_payment_attempt = None
-        if cash.amount_due(inv) > 0 and not inv.attempt_count:
-            inv.attempt_count = 1
-        self.emit(t, "invoice.paid", "invoices", inv)
-        cash.after_paid(self, inv, t)
-
-    def void(self, inv: Invoice, t: int) -> None:
-        from . import cash
-
-        if inv.finalized_at is not None:
-            cash.give_back_balance(self, inv, t)
-        inv.status = "void"
-        inv.voided_at = t
-        inv.auto_advance = False
-        inv.next_payment_attempt = None
-        self.emit(t, "invoice.voided", "invoices", inv)
-
-    def finalize_and_void(self, inv: Invoice, t: int) -> None:
-        """A subscription's draft cannot be deleted: Stripe voids it (void needs a finalized
-        invoice, so it is finalized first, as the Dashboard does)."""
-        self.finalize(inv, t)
-        self.void(inv, t)
-
-    def mark_uncollectible(self, inv: Invoice, t: int) -> None:
-        inv.status = "uncollectible"
-        inv.uncollectible_at = t
-        inv.auto_advance = False
-        inv.next_payment_attempt = None
-        self.emit(t, "invoice.marked_uncollectible", "invoices", inv)
 
     # -- subscriptions ---------------------------------------------------------------------
     def sub_updated(self, sub: Sub, t: int, before: tuple) -> None:
@@ -392,193 +263,6 @@ class Account:
         self.schedule(customer, sub.period_end, "renew", sub, sub.version)
         if self.random_policy and not sub.scripted:
             self.random_policy.period_started(self, sub)
-
-    def do_finalize(self, customer: Customer, t: int, inv: Invoice, how: str) -> None:
-        if inv.status != "draft" or inv.deleted:
-            return
-        self.finalize(inv, t)
-        if how == "void":
-            self.void(inv, t + 1)
-            return
-        if how == "mark_uncollectible":
-            self.mark_uncollectible(inv, t + 1)
-            return
-        self.attempt_payment(customer, inv, t + 1)
-
-    def attempt_payment(self, customer: Customer, inv: Invoice, t: int) -> None:
-        from . import cash
-
-        sub = inv.sub
-        if cash.amount_due(inv) <= 0:
-            self.mark_paid(inv, t)
-            return
-        outcome = None
-        if sub is not None:
-            for n, (since, what, days) in enumerate(sub.failures):
-                if t >= since:
-                    outcome = (what, days)
-                    del sub.failures[n]
-                    break
-            if outcome is None and self.random_policy and not sub.scripted:
-                outcome = self.random_policy.payment_outcome(self, sub, inv)
-        inv.attempt_count += 1
-        if outcome is None:
-            self.mark_paid(inv, t)
-            return
-        what, days = outcome
-        inv.next_payment_attempt = t + 3 * DAY
-        self.emit(t, "invoice.payment_failed", "invoices", inv)
-        before = self.snap("subscriptions", sub, t)
-        sub.status = "past_due"
-        self.sub_updated(sub, t, before)
-        if what == "recover":
-            cash.after_failed_payment(self, inv, t, t + days * DAY)
-            self.schedule(customer, t + days * DAY, "dunning_recovered", inv)
-        else:
-            self.schedule(customer, t + DUNNING_DAYS * DAY, "dunning_exhausted", inv, what)
-
-    def do_dunning_recovered(self, customer: Customer, t: int, inv: Invoice) -> None:
-        sub = inv.sub
-        inv.attempt_count += 1
-        self.mark_paid(inv, t)
-        if sub.status == "past_due":
-            before = self.snap("subscriptions", sub, t)
-            sub.status = "active"
-            self.sub_updated(sub, t, before)
-
-    def do_dunning_exhausted(self, customer: Customer, t: int, inv: Invoice, what: str) -> None:
-        sub = inv.sub
-        inv.attempt_count += 3
-        inv.next_payment_attempt = None
-        # Stripe tells of each failed retry; the last one says no attempt is left
-        self.emit(t, "invoice.payment_failed", "invoices", inv)
-        if sub.status != "past_due":
-            return
-        before = self.snap("subscriptions", sub, t)
-        if what == "unpaid":
-            sub.status = "unpaid"
-            self.sub_updated(sub, t, before)
-            if self.random_policy and not sub.scripted:
-                self.random_policy.became_unpaid(self, sub, t)
-            return
-        # canceled for non-payment; the invoice is voided, written off or left open
-        sub.status = "canceled"
-        sub.canceled_at = sub.ended_at = t
-        sub.cancel_reason = "payment_failed"
-        sub.version += 1
-        self.end_schedule(sub, t)
-        if what == "cancel_void":
-            self.void(inv, t)
-        elif what == "cancel_uncollectible":
-            self.mark_uncollectible(inv, t)
-        self.emit(t, "customer.subscription.deleted", "subscriptions", sub)
-        self.subscription_ended(customer, sub, t)
-
-    def prorate(self, sub: Sub, t: int, price: Price, quantity: int, sign: int,
-                item: Item | None = None) -> int:  # fmt: skip
-        """``price`` at ``quantity`` for the rest of the period (``item``'s own period on a
-        mixed-interval subscription) at ``t``, rounded half away from zero."""
-        start, end = mixed.item_period(sub, item)
-        full = price.full_amount(quantity, sub.currency)
-        return sign * divide_half_up(full * (end - t), end - start)
-
-    def change_items(self, customer: Customer, sub: Sub, t: int, new: list[tuple[Price, int]],
-                     proration: str = "create_prorations") -> None:  # fmt: skip
-        """Replace the subscription's items (position i keeps item i's id) at ``t``."""
-        if not sub.live or sub.status in ("incomplete", "paused") or t >= sub.period_end:
-            return
-        if not all(price.supports(sub.currency) for price, _ in new):
-            return  # Stripe refuses a price that has no amount in the subscription's currency
-        if not mixed.accepts(sub, new):
-            return  # items of several intervals that Stripe or the sandbox does not allow
-        is_mixed = mixed.active(sub)
-        before = self.snap("subscriptions", sub, t)
-        old = [(item.price, item.quantity) for item in sub.items]
-        new_interval = (new[0][0].interval, new[0][0].interval_count)
-        reset = new_interval != (sub.cycle_price.interval, sub.cycle_price.interval_count)
-        reset = reset and not is_mixed
-        if sub.status == "trialing":
-            proration = "none"
-            reset = False
-        prorate = proration != "none"
-        lines: list[Line] = []
-        parent = "subscription_item_details" if proration == "always_invoice" or reset else \
-            "invoice_item_details"  # fmt: skip
-        items: list[Item] = []
-        for n in range(max(len(old), len(new))):
-            item = sub.items[n] if n < len(sub.items) else None
-            credit = (
-                item is not None
-                and prorate
-                and item.price.usage_type != "metered"
-                and (n >= len(new) or new[n] != old[n] or reset)
-            )
-            if credit:
-                line = self.credit_line(customer, sub, item, t, parent)
-                if line is not None:
-                    lines.append(line)
-            if n >= len(new):
-                continue
-            price, quantity = new[n]
-            if item is None:
-                item = Item(self.make_id("si", t, customer.rng, long=False), price, quantity, t)
-                if is_mixed:
-                    mixed.adopt_period(sub, item)
-            changed = n >= len(old) or new[n] != old[n]
-            item.price, item.quantity = price, quantity
-            items.append(item)
-            if prorate and (changed or reset) and price.usage_type != "metered" and not reset:
-                amount = self.prorate(sub, t, price, quantity, 1, item)
-                if amount:
-                    lines.append(self.new_line(customer, t, price, quantity, amount, t,
-                                               mixed.item_period(sub, item)[1], sub=sub,
-                                               item=item, proration=True,
-                                               parent=parent))  # fmt: skip
-        sub.items = items
-        if reset:
-            # A new interval restarts the billing cycle now and bills the new period at once.
-            sub.anchor = t
-            sub.period_index = 0
-            start = sub.period_start
-            sub.period_start = t
-            sub.period_end = period_end(sub.cycle_price, t, 0)
-            sub.version += 1
-            for item in sub.items:
-                if item.price.usage_type == "metered":
-                    continue
-                lines.append(self.new_line(customer, t, item.price, item.quantity,
-                                           item.price.full_amount(item.quantity, sub.currency), t,
-                                           sub.period_end, sub=sub, item=item))  # fmt: skip
-            self.invoice_now(customer, sub, t, lines, (start, t))
-            self.schedule(customer, sub.period_end, "renew", sub, sub.version)
-        elif proration == "always_invoice" and lines:
-            self.invoice_now(customer, sub, t, lines, (t, t))
-        else:
-            sub.pending.extend(lines)
-        self.sub_updated(sub, t, before)
-
-    def credit_line(self, customer: Customer, sub: Sub, item: Item, t: int,
-                    parent: str) -> Line | None:  # fmt: skip
-        """The credit for the unused rest of ``item``'s period at ``t`` (None if 0): in
-        classic mode the current price prorated, in flexible mode what was charged."""
-        if sub.billing_mode == "flexible":
-            from . import flexible
-
-            return flexible.credit_line(self, customer, sub, item, t, parent)
-        amount = self.prorate(sub, t, item.price, item.quantity, -1, item)
-        if not amount:
-            return None
-        return self.new_line(customer, t, item.price, item.quantity, amount, t,
-                             mixed.item_period(sub, item)[1],
-                             sub=sub, item=item, proration=True, parent=parent)  # fmt: skip
-
-    def invoice_now(self, customer, sub, t, lines, period, reason="subscription_update"):
-        lines = list(sub.pending) + lines
-        sub.pending = []
-        inv = self.create_invoice(customer, sub, t, reason, lines, period)
-        self.finalize(inv, t)
-        self.attempt_payment(customer, inv, t + 1)
-        return inv
 
     def cancel(self, customer: Customer, sub: Sub, t: int, mode: str,
                reason: str = "cancellation_requested") -> None:  # fmt: skip
