@@ -4,7 +4,7 @@ envelope, list pages."""
 import re
 from urllib.parse import parse_qsl
 
-from .store import dumps
+from .shapes import dumps
 
 SANDBOX_API_KEY = "sk_test_sandbox"
 RESTRICTED_API_KEY = "rk_test_sandbox"

@@ -22,7 +22,7 @@ from .api_requests import (
     mask_key,
     parse_params,
 )
-from .store import dumps
+from .shapes import dumps
 
 
 class Served(Protocol):

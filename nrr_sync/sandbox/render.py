@@ -12,7 +12,7 @@ from __future__ import annotations
 from . import cash, flexible, schedules
 from .catalog import Price, Product
 from .records import Customer, Invoice, Line, Sub, b62, discounts_included
-from .store import PRICE_INCLUDABLE
+from .shapes import PRICE_INCLUDABLE
 
 API_VERSION = "2026-10-28.endive"
 

@@ -47,7 +47,8 @@ from .api_requests import (
 )
 from .generator import no_cyclic_gc
 from .handler import Handler, SandboxHTTPServer
-from .store import AccountStore, dumps, invoice_with_discounts, page_of_sequence, price_with
+from .shapes import dumps, invoice_with_discounts, page_of_sequence, price_with
+from .store import AccountStore
 
 
 @dataclass
