@@ -69,7 +69,7 @@ class Account(Invoicing, Payments, Proration):
             self.touched[(kind, obj.id)] = obj
         if t < self.event_floor:
             return
-        from .render import snapshot  # render depends on billing, not the other way round
+        from .snapshots import snapshot  # render depends on billing, not the other way round
 
         self.event_seq += 1
         eid = f"evt_1{b62(t, 6)}{self.fragment}{b62(self.event_seq, 8)}"
@@ -106,7 +106,7 @@ class Account(Invoicing, Payments, Proration):
         """The object's state before a change at ``t``, if an event will need it."""
         if t < self.event_floor and self.touched is None:
             return None
-        from .render import snapshot
+        from .snapshots import snapshot
 
         return snapshot(kind, obj)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import render
+from . import snapshots
 from .catalog import CurrencyOption
 from .engine import Engine
 from .records import parse_time
@@ -55,7 +55,7 @@ def apply(acct: Engine, change: CurrencyOptionAdded) -> None:
     tiered = price.billing_scheme == "tiered"
     if tiered != bool(change.tiers) or tiered == (change.unit_amount is not None):
         raise ValueError(f"{change.price}: give {'tiers' if tiered else 'unit_amount'} only")
-    before = render.snapshot("prices", price)
+    before = snapshots.snapshot("prices", price)
     price.currency_options[change.currency] = CurrencyOption(
         change.unit_amount, list(change.tiers), change.tax_behavior
     )

@@ -33,6 +33,7 @@ from .random_customers import (
 )
 from .records import DAY, Customer, parse_time
 from .scenarios import Scenario, archetypes
+from .snapshots import snapshot
 from .store import KINDS  # the kinds of object an account holds
 from .truth import TruthOptions, customer_truth, snapshot_instants
 
@@ -212,12 +213,12 @@ class World:
                 acct.emit(price.created, "price.created", "prices", price)
         support = next(p for p in acct.catalog.products if p.key == "support")
         t = self.now - 3 * DAY
-        before = render.snapshot("products", support)
+        before = snapshot("products", support)
         support.description, support.updated = "24/7 support with a 1-hour response", t
         acct.emit(t, "product.updated", "products", support, previous=before)
         insights = acct.catalog.price("insights_month_usd")
         t = self.now - 2 * DAY
-        before = render.snapshot("prices", insights)
+        before = snapshot("prices", insights)
         insights.nickname = "Insights (launch price)"
         acct.emit(t, "price.updated", "prices", insights, previous=before)
 
