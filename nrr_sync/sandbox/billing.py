@@ -35,6 +35,7 @@ from .records import (
     billing_currency,
     period_end,
 )
+from .snapshots import snapshot
 
 
 class Account(Invoicing, Payments, Proration):
@@ -69,8 +70,6 @@ class Account(Invoicing, Payments, Proration):
             self.touched[(kind, obj.id)] = obj
         if t < self.event_floor:
             return
-        from .snapshots import snapshot  # render depends on billing, not the other way round
-
         self.event_seq += 1
         eid = f"evt_1{b62(t, 6)}{self.fragment}{b62(self.event_seq, 8)}"
         event = Event(eid, t, type_, kind, obj, snapshot(kind, obj), previous)
@@ -106,8 +105,6 @@ class Account(Invoicing, Payments, Proration):
         """The object's state before a change at ``t``, if an event will need it."""
         if t < self.event_floor and self.touched is None:
             return None
-        from .snapshots import snapshot
-
         return snapshot(kind, obj)
 
     def subscribe(self, customer: Customer, t: int, items: list[tuple[Price, int]], *,

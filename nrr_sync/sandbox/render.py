@@ -23,10 +23,6 @@ from .render_subscriptions import subscription
 API_VERSION = "2026-10-28.endive"
 
 
-def deleted(kind: str, object_id: str) -> dict:
-    return {"id": object_id, "object": kind, "deleted": True}
-
-
 def render(kind: str, obj, state: tuple | None = None) -> dict:
     if kind == "customers":
         return customer(obj, state)
