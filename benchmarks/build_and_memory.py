@@ -138,11 +138,20 @@ def backfill(customers: int, workdir: Path, concurrency: int) -> dict:
     }
 
 
+def copy_to_disk(source: Path, target: Path) -> None:
+    """Copy a file and wait until every copy waiting in the page cache is on disk. A copy
+    of 2.8 GB still being written back while the models write their tables made them
+    1.5-2x slower (section 3 of docs/benchmarks.md), and the first tree measured paid for
+    the benchmark's own copies; ``nrr-sync build`` still makes and pays its own."""
+    shutil.copyfile(source, target)
+    os.sync()
+
+
 def measure_build(db: Path, config: Path, workdir: Path, code: Path | None = None):
     """The SQL models alone on a copy of ``db`` (child process), then ``nrr-sync build``;
     ``code``: another source tree (its own sql/), as for ``--baseline``."""
     copy = workdir / "build-copy.duckdb"
-    shutil.copyfile(db, copy)
+    copy_to_disk(db, copy)
     built, _, build_rss = child(BUILD_ONLY, str(copy), str(config), code=code)
     copy.unlink()
     command = common.check(common.run_nrr_sync(config, ["build"], None, code=code))
@@ -173,12 +182,12 @@ def measure_loads(args, workdir: Path) -> dict:
 def build_only(args, workdir: Path) -> dict:
     directory = workdir / "build-only"
     config = common.write_config(directory)
-    shutil.copyfile(args.build_db, directory / "nrr.duckdb")
+    copy_to_disk(args.build_db, directory / "nrr.duckdb")
     counts = common.landed_counts(directory / "nrr.duckdb")
     trees = {"current": None, **({"baseline": args.baseline} if args.baseline else {})}
-    results: dict = {"build_db_counts": counts}
+    results: dict = {"build_db_counts": counts, "runs": []}
     rows = []
-    for label, code in trees.items():
+    for label, code in list(trees.items()) * args.rounds:
         built, build_rss, command = measure_build(directory / "nrr.duckdb", config, workdir, code)
         slowest = sorted((built.get("models") or {}).items(), key=lambda kv: -kv[1])
         print(f"  {label} models (ms): {slowest}", flush=True)
@@ -188,7 +197,11 @@ def build_only(args, workdir: Path) -> dict:
             [f"{label}: nrr-sync build (copy, build, publish)", f"{command.seconds:.2f} s",
              f"{command.peak_rss_mib:.0f} MiB"],
         ]  # fmt: skip
-        prefix = "" if label == "current" else "baseline_"
+        results["runs"].append(
+            {"tree": label, "build_seconds": round(built["seconds"], 2),
+             "build_command_seconds": round(command.seconds, 2)}
+        )  # fmt: skip
+        prefix = "" if label == "current" else "baseline_"  # the last round's, below
         results |= {
             f"{prefix}build_seconds": round(built["seconds"], 2),
             f"{prefix}build_models_ms": built.get("models"),
@@ -199,7 +212,11 @@ def build_only(args, workdir: Path) -> dict:
         }
     print()
     print(common.table(["measure", "value", "peak RSS"], rows))
-    params = {"build_db": str(args.build_db), "baseline": str(args.baseline or "") or None}
+    params = {
+        "build_db": str(args.build_db),
+        "baseline": str(args.baseline or "") or None,
+        "rounds": args.rounds,
+    }
     path = common.record("build_and_memory", params, results, args.results)
     print(f"\nrecorded in {path}")
     return results
@@ -225,6 +242,12 @@ def main(argv: list[str] | None = None) -> dict:
         default=None,
         help="With --build-db: also build with the code and sql/ of this source tree (e.g. "
         "`git archive COMMIT | tar -x -C DIR`), one after the other.",
+    )
+    arguments.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="With --build-db: build this many times with each tree, alternating.",
     )
     arguments.add_argument(
         "--load-only", action="store_true", help="Only measure the load rate (part 3)."
