@@ -10,10 +10,11 @@ checkpoint (the backfill lands a batch in one transaction, and its commits check
 whenever DuckDB's write-ahead log is full); their sum is a page's CPU. Compared in the
 same run: parsing and ``raw`` with the standard library; the landing rows as the
 previous row builders made them (``datetime.fromtimestamp``, a comprehension leaving
-``lines`` out of ``raw``); and two ways of appending that were tried and not kept,
-through a staging table whose JSON columns are VARCHAR (``INSERT … SELECT raw::JSON``)
-and DuckDB parsing the rows itself (one JSON document per table, ``from_json``), each
-checked to land the same rows.
+``lines`` out of ``raw``) and with timestamps as ``datetime``s (what DuckDB's appender
+needed); the appender itself (the way before Arrow arrays); and two ways of appending
+that were tried and not kept, through a staging table whose JSON columns are VARCHAR
+(``INSERT … SELECT raw::JSON``) and DuckDB parsing the rows itself (one JSON document
+per table, ``from_json``), each checked to land the same rows.
 
     python benchmarks/page_cpu.py                 # 1,000 customers
     python benchmarks/page_cpu.py --quick
@@ -175,18 +176,20 @@ def measure_kind(kind: str, bodies: list[bytes], repeat: int) -> dict:
         measured["landing_rows_stdlib_json_ms"] = best_ms(build_rows, parsed, repeat)
     with previous_row_builders(landing):
         measured["landing_rows_previous_builders_ms"] = best_ms(build_rows, parsed, repeat)
-    batch: dict[str, list] = {}  # all pages in one batch, as the backfill lands them
-    for page_rows in rows:
-        for table, table_rows in page_rows.items():
-            batch.setdefault(table, []).extend(table_rows)
+    with datetime_rows(landing):
+        measured["landing_rows_datetimes_ms"] = best_ms(build_rows, parsed, repeat)
+        datetime_batch = one_batch(build_rows(objects) for objects in parsed)
+    batch = one_batch(rows)
+    # (the way, its rows): Arrow arrays take unix seconds; the appender took datetimes
     appends = {
-        "append_ms": load.insert_rows,
-        "append_staged_varchar_ms": insert_staged,
-        "append_duckdb_parses_json_ms": insert_by_from_json,
+        "append_ms": (load.insert_rows, batch),
+        "append_appender_ms": (insert_appended, datetime_batch),
+        "append_staged_varchar_ms": (insert_staged, datetime_batch),
+        "append_duckdb_parses_json_ms": (insert_by_from_json, datetime_batch),
     }
     landed = {}
     with tempfile.TemporaryDirectory() as scratch:
-        for step, insert in appends.items():
+        for step, (insert, batch) in appends.items():
             best = float("inf")
             for attempt in range(repeat):
                 con = duckdb.connect(f"{scratch}/{step}-{attempt}.duckdb")
@@ -224,6 +227,41 @@ def previous_row_builders(landing):
         yield
     finally:
         landing.timestamp, landing.without = saved
+
+
+def one_batch(rows_of_pages) -> dict[str, list]:
+    """All pages' rows in one batch, as the backfill lands them."""
+    batch: dict[str, list] = {}
+    for page_rows in rows_of_pages:
+        for table, table_rows in page_rows.items():
+            batch.setdefault(table, []).extend(table_rows)
+    return batch
+
+
+@contextlib.contextmanager
+def datetime_rows(landing):
+    """``landing``'s timestamps as aware ``datetime``s, the fastest way (the rows DuckDB's
+    appender needed, before Arrow arrays of unix seconds)."""
+    from datetime import UTC, datetime, timedelta
+
+    epoch, saved = datetime(1970, 1, 1, tzinfo=UTC), landing.timestamp
+    landing.timestamp = lambda value: (
+        None if value is None or isinstance(value, bool) else epoch + timedelta(seconds=int(value))
+    )
+    try:
+        yield
+    finally:
+        landing.timestamp = saved
+
+
+def insert_appended(con, table: str, rows: list) -> None:
+    """The way before Arrow: DuckDB's appender, the rows 100 at a time."""
+    from nrr_sync.landing import COLUMNS
+
+    if rows:
+        with con.appender(f"stripe.{table}", columns=list(COLUMNS[table])) as appender:
+            for start in range(0, len(rows), 100):
+                appender.append_rows(rows[start : start + 100])
 
 
 def column_types(con, table: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ load; what the reports need is checked by the SQL models and ``report.data_quali
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from . import fastjson
@@ -70,16 +70,14 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def timestamp(value: Any) -> datetime | None:
-    """Stripe's unix seconds -> aware UTC datetime (TIMESTAMPTZ). The same datetime as
-    ``datetime.fromtimestamp(value, tz=UTC)`` in about half the CPU (a page of 100
-    invoices holds about 900, benchmarks/page_cpu.py)."""
+def timestamp(value: Any) -> int | None:
+    """Stripe's unix seconds, checked to be a number, for a TIMESTAMPTZ column: load.py
+    hands a column of them to DuckDB as one Arrow array of seconds, where making a
+    ``datetime`` of each took a third of the CPU of a page's rows (a page of 100 invoices
+    holds about 900, benchmarks/page_cpu.py)."""
     if value is None or isinstance(value, bool):
         return None
-    return EPOCH + timedelta(seconds=int(value))
+    return int(value)
 
 
 def dig(obj: Any, *path: str) -> Any:

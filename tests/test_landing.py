@@ -64,7 +64,7 @@ def test_invoice_line_fields_come_from_the_basil_paths(stripe_fixtures):
     assert row["inclusive_tax_amount"] == 150
     assert row["exclusive_tax_amount"] == 70
     assert row["other_tax_amount"] == 13  # what report.data_quality reads raw for
-    assert row["period_start"].timestamp() == line["period"]["start"]
+    assert row["period_start"] == line["period"]["start"]  # unix seconds, typed by load.py
 
 
 def test_invoice_subscription_comes_from_parent_subscription_details(stripe_fixtures):
@@ -119,10 +119,10 @@ def test_load_objects_lands_invoice_lines_and_upserts(con, stripe_fixtures):
 
 
 @pytest.mark.parametrize("write", [load.insert_rows, load.upsert_rows])
-def test_rows_beyond_one_append_chunk_all_land(con, stripe_fixtures, write):
-    # The appender is handed APPEND_CHUNK_ROWS rows at a time; every row of every chunk,
-    # the last partial one included, must land, once and in full.
-    count = 2 * load.APPEND_CHUNK_ROWS + 1
+def test_every_row_of_a_batch_lands_once_and_in_full(con, stripe_fixtures, write):
+    # A table's rows are turned into columns (Arrow arrays) and inserted in one statement:
+    # every row must land once, its values in their own columns.
+    count = 2001
     template, synced_at = stripe_fixtures["customer"], landing.now_utc()
     rows = [
         landing.customer_row("acct_1", {**template, "id": f"cus_{n:04d}", "balance": n}, synced_at)
@@ -135,20 +135,40 @@ def test_rows_beyond_one_append_chunk_all_land(con, stripe_fixtures, write):
     assert landed == (count, count, sum(range(count)), f"cus_{count - 1:04d}")
 
 
-def test_timestamps_are_exactly_those_of_fromtimestamp():
-    """The shortcut for Stripe's unix seconds gives the very datetimes (value and time
-    zone) that ``datetime.fromtimestamp`` gave, from 1970 to the checks' upper bound."""
+@pytest.mark.parametrize("write", [load.insert_rows, load.upsert_rows])
+def test_timestamps_land_as_the_instants_of_fromtimestamp(con, stripe_fixtures, write):
+    """Stripe's unix seconds land as the very instants ``datetime.fromtimestamp`` gives
+    (value and time zone, read back from DuckDB), from 1970 to the checks' upper bound;
+    ``synced_at``, a ``datetime`` with microseconds, lands whole."""
     from datetime import UTC, datetime
 
     from nrr_sync.answers import MAX_TIMESTAMP
 
     seconds = [0, 1, 951782400, 1262304000, 1700000000, 2147483648, MAX_TIMESTAMP]
     seconds += list(range(0, MAX_TIMESTAMP, 7_919_993))  # a prime step: every time of day
-    for value in seconds + [1700000000.9]:
+    seconds += [1700000000.9, None, True]
+    synced_at = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    rows = [
+        landing.customer_row(
+            "acct_1", {**stripe_fixtures["customer"], "id": f"cus_{n}", "created": value},
+            synced_at,
+        )
+        for n, value in enumerate(seconds)
+    ]  # fmt: skip
+    write(con, "customers", rows)
+    landed = dict(
+        con.execute(
+            "select id, created from stripe.customers where synced_at = ?", [synced_at]
+        ).fetchall()
+    )
+    assert len(landed) == len(seconds)
+    for n, value in enumerate(seconds):
+        got = landed[f"cus_{n}"]
+        if value is None or value is True:
+            assert got is None
+            continue
         expected = datetime.fromtimestamp(int(value), tz=UTC)
-        got = landing.timestamp(value)
-        assert (got, got.tzinfo, repr(got)) == (expected, expected.tzinfo, repr(expected))
-    assert landing.timestamp(None) is None and landing.timestamp(True) is None
+        assert (got, got.utcoffset()) == (expected, expected.utcoffset())
 
 
 def test_raw_leaves_out_embedded_lists_and_keeps_the_key_order(stripe_fixtures):
@@ -169,8 +189,9 @@ def test_a_backfill_lands_the_rows_the_previous_row_builders_landed(
 ):
     """Every landing table after a backfill, every column and value (``raw`` and
     ``metadata`` as text, timestamps with their zone), equals that of a backfill of the
-    same account with the row builders' previous ways: ``datetime.fromtimestamp`` and a
-    comprehension leaving ``lines``/``items`` out of ``raw``."""
+    same account with the row builders' and writers' previous ways: ``datetime``s made by
+    ``datetime.fromtimestamp``, a comprehension leaving ``lines``/``items`` out of
+    ``raw``, and DuckDB's appender taking the rows one value at a time."""
     from datetime import UTC, datetime
 
     from sync_helpers import cli, write_config
@@ -195,11 +216,28 @@ def test_a_backfill_lands_the_rows_the_previous_row_builders_landed(
     monkeypatch.setattr(
         landing, "without", lambda obj, field: {k: v for k, v in obj.items() if k != field}
     )
+    monkeypatch.setattr(load, "insert_rows", appended_rows())
+    monkeypatch.setattr(load, "upsert_rows", appended_rows(action="upsert"))
     before = backfill("before")
     assert now.keys() == before.keys() == set(TABLES)
     for table in TABLES:
         assert now[table] == before[table], table
     assert now["invoices"] and now["invoice_lines"] and now["subscription_items"]
+
+
+def appended_rows(**options):
+    """The previous ``load.insert_rows`` (``upsert_rows`` with ``action="upsert"``):
+    DuckDB's appender, the rows 100 at a time."""
+
+    def write(con, kind, rows):
+        if rows:
+            columns = list(landing.COLUMNS[kind])
+            with con.appender(f"stripe.{kind}", columns=columns, **options) as appender:
+                for start in range(0, len(rows), 100):
+                    appender.append_rows(rows[start : start + 100])
+        return len(rows)
+
+    return write
 
 
 def landed_tables(db_path) -> dict[str, list[tuple]]:
