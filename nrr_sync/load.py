@@ -5,7 +5,7 @@ REPLACE``, the nightly sync's upsert) takes a table's rows of a batch, never row
 ``executemany``. Python hands over one array per column instead of every value one at a
 time, and Stripe's timestamps stay unix seconds, typed here for the whole column instead
 of made into ``datetime`` objects one by one in ``landing.py``: a page of 100 invoices
-costs 1.7 ms for its rows and 5.3 ms to land, against 2.3 ms and 7.1 ms with DuckDB's
+costs 1.7 ms for its rows and 5.2 ms to land, against 2.3 ms and 7.4 ms with DuckDB's
 appender (docs/benchmarks.md, section 4).
 
 Python's GIL is held while each column's array is made (under a millisecond for a second
