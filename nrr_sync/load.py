@@ -59,8 +59,7 @@ def _array(values: Sequence, timestamp: bool) -> pyarrow.Array:
     """One column's values as an Arrow array, its type inferred from the values (DuckDB
     casts it to the column's type as it inserts, as it would cast each value), but for a
     timestamp column's unix seconds."""
-    first = next((value for value in values if value is not None), None)
-    if timestamp and isinstance(first, int):
+    if timestamp and isinstance(next((v for v in values if v is not None), None), int):
         return pyarrow.array(values, UNIX_SECONDS)
     return pyarrow.array(values)
 
