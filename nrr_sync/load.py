@@ -23,6 +23,7 @@ import duckdb
 import pyarrow
 
 from . import landing
+from .errors import MalformedAnswer
 
 # Stripe's timestamps, as landing.py leaves them: unix seconds (TIMESTAMPTZ columns)
 UNIX_SECONDS = pyarrow.timestamp("s", tz="UTC")
@@ -46,7 +47,10 @@ def _insert(con: duckdb.DuckDBPyConnection, verb: str, kind: str, rows: Sequence
     names = landing.COLUMNS[kind]
     seconds = _timestamp_columns(con, kind)
     columns = zip(*rows, strict=True)
-    arrays = [_array(values, name in seconds) for name, values in zip(names, columns, strict=True)]
+    arrays = [
+        _array(f"stripe.{kind}.{name}", values, name in seconds)
+        for name, values in zip(names, columns, strict=True)
+    ]
     # DuckDB reads a Python variable named in a query (a replacement scan): nothing is
     # registered on the connection, so nothing is left to undo when the insert fails
     # (a key already there raises ConstraintException, and the transaction is aborted).
@@ -55,13 +59,22 @@ def _insert(con: duckdb.DuckDBPyConnection, verb: str, kind: str, rows: Sequence
     return len(rows)
 
 
-def _array(values: Sequence, timestamp: bool) -> pyarrow.Array:
+def _array(column: str, values: Sequence, timestamp: bool) -> pyarrow.Array:
     """One column's values as an Arrow array, its type inferred from the values (DuckDB
     casts it to the column's type as it inserts, as it would cast each value), but for a
-    timestamp column's unix seconds."""
-    if timestamp and isinstance(next((v for v in values if v is not None), None), int):
-        return pyarrow.array(values, UNIX_SECONDS)
-    return pyarrow.array(values)
+    timestamp column's unix seconds. Values of two kinds in one column (a number where
+    Stripe sends text) cannot be one array: a malformed answer, refused."""
+    try:
+        if timestamp and isinstance(next((v for v in values if v is not None), None), int):
+            return pyarrow.array(values, UNIX_SECONDS)
+        return pyarrow.array(values)
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError):
+        # the types only: the values may be customer data
+        types = ", ".join(sorted({type(value).__name__ for value in values if value is not None}))
+        raise MalformedAnswer(
+            f"Stripe sent a malformed answer: {column} holds values of different types "
+            f"({types}); nothing of this batch was landed."
+        ) from None
 
 
 def _timestamp_columns(con: duckdb.DuckDBPyConnection, kind: str) -> frozenset[str]:

@@ -309,6 +309,24 @@ def test_backfill_refuses_a_malformed_object(case, tmp_path, clean_db, hostile):
         assert broken[0] in result.output
 
 
+def test_backfill_refuses_a_column_of_values_of_different_types(tmp_path, clean_db, hostile):
+    """A field the answer checks do not type (a customer's name) holding a number on one
+    object and text on the others cannot become one column: refused by name and types,
+    never its values (customer data), and nothing is published."""
+    sandbox, proxy = hostile
+    rule, broken = break_first("/v1/customers", lambda p, o: o.update(name=12345))
+    proxy.on("/v1/customers", rule)
+
+    config, db, before, result = backfill(tmp_path, clean_db, sandbox, proxy)
+
+    assert broken, "positive control: a customer's name was made a number"
+    assert_refused(
+        config, db, before, result, "Stripe sent a malformed answer",
+        "stripe.customers.name holds values of different types (int, str)",
+    )  # fmt: skip
+    assert "12345" not in result.output
+
+
 def test_sync_refuses_a_malformed_refetched_invoice(tmp_path, clean_db, hostile):
     sandbox, proxy = hostile
 
