@@ -25,8 +25,24 @@ import pyarrow
 from . import landing
 from .errors import MalformedAnswer
 
-# Stripe's timestamps, as landing.py leaves them: unix seconds (TIMESTAMPTZ columns)
-UNIX_SECONDS = pyarrow.timestamp("s", tz="UTC")
+# The Arrow array a landing column's values go in, by the column's DuckDB type (without
+# its precision) and the one Python type of its values. Naming it spares Arrow looking at
+# every value to guess it, which took four fifths of a page's Arrow arrays
+# (docs/benchmarks.md, section 4). DuckDB casts each array to its column as it inserts.
+ARROW_TYPES: dict[tuple[str, type], pyarrow.DataType] = {
+    ("VARCHAR", str): pyarrow.string(),
+    ("JSON", str): pyarrow.string(),  # DuckDB checks that it is JSON
+    ("BIGINT", int): pyarrow.int64(),
+    ("INTEGER", int): pyarrow.int32(),
+    ("BOOLEAN", bool): pyarrow.bool_(),
+    # Stripe's timestamps, as landing.py leaves them: unix seconds
+    ("TIMESTAMP WITH TIME ZONE", int): pyarrow.timestamp("s", tz="UTC"),
+    ("TIMESTAMP WITH TIME ZONE", datetime): pyarrow.timestamp("us", tz="UTC"),  # synced_at
+    # a price's unit_amount_decimal is text, a coupon's percent_off a number
+    ("DECIMAL", str): pyarrow.string(),
+    ("DECIMAL", int): pyarrow.int64(),
+    ("DECIMAL", float): pyarrow.float64(),
+}
 
 
 def upsert_rows(con: duckdb.DuckDBPyConnection, kind: str, rows: Sequence[tuple]) -> int:
@@ -45,10 +61,10 @@ def _insert(con: duckdb.DuckDBPyConnection, verb: str, kind: str, rows: Sequence
     if not rows:
         return 0
     names = landing.COLUMNS[kind]
-    seconds = _timestamp_columns(con, kind)
+    column_types = _column_types(con, kind)
     columns = zip(*rows, strict=True)
     arrays = [
-        _array(f"stripe.{kind}.{name}", values, name in seconds)
+        _array(f"stripe.{kind}.{name}", column_types[name], values)
         for name, values in zip(names, columns, strict=True)
     ]
     # DuckDB reads a Python variable named in a query (a replacement scan): nothing is
@@ -59,32 +75,46 @@ def _insert(con: duckdb.DuckDBPyConnection, verb: str, kind: str, rows: Sequence
     return len(rows)
 
 
-def _array(column: str, values: Sequence, timestamp: bool) -> pyarrow.Array:
-    """One column's values as an Arrow array, its type inferred from the values (DuckDB
-    casts it to the column's type as it inserts, as it would cast each value), but for a
-    timestamp column's unix seconds. Values of two kinds in one column (a number where
-    Stripe sends text) cannot be one array: a malformed answer, refused."""
+def _array(column: str, column_type: str, values: Sequence) -> pyarrow.Array:
+    """One column's values as an Arrow array of the type ``ARROW_TYPES`` names for its
+    DuckDB column and its values' one Python type. Values of two types in one column, or
+    of a type the column does not take (a number where Stripe sends text), are a
+    malformed answer, refused."""
+    python_types = set(map(type, values))
+    python_types.discard(type(None))
+    if not python_types:
+        return pyarrow.nulls(len(values))
+    if len(python_types) > 1:
+        raise _refused(column, f"values of different types ({_names(python_types)})")
+    (python_type,) = python_types
+    arrow_type = ARROW_TYPES.get((column_type.partition("(")[0], python_type))
+    if arrow_type is None:
+        raise _refused(column, f"values of type {python_type.__name__}, not {column_type}")
     try:
-        if timestamp and isinstance(next((v for v in values if v is not None), None), int):
-            return pyarrow.array(values, UNIX_SECONDS)
-        return pyarrow.array(values)
-    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError):
-        # the types only: the values may be customer data
-        types = ", ".join(sorted({type(value).__name__ for value in values if value is not None}))
-        raise MalformedAnswer(
-            f"Stripe sent a malformed answer: {column} holds values of different types "
-            f"({types}); nothing of this batch was landed."
-        ) from None
+        return pyarrow.array(values, arrow_type)
+    except (pyarrow.ArrowInvalid, OverflowError):
+        raise _refused(column, f"a value out of the range of {column_type}") from None
 
 
-def _timestamp_columns(con: duckdb.DuckDBPyConnection, kind: str) -> frozenset[str]:
-    """The TIMESTAMPTZ columns of ``stripe.<kind>``, as the migrations made them."""
+def _refused(column: str, what: str) -> MalformedAnswer:
+    # the types only: the values may be customer data
+    return MalformedAnswer(
+        f"Stripe sent a malformed answer: {column} holds {what}; nothing of this batch was landed."
+    )
+
+
+def _names(python_types: set[type]) -> str:
+    return ", ".join(sorted(python_type.__name__ for python_type in python_types))
+
+
+def _column_types(con: duckdb.DuckDBPyConnection, kind: str) -> dict[str, str]:
+    """The DuckDB type of every column of ``stripe.<kind>``, as the migrations made it."""
     found = con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'stripe' "
-        "AND table_name = ? AND data_type = 'TIMESTAMP WITH TIME ZONE'",
+        "SELECT column_name, data_type FROM duckdb_columns() "
+        "WHERE schema_name = 'stripe' AND table_name = ?",
         [kind],
     ).fetchall()
-    return frozenset(name for (name,) in found)
+    return dict(found)
 
 
 def delete_rows(con: duckdb.DuckDBPyConnection, kind: str, keys: Iterable[tuple[str, str]]) -> None:

@@ -171,6 +171,44 @@ def test_timestamps_land_as_the_instants_of_fromtimestamp(con, stripe_fixtures, 
         assert (got, got.utcoffset()) == (expected, expected.utcoffset())
 
 
+@pytest.mark.parametrize("write", [load.insert_rows, load.upsert_rows])
+@pytest.mark.parametrize(
+    ("field", "value", "refusal"),
+    [
+        ("name", 4242, "stripe.customers.name holds values of type int, not VARCHAR"),
+        ("balance", True, "stripe.customers.balance holds values of type bool, not BIGINT"),
+        ("balance", 42.5, "stripe.customers.balance holds values of type float, not BIGINT"),
+        ("balance", 2**70, "stripe.customers.balance holds a value out of the range of BIGINT"),
+    ],
+)
+def test_a_value_its_column_does_not_take_is_refused_by_type(
+    con, stripe_fixtures, write, field, value, refusal
+):
+    """A field holding a value its column does not take, on every object of the batch, is
+    a malformed answer: refused by name and type, never cast (a float cut to an integer, a
+    number turned into text), and never quoted; nothing lands. The same rows with the
+    field as Stripe sends it land (the control)."""
+    from nrr_sync.errors import MalformedAnswer
+
+    synced_at = landing.now_utc()
+
+    def rows(field_value):
+        customers = [
+            {**stripe_fixtures["customer"], "id": f"cus_{n}", field: field_value} for n in range(3)
+        ]
+        return [landing.customer_row("acct_1", obj, synced_at) for obj in customers]
+
+    with pytest.raises(MalformedAnswer) as refused:
+        write(con, "customers", rows(value))
+    assert refusal in str(refused.value)
+    assert str(value) not in str(refused.value)
+    assert con.execute("select count(*) from stripe.customers").fetchone() == (0,)
+
+    as_stripe_sends_it = {"name": "Jenny Rosen", "balance": -500}[field]
+    assert write(con, "customers", rows(as_stripe_sends_it)) == 3
+    assert con.execute("select count(*) from stripe.customers").fetchone() == (3,)
+
+
 def test_raw_leaves_out_embedded_lists_and_keeps_the_key_order(stripe_fixtures):
     """``raw`` of an invoice (subscription) is the object without ``lines`` (``items``),
     every other key in Stripe's order: the text landed before, byte for byte."""
