@@ -107,14 +107,19 @@ def _names(python_types: set[type]) -> str:
     return ", ".join(sorted(python_type.__name__ for python_type in python_types))
 
 
+# kind -> {column: DuckDB type}. The migrations give every file the same landing tables,
+# and every file is migrated before anything lands in it, so the first file's answer holds
+# for the process; asking DuckDB on every insert took 0.3-0.7 ms, half the CPU of the
+# Arrow arrays of a batch of one page.
+_column_types_of: dict[str, dict[str, str]] = {}
+
+
 def _column_types(con: duckdb.DuckDBPyConnection, kind: str) -> dict[str, str]:
     """The DuckDB type of every column of ``stripe.<kind>``, as the migrations made it."""
-    found = con.execute(
-        "SELECT column_name, data_type FROM duckdb_columns() "
-        "WHERE schema_name = 'stripe' AND table_name = ?",
-        [kind],
-    ).fetchall()
-    return dict(found)
+    if kind not in _column_types_of:
+        table = con.table(f"stripe.{kind}")
+        _column_types_of[kind] = dict(zip(table.columns, map(str, table.dtypes), strict=True))
+    return _column_types_of[kind]
 
 
 def delete_rows(con: duckdb.DuckDBPyConnection, kind: str, keys: Iterable[tuple[str, str]]) -> None:
