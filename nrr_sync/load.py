@@ -28,8 +28,9 @@ from .errors import MalformedAnswer
 
 # The Arrow array a landing column's values go in, by the column's DuckDB type (without
 # its precision) and the one Python type of its values. Naming it spares Arrow looking at
-# every value to guess it, which took four fifths of a page's Arrow arrays
-# (docs/benchmarks.md, section 4). DuckDB casts each array to its column as it inserts.
+# every value to guess it, a fixed cost per column that made a page landed on its own
+# 20-21 ms instead of 12-14 (docs/benchmarks.md, section 4). DuckDB casts each array to
+# its column as it inserts.
 ARROW_TYPES: dict[tuple[str, type], pyarrow.DataType] = {
     ("VARCHAR", str): pyarrow.string(),
     ("JSON", str): pyarrow.string(),  # DuckDB checks that it is JSON
@@ -86,7 +87,8 @@ def _array(column: str, column_type: str, values: Sequence) -> pyarrow.Array:
     if not python_types:
         return pyarrow.nulls(len(values))
     if len(python_types) > 1:
-        raise _refused(column, f"values of different types ({_names(python_types)})")
+        names = ", ".join(sorted(python_type.__name__ for python_type in python_types))
+        raise _refused(column, f"values of different types ({names})")
     (python_type,) = python_types
     arrow_type = ARROW_TYPES.get((column_type.partition("(")[0], python_type))
     if arrow_type is None:
@@ -102,10 +104,6 @@ def _refused(column: str, what: str) -> MalformedAnswer:
     return MalformedAnswer(
         f"Stripe sent a malformed answer: {column} holds {what}; nothing of this batch was landed."
     )
-
-
-def _names(python_types: set[type]) -> str:
-    return ", ".join(sorted(python_type.__name__ for python_type in python_types))
 
 
 # kind -> {column: DuckDB type}. The migrations give every file the same landing tables,
