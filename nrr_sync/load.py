@@ -40,10 +40,8 @@ ARROW_TYPES: dict[tuple[str, type], pyarrow.DataType] = {
     # Stripe's timestamps, as landing.py leaves them: unix seconds
     ("TIMESTAMP WITH TIME ZONE", int): pyarrow.timestamp("s", tz="UTC"),
     ("TIMESTAMP WITH TIME ZONE", datetime): pyarrow.timestamp("us", tz="UTC"),  # synced_at
-    # a price's unit_amount_decimal is text, a coupon's percent_off a number
+    # a price's unit_amount_decimal, a coupon's percent_off: text, which DuckDB reads exactly
     ("DECIMAL", str): pyarrow.string(),
-    ("DECIMAL", int): pyarrow.int64(),
-    ("DECIMAL", float): pyarrow.float64(),
 }
 
 
