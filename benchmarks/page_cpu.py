@@ -8,14 +8,14 @@ parse and checks), parsing the body alone, building the landing rows (typed colu
 the ``raw`` JSON text), and appending them to DuckDB in one transaction with a
 checkpoint (the backfill lands a batch in one transaction, and its commits checkpoint
 whenever DuckDB's write-ahead log is full); their sum is a page's CPU. The append is
-timed once more with a transaction per page, as a nightly sync lands its few pages. Compared in the
-same run: parsing and ``raw`` with the standard library; the landing rows as the
-previous row builders made them (``datetime.fromtimestamp``, a comprehension leaving
-``lines`` out of ``raw``) and with timestamps as ``datetime``s (what DuckDB's appender
-needed); the appender itself (the way before Arrow arrays); and two ways of appending
-that were tried and not kept, through a staging table whose JSON columns are VARCHAR
-(``INSERT … SELECT raw::JSON``) and DuckDB parsing the rows itself (one JSON document
-per table, ``from_json``), each checked to land the same rows.
+timed once more with a transaction per page, as a nightly sync lands its few pages.
+Compared in the same run: parsing and ``raw`` with the standard library; the landing
+rows as the previous row builders made them (``datetime.fromtimestamp``, a
+comprehension leaving ``lines`` out of ``raw``) and with timestamps as ``datetime``s
+(what DuckDB's appender needed); the appender itself (the way before Arrow arrays);
+and two ways of appending that were tried and not kept, through a staging table whose
+JSON columns are VARCHAR (``INSERT … SELECT raw::JSON``) and DuckDB parsing the rows
+itself (one JSON document per table, ``from_json``), each checked to land the same rows.
 
     python benchmarks/page_cpu.py                 # 1,000 customers
     python benchmarks/page_cpu.py --quick
