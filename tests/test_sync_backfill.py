@@ -295,8 +295,9 @@ def test_landed_pages_are_checkpointed_after_as_much_log_as_the_file_holds(tmp_p
 
 
 def test_the_log_is_checkpointed_before_the_last_pages_land(tmp_path, monkeypatch):
-    """Once the pages left would write less log than the smallest threshold, it drops to
-    that, so the log built up so far is checkpointed while the last requests are out."""
+    """Once the pages left would write less log than the smallest threshold, or than a
+    quarter of the log built up, the threshold drops to the smallest, so the log built up
+    so far is checkpointed while the last requests are out."""
     import duckdb
 
     from nrr_sync.jobs import checkpointing
@@ -325,12 +326,17 @@ def test_the_log_is_checkpointed_before_the_last_pages_land(tmp_path, monkeypatc
     log.committed(pages=40)
     assert log.size > smallest  # the log holds the rows
     assert log.bytes_for(20) == log.size / 2
-    many = 40 * 2 * smallest / log.size  # pages that would write twice the smallest
+    assert log.size * checkpointing.ENDING_SHARE > 2 * smallest
+
+    def pages_writing(bytes_: float) -> float:
+        return 40 * bytes_ / log.size
 
     # positive control: with many pages left, the log may grow to the file's size
-    assert set_checkpoint_threshold(con, log, pages_left=many) is False
+    assert set_checkpoint_threshold(con, log, pages_left=pages_writing(log.size / 2)) is False
     assert threshold_is(file_bytes)
-    assert set_checkpoint_threshold(con, log, pages_left=many / 4) is True
+    # pages that would write twice the smallest threshold, but less than a quarter of
+    # the log: its checkpoint starts now, not when they are nearly all in
+    assert set_checkpoint_threshold(con, log, pages_left=pages_writing(2 * smallest)) is True
     assert threshold_is(smallest)
     con.execute("CHECKPOINT")
     log.committed(pages=1)
