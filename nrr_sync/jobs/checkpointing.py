@@ -23,9 +23,9 @@ import duckdb
 
 FETCH_CHECKPOINT_WAL = (32 * 2**20, 256 * 2**20)
 # The log is checkpointed early once the pages left would write less than this share of
-# what it holds: checkpointing 256 MB took 3.7 s at 20,000 customers, while the last 32 MB
-# of pages came in 2.3 s, so a full log started its checkpoint too late (2.7 s from the
-# last answer to the build). The last quarter of a full log came in 5-8 s there, and the
+# what it holds: checkpointing 256 MB took about 4 s at 20,000 customers, while the last
+# 32 MB of pages came in 2.3 s, so a full log started its checkpoint too late (2.7 s from
+# the last answer to the build). The last quarter of a full log came in 5-8 s there, and the
 # build began 0.1-0.6 s after the last answer (docs/benchmarks.md, section 1).
 ENDING_SHARE = 0.25
 
