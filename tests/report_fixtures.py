@@ -4,6 +4,7 @@ customer history, so the report, status and HTML can be tested without a sync.""
 
 from __future__ import annotations
 
+import atexit
 import json
 import random
 import shutil
@@ -80,6 +81,13 @@ def make_report_db(
 
 
 _TEMPLATES: dict[str, Path] = {}
+
+
+@atexit.register
+def _remove_templates() -> None:
+    # One folder per template and test process: without this, every test run left them.
+    for template in _TEMPLATES.values():
+        shutil.rmtree(template.parent, ignore_errors=True)
 
 
 def _write(path, customers, first, months, seed, as_of, runs, with_report) -> None:
