@@ -168,6 +168,23 @@ def test_the_planner_splits_a_slice_into_what_the_window_needs(latency, pieces):
     assert SlicePlanner(_Api(latency), [invoices]).pieces(invoices, remaining_pages=5) == 2
 
 
+def test_the_planner_splits_the_slice_with_the_most_pages_left():
+    from nrr_sync.jobs.planner import SlicePlanner
+
+    short, long = _slices(("invoices", "short"), ("invoices", "long"))
+    planner = SlicePlanner(_Api(0.75), [short, long])
+    planner.pieces(long, remaining_pages=100, splittable=False)  # its first page is back
+    # the window wants 24 slices and has 2, but a shorter slice is not the one to split
+    assert planner.pieces(short, remaining_pages=6) == 1
+    assert planner.live["invoices"] == 2
+    # positive control: the longest slice's next page splits it
+    assert planner.pieces(long, remaining_pages=99) == 23
+    assert planner.live["invoices"] == 24
+    # alone, the short slice would have been split
+    alone = SlicePlanner(_Api(0.75), [short])
+    assert alone.pieces(short, remaining_pages=6) == 3
+
+
 def _slices(*kinds_and_ids):
     from nrr_sync.jobs.backfill import Slice
 
