@@ -6,6 +6,12 @@ answers one byte every few seconds would hold a run forever. Here a redirect com
 as the 3xx it is (the caller refuses it), and one watchdog thread cuts the connection
 of any request still running at its deadline; that request then fails like a timeout
 (and is retried like one).
+
+``requests`` also reads the environment on every request, and with it a ``.netrc``
+login, which it sends in place of the ``Authorization`` header the SDK set: a
+``default`` entry made every request carry someone else's credentials. Here the
+sessions do not read the environment; the proxies it names (``HTTPS_PROXY``,
+``NO_PROXY``, …) are looked up once per client and origin and passed explicitly.
 """
 
 from __future__ import annotations
@@ -125,6 +131,7 @@ class StrictRequestsClient(stripe.RequestsClient):
 
     def __init__(self, **kwargs):
         super().__init__(timeout=kwargs.pop("timeout", REQUEST_TIMEOUT), **kwargs)
+        self._environment_proxies: dict[str, dict] = {}  # by origin (scheme://host:port)
 
     def request(self, method, url, headers, post_data=None):
         watch = _Watch(REQUEST_DEADLINE_SECONDS)
@@ -140,7 +147,7 @@ class StrictRequestsClient(stripe.RequestsClient):
                 timeout=self._timeout,
                 allow_redirects=False,
                 stream=True,
-                **self._options(),
+                **self._options(url),
             )
             return _read_body(response, watch), response.status_code, response.headers
         except Exception as error:  # noqa: BLE001 - classified by the SDK, as it would
@@ -152,16 +159,25 @@ class StrictRequestsClient(stripe.RequestsClient):
             _current.watch = None
             _WATCHDOG.remove(watch)
 
-    def _options(self) -> dict:
-        options: dict = {"verify": stripe.ca_bundle_path if self._verify_ssl_certs else False}
-        if self._proxy:
-            options["proxies"] = self._proxy
-        return options
+    def _options(self, url: str) -> dict:
+        return {
+            "verify": stripe.ca_bundle_path if self._verify_ssl_certs else False,
+            "proxies": self._proxy or self._proxies_from_environment(url),
+        }
+
+    def _proxies_from_environment(self, url: str) -> dict:
+        origin = "/".join(url.split("/", 3)[:3])
+        proxies = self._environment_proxies.get(origin)
+        if proxies is None:
+            proxies = requests.utils.get_environ_proxies(origin)
+            self._environment_proxies[origin] = proxies
+        return proxies
 
     def _session_here(self) -> requests.Session:
         session = getattr(self._thread_local, "session", None)
         if session is None:
             session = requests.Session()
+            session.trust_env = False  # no .netrc login; proxies: _proxies_from_environment
             adapter = _WatchedAdapter()
             session.mount("http://", adapter)
             session.mount("https://", adapter)
