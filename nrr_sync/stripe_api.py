@@ -156,6 +156,10 @@ class StripeApi:
             retry=retry_if_exception_type(_Retry),
             stop=self._stop,
             wait=self._wait,
+            # a cancelled run's requests stop waiting for their next attempt at once, so a
+            # failed or stopped run does not wait out other requests' backoffs (up to
+            # max_wait_seconds) before it can exit
+            sleep=self.cancel.wait,
             before_sleep=lambda state: self._before_sleep(endpoint, state),
             reraise=True,
         )

@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import threading
+import time
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -352,7 +353,12 @@ def test_each_retry_logs_one_info_line_with_endpoint_cause_attempt_and_wait(scri
     url, script = scripted({"/v1/customers": [error(500, "boom"), error(503, "busy"), OK]})
     with caplog.at_level(logging.INFO, logger="nrr_sync.stripe"):
         api_for(url).get("/v1/customers")
-    retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    # this thread's lines only: a run of an earlier test may still be retrying in its own
+    retries = [
+        r.getMessage()
+        for r in caplog.records
+        if "retrying in" in r.getMessage() and r.thread == threading.get_ident()
+    ]
     assert len(retries) == 2 == len(script.calls) - 1
     assert "GET /v1/customers" in retries[0] and "HTTP 500: boom" in retries[0]
     assert "attempt 1/4" in retries[0] and "attempt 2/4" in retries[1]
@@ -398,3 +404,40 @@ def test_network_causes_are_named_plainly():
     )
     message, unknown_host = network_cause(unresolved)
     assert unknown_host and "'api.strpe.com' does not resolve" in message
+
+
+def test_a_cancelled_run_stops_waiting_between_retries(scripted):
+    """A run that failed (or was stopped) cancels its other requests: one sleeping before
+    its next attempt wakes at once, so the process does not wait out its backoff."""
+    url, script = scripted({"/v1/customers": [error(503, "busy", **{"Retry-After": "30"})]})
+    config = Config(
+        stripe=StripeSettings(
+            api_base=url,
+            max_requests_per_second=1000,
+            max_requests_per_second_per_endpoint=1000,
+            retry=Retry(max_attempts=4, max_wait_seconds=30),
+        )
+    )
+    api = StripeApi(config, api_key=KEY, checks=kinds.ANSWER_CHECKS)
+    failures = []
+
+    def get():
+        try:
+            api.get("/v1/customers")
+        except NrrSyncError as failure:
+            failures.append(str(failure))
+
+    waiting = threading.Thread(target=get)
+    waiting.start()
+    deadline = time.monotonic() + 10
+    while not script.calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    waiting.join(0.5)
+    assert len(script.calls) == 1 and waiting.is_alive()  # sleeping before attempt 2
+    cancelled_at = time.monotonic()
+    api.cancel.set()
+    waiting.join(5)
+    assert not waiting.is_alive()
+    assert time.monotonic() - cancelled_at < 2
+    assert failures == ["cancelled"]
+    assert len(script.calls) == 1
