@@ -28,6 +28,7 @@ from requests.adapters import HTTPAdapter
 
 REQUEST_TIMEOUT = (10, 60)  # connect, each read (seconds)
 REQUEST_DEADLINE_SECONDS = 120.0  # a whole request: connect, headers and body
+CANCEL_CHECK_SECONDS = 0.2  # how soon a cancelled run's requests in flight are cut
 CHUNK_BYTES = 1 << 16
 
 
@@ -36,13 +37,18 @@ class DeadlineExceeded(requests.exceptions.Timeout):
 
 
 class _Watch:
-    """One request in flight: its deadline and the connection carrying it."""
+    """One request in flight: its deadline, its run's cancel event and the connection
+    carrying it."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, cancel: threading.Event | None = None):
         self.seconds = seconds
         self.deadline = time.monotonic() + seconds
+        self.cancel = cancel
         self.connection = None
         self.expired = False
+
+    def due(self, now: float) -> bool:
+        return now >= self.deadline or (self.cancel is not None and self.cancel.is_set())
 
     def expire(self) -> None:
         self.expired = True
@@ -68,7 +74,8 @@ class _Watchdog:
                     target=self._run, name="nrr-sync-request-deadline", daemon=True
                 )
                 self._thread.start()
-            if not self._watches:
+            polling = any(w.cancel is not None for w in self._watches)
+            if not self._watches or (watch.cancel is not None and not polling):
                 self._wake.notify()
             self._watches.add(watch)
 
@@ -80,10 +87,14 @@ class _Watchdog:
         with self._wake:
             while True:
                 now = time.monotonic()
-                for watch in [w for w in self._watches if w.deadline <= now]:
+                for watch in [w for w in self._watches if w.due(now)]:
                     self._watches.discard(watch)
                     watch.expire()
                 next_deadline = min((w.deadline for w in self._watches), default=None)
+                # A run that failed or was stopped cuts its requests in flight (a slow
+                # answer would otherwise hold the process until its deadline).
+                if any(w.cancel is not None for w in self._watches):
+                    next_deadline = min(next_deadline, now + CANCEL_CHECK_SECONDS)
                 self._wake.wait(None if next_deadline is None else next_deadline - now)
 
 
@@ -127,14 +138,16 @@ class _WatchedAdapter(HTTPAdapter):
 
 
 class StrictRequestsClient(stripe.RequestsClient):
-    """The SDK's ``requests`` client without redirects and with an overall deadline."""
+    """The SDK's ``requests`` client without redirects and with an overall deadline.
+    ``cancel``: once set, the requests in flight are cut."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, cancel: threading.Event | None = None, **kwargs):
         super().__init__(timeout=kwargs.pop("timeout", REQUEST_TIMEOUT), **kwargs)
+        self._cancel = cancel
         self._environment_proxies: dict[str, dict] = {}  # by origin (scheme://host:port)
 
     def request(self, method, url, headers, post_data=None):
-        watch = _Watch(REQUEST_DEADLINE_SECONDS)
+        watch = _Watch(REQUEST_DEADLINE_SECONDS, self._cancel)
         _current.watch = watch
         _WATCHDOG.add(watch)
         response = None

@@ -128,7 +128,7 @@ class StripeApi:
             self._api_key,
             base_addresses={"api": self.api_base},
             max_network_retries=0,
-            http_client=StrictRequestsClient(),
+            http_client=StrictRequestsClient(cancel=self.cancel),
         )
 
     def waited_here(self, reset: bool = False) -> float:
@@ -293,7 +293,9 @@ class StripeApi:
 
     def _before_sleep(self, endpoint: str, state) -> None:
         """One INFO line per retry, so a run that waits says why (a silent minute of
-        retries looks like a hang)."""
+        retries looks like a hang). None once the run is cancelled: it will not retry."""
+        if self.cancel.is_set():
+            return
         self.stats.count(self.stats.retries, endpoint)
         error = state.outcome.exception()
         cause = error.failure.message if isinstance(error, _Retry) else str(error)

@@ -14,6 +14,7 @@ import sys
 import time
 
 import pytest
+from hostile_proxy import HostileProxy
 from resilience_helpers import assert_same_data, wait_for_requests
 from sync_helpers import cli, cli_process, environment, query, write_config
 
@@ -248,3 +249,41 @@ def test_a_month_out_of_bounds_exits_2_before_any_request(tmp_path, sandbox_fact
     assert "out of range" in result.output
     assert sandbox.stats()["requests"] == 0
     assert sha256(db) == published
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_cuts_a_slow_answer_in_flight_and_the_process_ends_at_once(
+    tmp_path, sandbox_factory, signum, code
+):
+    """Answers to /v1/invoices trickle in for a minute (a byte every 0.2 s): a stop
+    signal must not wait for them, as systemd kills a unit that takes 90 s to stop."""
+    sandbox = sandbox_factory(customers=5, seed=23)
+    proxy = HostileProxy(sandbox.url)
+    started_answers = []
+
+    def trickle(request):
+        answer = request.forward()
+        answer.pace, answer.pace_for = 0.2, 60
+        started_answers.append(time.monotonic())
+        return answer
+
+    proxy.on("/v1/invoices", trickle)
+    config = write_config(tmp_path)
+    try:
+        process = cli_process(config, ["backfill", "--since", SINCE], sandbox, api_base=proxy.url)
+        deadline = time.monotonic() + 30
+        while not started_answers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started_answers, "the invoices' first page never started"
+        time.sleep(1)
+        assert process.poll() is None  # still reading the slow answer
+        signalled = time.monotonic()
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=120)
+        seconds = time.monotonic() - signalled
+    finally:
+        proxy.close()
+    assert process.returncode == code, stderr
+    assert "the published database is unchanged" in stderr
+    assert "retrying" not in stderr  # a cancelled request is not retried, nor said to be
+    assert seconds < 10, f"the process took {seconds:.1f} s to end after the signal"
