@@ -251,12 +251,19 @@ def test_a_month_out_of_bounds_exits_2_before_any_request(tmp_path, sandbox_fact
     assert sha256(db) == published
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(
+    ("signum", "code", "path"),
+    [
+        (signal.SIGTERM, 143, "/v1/invoices"),  # while slices are fetched
+        (signal.SIGINT, 130, "/v1/invoices"),
+        (signal.SIGTERM, 143, "/v1/events"),  # while the backfill starts
+    ],
+)
 def test_a_signal_cuts_a_slow_answer_in_flight_and_the_process_ends_at_once(
-    tmp_path, sandbox_factory, signum, code
+    tmp_path, sandbox_factory, signum, code, path
 ):
-    """Answers to /v1/invoices trickle in for a minute (a byte every 0.2 s): a stop
-    signal must not wait for them, as systemd kills a unit that takes 90 s to stop."""
+    """Answers to ``path`` trickle in for a minute (a byte every 0.2 s): a stop signal
+    must not wait for them, as systemd kills a unit that takes 90 s to stop."""
     sandbox = sandbox_factory(customers=5, seed=23)
     proxy = HostileProxy(sandbox.url)
     started_answers = []
@@ -267,14 +274,14 @@ def test_a_signal_cuts_a_slow_answer_in_flight_and_the_process_ends_at_once(
         started_answers.append(time.monotonic())
         return answer
 
-    proxy.on("/v1/invoices", trickle)
+    proxy.on(path, trickle)
     config = write_config(tmp_path)
     try:
         process = cli_process(config, ["backfill", "--since", SINCE], sandbox, api_base=proxy.url)
         deadline = time.monotonic() + 30
         while not started_answers and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert started_answers, "the invoices' first page never started"
+        assert started_answers, f"no answer to {path} started"
         time.sleep(1)
         assert process.poll() is None  # still reading the slow answer
         signalled = time.monotonic()

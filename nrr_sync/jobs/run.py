@@ -97,6 +97,8 @@ def _run(
                     publish.publish(con, work_path, db_path, timeout)
                 con = None
         except BaseException as raised:
+            if job is not None:  # wherever it failed: its requests in flight are cut
+                job.stopping.set()
             error = signals.translated(raised)  # DuckDB reports a signal as its own error
             exit_code = error.exit_code if isinstance(error, NrrSyncError) else 1
             exit_code = signals.exit_code(error) or exit_code
