@@ -171,9 +171,9 @@ def test_the_planner_splits_a_slice_into_what_the_window_needs(latency, pieces):
 def test_the_planner_splits_the_slice_with_the_most_pages_left():
     from nrr_sync.jobs.planner import SlicePlanner
 
-    short, long = _slices(("invoices", "short"), ("invoices", "long"))
+    short, long, stuck = _slices(("invoices", "short"), ("invoices", "long"), ("invoices", "stuck"))
     planner = SlicePlanner(_Api(0.75), [short, long])
-    planner.pieces(long, remaining_pages=100, splittable=False)  # its first page is back
+    planner.split("invoices", [long], 100)  # its first page is back: about 100 pages left
     # the window wants 24 slices and has 2, but a shorter slice is not the one to split
     assert planner.pieces(short, remaining_pages=6) == 1
     assert planner.live["invoices"] == 2
@@ -183,6 +183,13 @@ def test_the_planner_splits_the_slice_with_the_most_pages_left():
     # alone, the short slice would have been split
     alone = SlicePlanner(_Api(0.75), [short])
     assert alone.pieces(short, remaining_pages=6) == 3
+    # a slice too short in time to split (invoices all created in one second) does not
+    # hold the others back, however many pages it has left
+    beside = SlicePlanner(_Api(0.75), [short, stuck])
+    assert beside.pieces(stuck, remaining_pages=500, splittable=False) == 1
+    assert beside.pieces(short, remaining_pages=6) == 3
+    beside.slice_done(stuck)
+    assert beside.unsplittable == set()
 
 
 def _slices(*kinds_and_ids):

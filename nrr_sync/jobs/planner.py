@@ -39,6 +39,9 @@ class SlicePlanner:
         self.live: Counter[str] = Counter(piece.kind for piece in slices)
         # Pages each live slice still has, by kind and slice key (as last estimated).
         self.pages_left: dict[str, dict[str, float]] = {}
+        # Live slices left with too short a time to split (objects created in the same
+        # second, as at a billing date shared by many subscriptions): never the one to split.
+        self.unsplittable: set[str] = set()
         self.lock = threading.Lock()
         self.estimated = threading.Condition(self.lock)
 
@@ -49,7 +52,9 @@ class SlicePlanner:
         with self.lock:
             self._estimate(piece.kind, piece.key, remaining_pages)
             if not splittable:
+                self.unsplittable.add(piece.key)
                 return 1
+            self.unsplittable.discard(piece.key)
             self.estimated.wait_for(self._every_kind_estimated, FIRST_PAGES_WAIT_SECONDS)
             budget = self._rate(piece.kind)
             wanted = self.api.window.needed(budget, endpoint)
@@ -58,7 +63,12 @@ class SlicePlanner:
                 1 + max(0, wanted - self.live[piece.kind]),
                 int(remaining_pages // MIN_SLICE_PAGES),
             )
-            if pieces > 1 and remaining_pages < max(self.pages_left[piece.kind].values()):
+            longest = max(
+                pages
+                for key, pages in self.pages_left[piece.kind].items()
+                if key not in self.unsplittable
+            )
+            if pieces > 1 and remaining_pages < longest:
                 # Split the slice with the most pages left, not the first one back: halving
                 # a short slice makes two that end soon, and each end asks for another
                 # split, so short slices breed (at 750 ms, 159 slices of invoices at
@@ -79,6 +89,7 @@ class SlicePlanner:
         with self.lock:
             self.live[piece.kind] -= 1
             self.pages_left.get(piece.kind, {}).pop(piece.key, None)
+            self.unsplittable.discard(piece.key)
             self.estimated.notify_all()
 
     def pages_remaining(self) -> float:
