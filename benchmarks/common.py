@@ -18,6 +18,7 @@ import re
 import resource
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -260,19 +261,23 @@ def run_nrr_sync(
             stderr=subprocess.STDOUT,
         )
         samples: list[tuple[float, float, int]] = []
+        ended = threading.Event()
         if sample and sandbox is not None:
-            import threading
 
             def sampler() -> None:
-                while process.poll() is None:
+                # Never process.poll(): it would reap the child before wait4 reads its
+                # rusage (wait4 then fails with "No child processes").
+                while not ended.is_set():
                     rss = vm_rss_mib(process.pid)
                     with contextlib.suppress(OSError, ValueError):
                         requests = sandbox.stats()["requests"]
-                        samples.append((time.monotonic() - started, rss, requests))
+                        if rss:  # 0: the process has ended, a zombie has no memory
+                            samples.append((time.monotonic() - started, rss, requests))
                     time.sleep(SAMPLE_SECONDS)
 
             threading.Thread(target=sampler, daemon=True).start()
         _, status, usage = os.wait4(process.pid, 0)
+        ended.set()
         seconds = time.monotonic() - started
         process.returncode = os.waitstatus_to_exitcode(status)
         log.seek(0)
