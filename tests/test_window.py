@@ -192,25 +192,6 @@ def test_the_planner_splits_the_slice_with_the_most_pages_left():
     assert beside.unsplittable == set()
 
 
-def test_a_burst_page_is_judged_by_its_kinds_density_not_its_own():
-    from nrr_sync.jobs.planner import BURST_DENSITY, SlicePlanner
-
-    planner = SlicePlanner(_Api(0.75), [])
-    day, month = 86400, 30 * 86400
-    # ordinary pages: a page a day; a month left is about 30 pages
-    assert planner.pages_left_after("invoices", month, day) == pytest.approx(30)
-    assert planner.pages_left_after("invoices", month, day // 2) == pytest.approx(60)
-    # a page of renewals created in one second would make the month 2.6 million pages;
-    # denser than BURST_DENSITY times the kind's pages so far, it is judged at their density
-    burst = planner.pages_left_after("invoices", month, 1)
-    assert BURST_DENSITY * 3 / (day + day // 2 + 1) < 1
-    assert burst == pytest.approx(month * 3 / (day + day // 2 + 1)) == pytest.approx(60, rel=0.01)
-    # a page denser than the kind's pages so far, but not a burst, keeps its own density
-    assert planner.pages_left_after("invoices", month, 3600) == pytest.approx(720)
-    # another kind keeps its own density
-    assert planner.pages_left_after("customers", month, 1) == month
-
-
 def _slices(*kinds_and_ids):
     from nrr_sync.jobs.backfill import Slice
 
