@@ -4,61 +4,13 @@ in place of the configured key (docs/operations.md, "Proxies and .netrc")."""
 
 from __future__ import annotations
 
-import http.client
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
-
 import pytest
 import requests
 import sync_helpers
+from hostile_proxy import HostileProxy
 from sync_helpers import write_config
 
 SINCE = "2023-01"
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding"}
-
-
-class ForwardProxy:
-    """A plain HTTP forward proxy: it takes ``GET http://host:port/path`` and asks the
-    host, counting what it forwards."""
-
-    def __init__(self):
-        proxy = self
-        self.forwarded = 0
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):  # noqa: N802 - http.server's name
-                target = urlsplit(self.path)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-                upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
-                try:
-                    path = target.path + (f"?{target.query}" if target.query else "")
-                    upstream.request("GET", path, headers=headers)
-                    answer = upstream.getresponse()
-                    body = answer.read()
-                finally:
-                    upstream.close()
-                proxy.forwarded += 1
-                self.send_response(answer.status)
-                for key, value in answer.getheaders():
-                    if key.lower() not in HOP_BY_HOP | {"content-length"}:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _no_proxy_settings(monkeypatch):
@@ -94,7 +46,8 @@ def test_a_proxy_named_in_the_environment_carries_every_request(
 ):
     sandbox = sandbox_factory(customers=6, seed=72)
     _no_proxy_settings(monkeypatch)
-    proxy = ForwardProxy()
+    # Asked `GET http://<sandbox>/v1/...` as a forward proxy is, it answers from the sandbox
+    proxy = HostileProxy(sandbox.url)
     try:
         monkeypatch.setenv(variable, proxy.url)
         config = write_config(tmp_path)
@@ -103,13 +56,13 @@ def test_a_proxy_named_in_the_environment_carries_every_request(
         assert result.exit_code == 0, result.output
         requests_made = sandbox.stats()["requests"] - before
         assert requests_made > 5
-        assert proxy.forwarded == requests_made
+        assert len(proxy.seen) == requests_made
 
         # NO_PROXY naming the host: straight to it, the proxy sees nothing more
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-        forwarded = proxy.forwarded
+        forwarded = len(proxy.seen)
         result = sync_helpers.cli(config, ["sync"], sandbox)
         assert result.exit_code == 0, result.output
-        assert proxy.forwarded == forwarded
+        assert len(proxy.seen) == forwarded
     finally:
         proxy.close()
