@@ -74,8 +74,7 @@ class _Watchdog:
                     target=self._run, name="nrr-sync-request-deadline", daemon=True
                 )
                 self._thread.start()
-            polling = any(w.cancel is not None for w in self._watches)
-            if not self._watches or (watch.cancel is not None and not polling):
+            if not self._watches:
                 self._wake.notify()
             self._watches.add(watch)
 
@@ -90,12 +89,10 @@ class _Watchdog:
                 for watch in [w for w in self._watches if w.due(now)]:
                     self._watches.discard(watch)
                     watch.expire()
-                next_deadline = min((w.deadline for w in self._watches), default=None)
-                # A run that failed or was stopped cuts its requests in flight (a slow
-                # answer would otherwise hold the process until its deadline).
-                if any(w.cancel is not None for w in self._watches):
-                    next_deadline = min(next_deadline, now + CANCEL_CHECK_SECONDS)
-                self._wake.wait(None if next_deadline is None else next_deadline - now)
+                # Every CANCEL_CHECK_SECONDS while requests are in flight: a request past
+                # its deadline, or of a run that failed or was stopped, is cut (a slow
+                # answer would otherwise hold a stopped run's process until its deadline).
+                self._wake.wait(CANCEL_CHECK_SECONDS if self._watches else None)
 
 
 _WATCHDOG = _Watchdog()
