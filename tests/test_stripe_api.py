@@ -203,13 +203,13 @@ def scripted():
         server.server_close()
 
 
-def api_for(url: str, attempts: int = 4) -> StripeApi:
+def api_for(url: str, attempts: int = 4, max_wait: float = 0.02) -> StripeApi:
     config = Config(
         stripe=StripeSettings(
             api_base=url,
             max_requests_per_second=1000,
             max_requests_per_second_per_endpoint=1000,
-            retry=Retry(max_attempts=attempts, max_wait_seconds=0.02),
+            retry=Retry(max_attempts=attempts, max_wait_seconds=max_wait),
         )
     )
     return StripeApi(config, api_key=KEY, checks=kinds.ANSWER_CHECKS)
@@ -410,15 +410,7 @@ def test_a_cancelled_run_stops_waiting_between_retries(scripted):
     """A run that failed (or was stopped) cancels its other requests: one sleeping before
     its next attempt wakes at once, so the process does not wait out its backoff."""
     url, script = scripted({"/v1/customers": [error(503, "busy", **{"Retry-After": "30"})]})
-    config = Config(
-        stripe=StripeSettings(
-            api_base=url,
-            max_requests_per_second=1000,
-            max_requests_per_second_per_endpoint=1000,
-            retry=Retry(max_attempts=4, max_wait_seconds=30),
-        )
-    )
-    api = StripeApi(config, api_key=KEY, checks=kinds.ANSWER_CHECKS)
+    api = api_for(url, attempts=4, max_wait=30)
     failures = []
 
     def get():
