@@ -80,3 +80,7 @@ def test_a_failed_run_exits_without_waiting_out_other_requests_backoff(tmp_path,
     assert "rak_invoice_read" in errors
     assert proxy.count("/v1/customers") == 1  # it was waiting for its second attempt
     assert seconds < 15, f"the failed run took {seconds:.1f} s to exit"
+    # a first backfill: nothing published, and status says so
+    assert not (tmp_path / "nrr.duckdb").exists()
+    status = cli(config, ["status"], key="sk_test_unused", api_base="http://127.0.0.1:9")
+    assert status.exit_code != 0, status.output

@@ -294,3 +294,7 @@ def test_a_signal_cuts_a_slow_answer_in_flight_and_the_process_ends_at_once(
     assert "the published database is unchanged" in stderr
     assert "retrying" not in stderr  # a cancelled request is not retried, nor said to be
     assert seconds < 10, f"the process took {seconds:.1f} s to end after the signal"
+    # a first backfill: nothing published, and status says so
+    assert not (tmp_path / "nrr.duckdb").exists()
+    status = cli(config, ["status"], key="sk_test_unused", api_base="http://127.0.0.1:9")
+    assert status.exit_code != 0, status.output
