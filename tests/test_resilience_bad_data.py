@@ -11,14 +11,11 @@ report.data_quality.
 from __future__ import annotations
 
 import copy
-import http.client
 import re
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
 import pytest
+from hostile_proxy import Answer, HostileProxy, Request
 from resilience_helpers import report_snapshot
 from sync_helpers import cli, query, write_config
 
@@ -206,41 +203,18 @@ def test_a_broken_field_is_handled_or_fails_clearly_never_silently(
     assert_not_silent(result, db, before, clean_db, {TARGET["id"], TARGET_PRICE})
 
 
-class TruncatingProxy(BaseHTTPRequestHandler):
-    """Forwards to the sandbox; answers of ``/v1/invoices`` lists are cut in half."""
-
-    protocol_version = "HTTP/1.1"
-    upstream = ""
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        target = urlsplit(self.upstream)
-        connection = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
-        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-        connection.request("GET", self.path, headers=headers)
-        response = connection.getresponse()
-        body = response.read()
-        if urlsplit(self.path).path == "/v1/invoices":
-            body = body[: len(body) // 2]
-        self.send_response(response.status)
-        for name, value in response.getheaders():
-            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        connection.close()
+def half_of_the_answer(request: Request) -> Answer:
+    answer = request.forward()
+    answer.body = answer.body[: len(answer.body) // 2]
+    return answer
 
 
 def test_malformed_json_fails_after_retries_and_leaves_the_database(
     tmp_path, sandbox_factory, clean_db
 ):
     sandbox = sandbox_factory(**OPTIONS)
-    handler = type("Proxy", (TruncatingProxy,), {"upstream": sandbox.url})
-    proxy = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    proxy = HostileProxy(sandbox.url)
+    proxy.on("/v1/invoices", half_of_the_answer)
     try:
         db = tmp_path / "nrr.duckdb"
         shutil.copyfile(clean_db, db)
@@ -248,13 +222,11 @@ def test_malformed_json_fails_after_retries_and_leaves_the_database(
         config = write_config(
             tmp_path, stripe={"retry": {"max_attempts": 3, "max_wait_seconds": 0}}
         )
-        api_base = f"http://127.0.0.1:{proxy.server_address[1]}"
         result = cli(
-            config, ["backfill", "--since", SINCE, "--restart"], sandbox, api_base=api_base
+            config, ["backfill", "--since", SINCE, "--restart"], sandbox, api_base=proxy.url
         )
     finally:
-        proxy.shutdown()
-        proxy.server_close()
+        proxy.close()
 
     assert result.exit_code == 4, result.output
     assert "not valid JSON" in result.output and "/v1/invoices" in result.output

@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import http.client
 import os
 import re
 import shutil
 import sqlite3
 import stat
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import duckdb
 import pytest
+from hostile_proxy import Answer, HostileProxy
 from resilience_helpers import wait_for_requests
 from sync_helpers import cli, cli_process, query, write_config
 
@@ -36,6 +33,7 @@ from nrr_sync.config import Config
 
 SINCE = "2024-01"
 NO_STRIPE = {"key": "unused", "api_base": "http://127.0.0.1:9"}
+BAD_GATEWAY = {"Content-Type": "text/html"}
 QUICK_RETRY = {"retry": {"max_attempts": 2, "max_wait_seconds": 0}}
 
 
@@ -53,46 +51,15 @@ def published(tmp_path, sandbox_factory):
     return sandbox, config, tmp_path / "nrr.duckdb"
 
 
-class FailingInvoices(BaseHTTPRequestHandler):
-    """Forwards to the sandbox, except that ``GET /v1/invoices`` answers 502."""
-
-    protocol_version = "HTTP/1.1"
-    upstream = ""
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        if urlsplit(self.path).path == "/v1/invoices":
-            status, headers, body = 502, [("Content-Type", "text/html")], b"<h1>Bad gateway</h1>"
-        else:
-            target = urlsplit(self.upstream)
-            connection = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
-            connection.request(
-                "GET", self.path, headers={k: v for k, v in self.headers.items() if k != "Host"}
-            )
-            response = connection.getresponse()
-            status, headers, body = response.status, response.getheaders(), response.read()
-            connection.close()
-        self.send_response(status)
-        for name, value in headers:
-            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @contextmanager
 def failing_invoices(sandbox) -> Iterator[str]:
-    handler = type("Proxy", (FailingInvoices,), {"upstream": sandbox.url})
-    proxy = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    """A proxy to ``sandbox`` whose ``GET /v1/invoices`` answers 502; yields its URL."""
+    proxy = HostileProxy(sandbox.url)
+    proxy.on("/v1/invoices", lambda request: Answer(502, BAD_GATEWAY, b"<h1>Bad gateway</h1>"))
     try:
-        yield f"http://127.0.0.1:{proxy.server_address[1]}"
+        yield proxy.url
     finally:
-        proxy.shutdown()
-        proxy.server_close()
+        proxy.close()
 
 
 # 1, 7: only a finished backfill is published --------------------------------------------
