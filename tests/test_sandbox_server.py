@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 import time
 import urllib.request
@@ -722,6 +723,25 @@ def test_server_stops_and_frees_its_port_and_kept_alive_connections(sandbox_fact
         assert probe.connect_ex(("127.0.0.1", port)) != 0
     with pytest.raises(requests.ConnectionError):
         session.get(sandbox.url + "/v1/account", timeout=5)
+
+
+def test_a_client_that_hangs_up_prints_no_traceback_but_a_server_error_does(sandbox, capsys):
+    # A run that fails cuts its requests in flight; the hang-up is the client's doing and
+    # must not print a traceback into the run's output.
+    with socket.create_connection((sandbox.host, sandbox.port)) as client:
+        client.sendall(b"GET /v1/acc")  # half a request line: the server waits for more
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    deadline = time.monotonic() + 5  # the server's thread for it has read the reset
+    while sandbox.httpd.connections and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not sandbox.httpd.connections
+    assert "Traceback" not in capsys.readouterr().err
+
+    try:
+        raise ValueError("a bug in the sandbox")
+    except ValueError:
+        sandbox.httpd.handle_error(None, ("127.0.0.1", 0))
+    assert "a bug in the sandbox" in capsys.readouterr().err
 
 
 def test_urllib_client_gets_json(sandbox):

@@ -7,6 +7,7 @@ import base64
 import contextlib
 import json
 import socket
+import sys
 import threading
 import time
 from email.utils import formatdate
@@ -249,6 +250,11 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         with self.connections_lock:
             self.connections.add(request)
         super().process_request(request, client_address)
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # a client that hung up (a run cut its requests) is not the server's error
+        super().handle_error(request, client_address)
 
     def shutdown_request(self, request):
         with self.connections_lock:
