@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
-import time
 import weakref
 
 import pytest
@@ -150,31 +150,46 @@ def test_faults_and_rate_limits_give_the_data_of_a_clean_run(tmp_path, sandbox_f
     assert retries > 0 and limited > 0
 
 
+def committed_tables(log: str) -> set[str]:
+    """The tables that ``-v`` log lines say a backfill committed rows of."""
+    found = re.findall(r"committed \d+ page\(s\): (.*)", log)
+    return {entry.split()[0] for line in found for entry in line.split(", ") if entry[-1] != "0"}
+
+
 def test_backfill_killed_midway_resumes_without_refetching_finished_slices(
     tmp_path, sandbox_factory
 ):
     clean = sandbox_factory(customers=80, seed=5, latency_ms=1)
     (tmp_path / "clean").mkdir()
     clean_config = write_config(tmp_path / "clean")
-    assert cli(clean_config, ["backfill", "--since", SINCE], clean).exit_code == 0
+    clean_run = cli_process(clean_config, ["-v", "backfill", "--since", SINCE], clean)
+    _, clean_log = clean_run.communicate(timeout=60)
+    assert clean_run.returncode == 0, clean_log
+    every_table = committed_tables(clean_log)
+    assert "invoices" in every_table and "customers" in every_table
     clean_requests = clean.stats()["requests"]
     clean_by_endpoint = clean.stats()["by_endpoint"]
     invoices = {endpoint for endpoint in clean_by_endpoint if endpoint.startswith("/v1/invoices")}
     clean_invoice_requests = sum(clean_by_endpoint[endpoint] for endpoint in invoices)
 
     killed = sandbox_factory(customers=80, seed=5, latency_ms=20)
-    # Slow enough (requests per second) that the killed run has committed some of every
-    # kind before the kill. An invoice page lands only once its long invoices' lines are
-    # in, and pages are committed once a second: a kill at 60-70 % of the requests
-    # sometimes came before the first invoice page was committed (the rerun then rightly
-    # fetched every invoice again); at 85 % it has not in 10 runs. Every other kind is
-    # one page, done in the first round.
-    rate = 5
-    config = write_config(tmp_path, stripe={"max_requests_per_second": rate})
-    process = cli_process(config, ["backfill", "--since", SINCE], killed)
-    deadline = time.monotonic() + 30
-    while killed.stats()["requests"] < clean_requests * 0.85 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    # Slow enough (requests per second) that the run is killed well before its end: as
+    # soon as it says (-v) it committed rows of every table, some invoices among them;
+    # every other kind is one page. (Killing at a share of the requests was a guess: an
+    # invoice page lands only once its long invoices' lines are in, and sometimes none had.)
+    config = write_config(tmp_path, stripe={"max_requests_per_second": 5})
+    process = cli_process(config, ["-v", "backfill", "--since", SINCE], killed)
+    some_of_every_table = threading.Event()
+
+    def watch_log():
+        committed = set()
+        for line in process.stderr:
+            committed |= committed_tables(line)
+            if committed >= every_table:
+                some_of_every_table.set()
+
+    threading.Thread(target=watch_log, daemon=True).start()
+    assert some_of_every_table.wait(timeout=30), "the killed run committed some of every table"
     process.send_signal(signal.SIGKILL)
     process.wait()
     before_rerun = killed.stats()

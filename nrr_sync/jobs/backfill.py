@@ -395,6 +395,8 @@ class PageBatch:
         except duckdb.ConstraintException:
             log.debug("a batch of pages held rows already landed; upserting it")
             self._write(con, load.upsert_rows)
+        landed = ", ".join(f"{table} {len(rows)}" for table, rows in self.rows.items())
+        log.debug("committed %d page(s): %s", self.pages, landed or "no rows")
 
     def _write(self, con: duckdb.DuckDBPyConnection, write) -> None:
         con.begin()
