@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 
 from .config import Config
@@ -44,6 +44,9 @@ class _Bucket:
         self.next_free = 0.0
         self.recover_at = 0.0
         self.cut_at = -1e9
+        # Workers waiting for a slot, in the order they came: served in that order, so
+        # the extra pages of a long invoice go before those of invoices fetched after it.
+        self.waiting: deque = deque()
 
 
 class RateLimiter:
@@ -90,29 +93,42 @@ class RateLimiter:
             return min(self._global.rate, self._bucket(endpoint).rate)
 
     def acquire(self, endpoint: str) -> float:
-        """Wait for a request slot on ``endpoint``; returns the seconds waited."""
-        waited = 0.0
-        while True:
+        """Wait for a request slot on ``endpoint``, after the workers already waiting for
+        one; returns the seconds waited."""
+        waited, turn = 0.0, object()
+        with self._lock:
+            line = self._bucket(endpoint).waiting
+            line.append(turn)
+        try:
+            while True:
+                with self._lock:
+                    now = self._clock()
+                    bucket = self._bucket(endpoint)
+                    if bucket.rate < bucket.base_rate and now >= bucket.recover_at:
+                        bucket.rate = min(bucket.base_rate, bucket.rate + bucket.base_rate / 10)
+                        bucket.recover_at = now + RECOVERY_SECONDS
+                    start = max(self._global.next_free, bucket.next_free, self._paused_until)
+                    if line[0] is not turn:  # not before the slot after the next one
+                        start = max(start, now) + 1 / bucket.rate
+                    elif start <= now:
+                        line.popleft()
+                        for pace in (self._global, bucket):
+                            # A worker that wakes a little after its slot (a nap that
+                            # overslept, a busy interpreter) keeps the schedule: the next
+                            # slot stays where it was instead of moving on by the lateness.
+                            # Lateness up to LATE_SLACK of a slot is absorbed (a few ms at
+                            # Stripe's rates), so no second ever holds more than one
+                            # request over the budget.
+                            on_time = max(pace.next_free, now - LATE_SLACK / pace.rate)
+                            pace.next_free = on_time + 1 / pace.rate
+                        return waited
+                nap = min(start - now, MAX_NAP_SECONDS)
+                self._sleep(nap)
+                waited += nap
+        finally:
             with self._lock:
-                now = self._clock()
-                bucket = self._bucket(endpoint)
-                if bucket.rate < bucket.base_rate and now >= bucket.recover_at:
-                    bucket.rate = min(bucket.base_rate, bucket.rate + bucket.base_rate / 10)
-                    bucket.recover_at = now + RECOVERY_SECONDS
-                start = max(self._global.next_free, bucket.next_free, self._paused_until)
-                if start <= now:
-                    for pace in (self._global, bucket):
-                        # A worker that wakes a little after its slot (a nap that overslept,
-                        # a busy interpreter) keeps the schedule: the next slot stays where
-                        # it was instead of moving on by the lateness. Lateness up to
-                        # LATE_SLACK of a slot is absorbed (a few ms at Stripe's rates),
-                        # so no second ever holds more than one request over the budget.
-                        on_time = max(pace.next_free, now - LATE_SLACK / pace.rate)
-                        pace.next_free = on_time + 1 / pace.rate
-                    return waited
-            nap = min(start - now, MAX_NAP_SECONDS)
-            self._sleep(nap)
-            waited += nap
+                if turn in line:  # left before its turn (an exception while napping)
+                    line.remove(turn)
 
     def rate_limited(self, endpoint: str) -> None:
         """Stripe answered 429 on ``endpoint``: slow that endpoint down, pause everyone."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 
 HEADROOM = 1.25
@@ -53,6 +53,9 @@ class InFlightWindow:
         self._latency: dict[str, float] = {}
         self._in_flight: Counter[str] = Counter()
         self._total = 0
+        # Requests waiting for a place, per endpoint in the order they came: the extra
+        # pages of a long invoice go before those of the invoices fetched after it.
+        self._waiting: defaultdict[str, deque] = defaultdict(deque)
         self._changed = threading.Condition()
 
     # What it measures -------------------------------------------------------------
@@ -105,24 +108,44 @@ class InFlightWindow:
 
     # Entering and leaving -----------------------------------------------------------
 
-    def try_enter(self, endpoint: str) -> bool:
-        """Take a place in the window if there is room; never waits."""
+    def try_enter(self, endpoint: str, waiting: object | None = None) -> bool:
+        """Take a place in the window if there is room and no earlier request of
+        ``endpoint`` waits (``waiting``: this request's place in the line); never waits."""
         limit, global_limit = self.limit(endpoint), self.global_limit()
         with self._changed:
+            line = self._waiting[endpoint]
+            if line and line[0] is not waiting:
+                return False
             if self._in_flight[endpoint] >= limit or self._total >= global_limit:
                 return False
+            if line:
+                line.popleft()
+                self._changed.notify_all()  # the next in line may fit too
             self._in_flight[endpoint] += 1
             self._total += 1
             return True
 
     def enter(self, endpoint: str, stopping: threading.Event | None = None) -> bool:
-        """Wait for a place in the window; False if ``stopping`` was set first."""
-        while not self.try_enter(endpoint):
-            if stopping is not None and stopping.is_set():
-                return False
+        """Wait for a place in the window, after the requests of ``endpoint`` already
+        waiting; False if ``stopping`` was set first."""
+        if self.try_enter(endpoint):
+            return True
+        waiting = object()
+        with self._changed:
+            self._waiting[endpoint].append(waiting)
+        try:
+            while not self.try_enter(endpoint, waiting):
+                if stopping is not None and stopping.is_set():
+                    return False
+                with self._changed:
+                    self._changed.wait(WAIT_SLICE_SECONDS)
+            return True
+        finally:
             with self._changed:
-                self._changed.wait(WAIT_SLICE_SECONDS)
-        return True
+                line = self._waiting[endpoint]
+                if waiting in line:  # gave up (stopping) before its turn
+                    line.remove(waiting)
+                    self._changed.notify_all()
 
     def leave(self, endpoint: str, seconds: float | None = None) -> None:
         """A request left the window; ``seconds`` is its latency if it got an answer."""

@@ -1,11 +1,13 @@
 """The in-flight window as plain logic: Little's law on observed latencies, no timing.
 
-Latencies are handed to it as numbers; nothing here sleeps or measures time.
+Latencies are handed to it as numbers; nothing here measures time (the tests of the
+order in which waiting requests get through sleep a little to let each one queue up).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -130,6 +132,98 @@ def test_a_waiting_request_gives_up_when_the_run_stops():
     assert window.enter("/v1/invoices", stopping) is True
 
 
+def queue_up(enter, count: int) -> tuple[list[int], list[threading.Thread]]:
+    """``count`` threads call ``enter(i)`` one after the other (each once the one before
+    waits); returns the order in which they get through (filled as they do), and them."""
+    order: list[int] = []
+    threads = []
+    for i in range(count):
+        threads.append(threading.Thread(target=lambda i=i: order.append(enter(i))))
+        threads[-1].start()
+        time.sleep(0.03)  # it has found the way shut and waits
+    return order, threads
+
+
+def test_requests_waiting_for_the_window_enter_in_the_order_they_came():
+    # Long invoices' extra line pages go before those of invoices fetched later, so each
+    # page is complete (and can be landed) as soon as it can be.
+    window = window_for(endpoint_budget=1)
+    window.observe("/v1/invoices/{id}/lines", 0.1)  # room for 2
+    assert fill(window, "/v1/invoices/{id}/lines") == 2
+
+    def enter(i):
+        assert window.enter("/v1/invoices/{id}/lines")
+        return i
+
+    order, threads = queue_up(enter, 8)
+    assert order == []  # the positive control: all wait
+    for _ in range(8):
+        window.leave("/v1/invoices/{id}/lines", 0.1)
+        time.sleep(0.02)
+    for thread in threads:
+        thread.join(timeout=5)
+    assert order == list(range(8))
+
+
+def test_a_request_that_stops_waiting_leaves_the_line_to_the_next():
+    window = window_for(endpoint_budget=1)
+    window.observe("/v1/invoices", 0.1)
+    assert fill(window, "/v1/invoices") == 2
+    stopping = threading.Event()
+    first = threading.Thread(target=window.enter, args=("/v1/invoices", stopping))
+    first.start()
+    time.sleep(0.03)
+    second_in = threading.Event()
+    threading.Thread(
+        target=lambda: window.enter("/v1/invoices") and second_in.set(), daemon=True
+    ).start()
+    time.sleep(0.03)
+    stopping.set()  # the first in line gives up...
+    first.join(timeout=5)
+    window.leave("/v1/invoices", 0.1)
+    assert second_in.wait(timeout=5)  # ...and the second gets the place that frees up
+    assert window.in_flight("/v1/invoices") == 2
+
+
+def test_workers_waiting_for_a_rate_slot_get_it_in_the_order_they_came():
+    limiter = RateLimiter(1000, 20)  # a slot every 50 ms on the endpoint
+    limiter.acquire("/v1/invoices/{id}/lines")
+
+    def acquire(i):
+        limiter.acquire("/v1/invoices/{id}/lines")
+        return i
+
+    order, threads = queue_up(acquire, 6)
+    for thread in threads:
+        thread.join(timeout=5)
+    assert order == list(range(6))
+
+
+def test_a_worker_that_fails_while_waiting_for_a_slot_leaves_the_line():
+    def sleep(seconds):
+        if threading.current_thread().name == "quits":
+            raise KeyboardInterrupt
+        time.sleep(seconds)
+
+    limiter = RateLimiter(1000, 5, sleep=sleep)  # a slot every 200 ms on the endpoint
+    limiter.acquire("/v1/invoices")
+    failed = []
+
+    def quit_waiting():
+        try:
+            limiter.acquire("/v1/invoices")
+        except KeyboardInterrupt:
+            failed.append(True)
+
+    quitter = threading.Thread(target=quit_waiting, name="quits")
+    quitter.start()
+    quitter.join(timeout=5)
+    assert failed == [True]
+    started = time.monotonic()
+    limiter.acquire("/v1/invoices")  # not stuck behind the one that left
+    assert time.monotonic() - started < 2
+
+
 class _Api:
     """What the slice planner asks of the Stripe client: budgets and the window."""
 
@@ -190,6 +284,25 @@ def test_the_planner_splits_the_slice_with_the_most_pages_left():
     assert beside.pieces(short, remaining_pages=6) == 3
     beside.slice_done(stuck)
     assert beside.unsplittable == set()
+
+
+def test_a_burst_page_is_judged_by_its_kinds_density_not_its_own():
+    from nrr_sync.jobs.planner import BURST_DENSITY, SlicePlanner
+
+    planner = SlicePlanner(_Api(0.75), [])
+    day, month = 86400, 30 * 86400
+    # ordinary pages: a page a day; a month left is about 30 pages
+    assert planner.pages_left_after("invoices", month, day) == pytest.approx(30)
+    assert planner.pages_left_after("invoices", month, day // 2) == pytest.approx(60)
+    # a page of renewals created in one second would make the month 2.6 million pages;
+    # denser than BURST_DENSITY times the kind's pages so far, it is judged at their density
+    burst = planner.pages_left_after("invoices", month, 1)
+    assert BURST_DENSITY * 3 / (day + day // 2 + 1) < 1
+    assert burst == pytest.approx(month * 3 / (day + day // 2 + 1)) == pytest.approx(60, rel=0.01)
+    # a page denser than the kind's pages so far, but not a burst, keeps its own density
+    assert planner.pages_left_after("invoices", month, 3600) == pytest.approx(720)
+    # another kind keeps its own density
+    assert planner.pages_left_after("customers", month, 1) == month
 
 
 def _slices(*kinds_and_ids):

@@ -323,9 +323,8 @@ def _fetch_page(
     last = objects[-1]
     top = int(last["created"]) + 1  # the remainder: created in [gte, top), after `last`
     low = max(piece.gte, piece.floor, SPLIT_FLOOR)
-    # Pages left, judged by the time this page's objects spanned (recent pages are
-    # usually the densest, so this rather overestimates).
-    remaining_pages = (top - low) / max(piece.lt - top + 1, 1)
+    # Pages left, judged by the time this page's objects spanned (and its kind's so far)
+    remaining_pages = planner.pages_left_after(piece.kind, top - low, piece.lt - top + 1)
     pieces = planner.pieces(piece, remaining_pages, splittable=top - low >= 8)
     edges = [piece.gte] + [low + (top - low) * i // pieces for i in range(1, pieces)] + [top]
     rest = replace(piece, gte=edges[-2], lt=top, after=last["id"])
