@@ -15,6 +15,10 @@ least pages x latency (computed, not measured).
 
     python benchmarks/backfill_throughput.py --latencies 100,250,750 --windows adaptive,8
     python benchmarks/backfill_throughput.py --quick    # 200 customers, 20 ms: a smoke run
+
+``--same-second N`` adds N customers whose monthly subscriptions all renew in one second
+(same_second_sandbox.py), over 2024-01 to 2025-01: N invoices a month that only the
+cursor can page through.
 """
 
 from __future__ import annotations
@@ -48,6 +52,12 @@ def main(argv: list[str] | None = None) -> dict:
     arguments.add_argument("--endpoint-budget", type=float, default=24)
     arguments.add_argument("--seed", type=int, default=7)
     arguments.add_argument(
+        "--same-second",
+        type=int,
+        default=0,
+        help="Also this many customers renewing in the same second, 2024-01 to 2025-01.",
+    )
+    arguments.add_argument(
         "--baseline",
         type=Path,
         default=None,
@@ -60,7 +70,9 @@ def main(argv: list[str] | None = None) -> dict:
     windows = [None if w == "adaptive" else int(w) for w in args.windows.split(",")]
     if args.quick:
         args.customers = min(args.customers, 200)
+        args.same_second = min(args.same_second, 250)
         latencies = [min(latency, 20) for latency in latencies]
+    history = {"start": "2024-01", "now": "2025-01-15T00:00:00Z"} if args.same_second else {}
 
     print(common.header("backfill throughput"), flush=True)
     runs = []
@@ -71,6 +83,8 @@ def main(argv: list[str] | None = None) -> dict:
             seed=args.seed,
             rate_limit=args.rate_limit,
             endpoint_rate_limit=args.endpoint_rate_limit,
+            same_second=args.same_second,
+            **history,
         ) as sandbox:
             for latency in latencies:
                 for window in windows:
@@ -117,9 +131,10 @@ def main(argv: list[str] | None = None) -> dict:
             ],
         )
     )
-    results = {"customers": args.customers, "runs": runs}
+    results = {"customers": args.customers, "same_second": args.same_second, "runs": runs}
     params = {
         "customers": args.customers,
+        "same_second": args.same_second,
         "latencies_ms": latencies,
         "windows": args.windows,
         "rate_limit": args.rate_limit,

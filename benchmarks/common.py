@@ -147,7 +147,10 @@ def start_sandbox(
     rate_limit: int = 0,
     endpoint_rate_limit: int = 0,
     timeout: float = 1800,
+    same_second: int = 0,
 ) -> SandboxProcess:
+    """The sandbox in a child process; with ``same_second``, that many more customers whose
+    subscriptions renew in one second (same_second_sandbox.py)."""
     options = {
         "customers": customers,
         "seed": seed,
@@ -159,6 +162,9 @@ def start_sandbox(
         "endpoint-rate-limit": endpoint_rate_limit,
     }
     args = [*NRR_SYNC, "sandbox", "serve", "--port", "0"]
+    if same_second:
+        script = Path(__file__).with_name("same_second_sandbox.py")
+        args = [sys.executable, str(script), "--same-second", str(same_second), "--port", "0"]
     for name, value in options.items():
         args += [f"--{name}", str(value)]
     started = time.monotonic()

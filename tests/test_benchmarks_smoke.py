@@ -46,6 +46,23 @@ def test_backfill_throughput_runs_and_records(tmp_path):
     assert recorded(results_path)["runs"][0]["requests"] == adaptive["requests"]
 
 
+def test_backfill_throughput_serves_invoices_created_in_one_second(tmp_path):
+    import backfill_throughput
+
+    results = backfill_throughput.main(
+        [
+            *("--quick", "--customers", "20", "--same-second", "150", "--latencies", "5"),
+            *("--results", str(tmp_path / "results.jsonl")),
+        ]
+    )
+
+    (run,) = results["runs"]
+    # 150 renewals a month from 2024-01 to 2025-01 (20 customers alone make about 200)
+    assert run["objects"]["invoices"] >= 150 * 13
+    assert run["requests"] >= run["pages_needed_total"]
+    assert results["same_second"] == 150
+
+
 def test_nightly_sync_runs_and_records(tmp_path):
     import nightly_sync
 
