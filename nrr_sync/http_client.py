@@ -5,7 +5,8 @@ has an overall deadline.
 answers one byte every few seconds would hold a run forever. Here a redirect comes back
 as the 3xx it is (the caller refuses it), and one watchdog thread cuts the connection
 of any request still running at its deadline; that request then fails like a timeout
-(and is retried like one).
+(and is retried like one). The SDK's debug log of each answer is formatted only when it
+is printed (``sdk_formats_logs_only_when_logged``).
 
 ``requests`` also reads the environment on every request, and with it a ``.netrc``
 login, which it sends in place of the ``Authorization`` header the SDK set: a
@@ -17,9 +18,11 @@ sessions do not read the environment; the proxies it names (``HTTPS_PROXY``,
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import requests
 import stripe
@@ -203,3 +206,29 @@ def _read_body(response: requests.Response, watch: _Watch) -> bytes:
             raise DeadlineExceeded(f"no complete answer within {watch.seconds:g} s")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def sdk_formats_logs_only_when_logged() -> None:
+    """The SDK formats every response body into a debug log line (a regex search and a
+    ``repr`` over the 400-600 KB of a page of 100 invoices, about a sixth of the CPU of
+    such a request, benchmarks/page_cpu.py) before its logger decides to drop it.
+    Format only when the line would be printed (``STRIPE_LOG`` / ``stripe.log``) or
+    logged (the ``stripe`` logger's level): the same output, without the cost. Left
+    alone if the SDK's internals change."""
+    from stripe import _api_requestor, _util
+
+    needed = ("log_debug", "log_info", "logger", "_console_log_level")
+    if not all(hasattr(_util, name) for name in needed):
+        return
+
+    def when_on(log: Callable, level: int) -> Callable:
+        def log_if_on(message, **params):
+            if _util._console_log_level() is not None or _util.logger.isEnabledFor(level):
+                log(message, **params)
+
+        return log_if_on
+
+    if getattr(_api_requestor, "log_debug", None) is _util.log_debug:
+        _api_requestor.log_debug = when_on(_util.log_debug, logging.DEBUG)
+    if getattr(_api_requestor, "log_info", None) is _util.log_info:
+        _api_requestor.log_info = when_on(_util.log_info, logging.INFO)

@@ -25,7 +25,7 @@ from typing import Any
 import stripe
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
-from . import answers, fastjson
+from . import answers, fastjson, http_client
 from .config import Config
 from .errors import MalformedAnswer, NrrSyncError, StripeAuthError, StripeUnavailableError
 from .failures import Failure, _retry_after, endpoint_of, failure_of, is_retryable, redact
@@ -43,33 +43,7 @@ _PERMISSION_PATTERN = re.compile(r"'(rak_[a-z0-9_]+)'")
 DNS_FAILURE_ATTEMPTS = 2
 
 
-def _sdk_formats_logs_only_when_logged() -> None:
-    """The SDK formats every response body into a debug log line (a regex search and a
-    ``repr`` over the 400-600 KB of a page of 100 invoices, about a sixth of the CPU of
-    such a request, benchmarks/page_cpu.py) before its logger decides to drop it.
-    Format only when the line would be printed (``STRIPE_LOG`` / ``stripe.log``) or
-    logged (the ``stripe`` logger's level): the same output, without the cost. Left
-    alone if the SDK's internals change."""
-    from stripe import _api_requestor, _util
-
-    needed = ("log_debug", "log_info", "logger", "_console_log_level")
-    if not all(hasattr(_util, name) for name in needed):
-        return
-
-    def when_on(log: Callable, level: int) -> Callable:
-        def log_if_on(message, **params):
-            if _util._console_log_level() is not None or _util.logger.isEnabledFor(level):
-                log(message, **params)
-
-        return log_if_on
-
-    if getattr(_api_requestor, "log_debug", None) is _util.log_debug:
-        _api_requestor.log_debug = when_on(_util.log_debug, logging.DEBUG)
-    if getattr(_api_requestor, "log_info", None) is _util.log_info:
-        _api_requestor.log_info = when_on(_util.log_info, logging.INFO)
-
-
-_sdk_formats_logs_only_when_logged()
+http_client.sdk_formats_logs_only_when_logged()
 
 
 class _Retry(Exception):
