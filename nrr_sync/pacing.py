@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 
 from .config import Config
+from .waiting_line import WaitingLine
 
 # Stripe's documented limits; we aim at 80% of them unless configured.
 LIVE_RATE, TEST_RATE, ENDPOINT_RATE, HEADROOM = 100.0, 25.0, 25.0, 0.8
@@ -44,9 +45,9 @@ class _Bucket:
         self.next_free = 0.0
         self.recover_at = 0.0
         self.cut_at = -1e9
-        # Workers waiting for a slot, in the order they came: served in that order, so
-        # the extra pages of a long invoice go before those of invoices fetched after it.
-        self.waiting: deque = deque()
+        # Workers waiting for a slot (waiting_line.py: in the order they came, patient
+        # ones first).
+        self.waiting = WaitingLine()
 
 
 class RateLimiter:
@@ -92,13 +93,13 @@ class RateLimiter:
         with self._lock:
             return min(self._global.rate, self._bucket(endpoint).rate)
 
-    def acquire(self, endpoint: str) -> float:
+    def acquire(self, endpoint: str, patient: bool = False) -> float:
         """Wait for a request slot on ``endpoint``, after the workers already waiting for
-        one; returns the seconds waited."""
-        waited, turn = 0.0, object()
+        one (``patient``: after every request that is not); returns the seconds waited."""
+        waited = 0.0
         with self._lock:
             line = self._bucket(endpoint).waiting
-            line.append(turn)
+            turn = line.join(patient)
         try:
             while True:
                 with self._lock:
@@ -108,10 +109,10 @@ class RateLimiter:
                         bucket.rate = min(bucket.base_rate, bucket.rate + bucket.base_rate / 10)
                         bucket.recover_at = now + RECOVERY_SECONDS
                     start = max(self._global.next_free, bucket.next_free, self._paused_until)
-                    if line[0] is not turn:  # not before the slot after the next one
+                    if not line.is_first(turn):  # not before the slot after the next one
                         start = max(start, now) + 1 / bucket.rate
                     elif start <= now:
-                        line.popleft()
+                        line.served(turn)
                         for pace in (self._global, bucket):
                             # A worker that wakes a little after its slot (a nap that
                             # overslept, a busy interpreter) keeps the schedule: the next
@@ -127,8 +128,7 @@ class RateLimiter:
                 waited += nap
         finally:
             with self._lock:
-                if turn in line:  # left before its turn (an exception while napping)
-                    line.remove(turn)
+                line.leave(turn)  # if it left before its turn (an exception while napping)
 
     def rate_limited(self, endpoint: str) -> None:
         """Stripe answered 429 on ``endpoint``: slow that endpoint down, pause everyone."""

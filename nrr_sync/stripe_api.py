@@ -118,12 +118,25 @@ class StripeApi:
     def global_budget(self) -> float:
         return self.limiter.global_budget()
 
-    def get(self, path: str, params: dict | None = None, *, account: str | None = None) -> dict:
-        """GET ``path`` and return the JSON body; raises an NrrSyncError subclass on failure."""
-        return self.get_with_headers(path, params, account=account)[0]
+    def get(
+        self,
+        path: str,
+        params: dict | None = None,
+        *,
+        account: str | None = None,
+        patient: bool = False,
+    ) -> dict:
+        """GET ``path`` and return the JSON body; raises an NrrSyncError subclass on failure.
+        ``patient``: after every waiting request of its endpoint that is not (waiting_line.py)."""
+        return self.get_with_headers(path, params, account=account, patient=patient)[0]
 
     def get_with_headers(
-        self, path: str, params: dict | None = None, *, account: str | None = None
+        self,
+        path: str,
+        params: dict | None = None,
+        *,
+        account: str | None = None,
+        patient: bool = False,
     ) -> tuple[dict, dict]:
         endpoint = endpoint_of(path)
         retrying = Retrying(
@@ -140,7 +153,7 @@ class StripeApi:
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._attempt_in_window(path, endpoint, params or {}, account)
+                    return self._attempt_in_window(path, endpoint, params or {}, account, patient)
         except _Retry as error:
             attempts = retrying.statistics.get("attempt_number", self.max_attempts)
             where = f" for account {account}" if account else ""
@@ -158,24 +171,26 @@ class StripeApi:
             ) from None
         raise AssertionError("unreachable")
 
-    def _attempt_in_window(self, path: str, endpoint: str, params: dict, account: str | None):
+    def _attempt_in_window(
+        self, path: str, endpoint: str, params: dict, account: str | None, patient: bool
+    ):
         """One attempt within the in-flight window; an answer's latency (its time
         without the wait for the rate limiter) tells the window what it needs."""
-        if not self.window.enter(endpoint, self.cancel):
+        if not self.window.enter(endpoint, self.cancel, patient):
             raise NrrSyncError("cancelled")
         latency = None  # failures say nothing about it
         try:
             waited_before, started = self.waited_here(), time.monotonic()
-            answer = self._attempt(path, endpoint, params, account)
+            answer = self._attempt(path, endpoint, params, account, patient)
             latency = time.monotonic() - started - (self.waited_here() - waited_before)
             return answer
         finally:
             self.window.leave(endpoint, latency)
 
-    def _attempt(self, path: str, endpoint: str, params: dict, account: str | None):
+    def _attempt(self, path: str, endpoint: str, params: dict, account: str | None, patient: bool):
         if self.cancel.is_set():
             raise NrrSyncError("cancelled")
-        waited = self.limiter.acquire(endpoint)
+        waited = self.limiter.acquire(endpoint, patient)
         self._thread.waited = self.waited_here() + waited
         self.stats.count(self.stats.requests, endpoint)
         options: dict[str, Any] = {"stripe_account": account} if account else {}
@@ -344,10 +359,12 @@ class StripeApi:
 
     # Listing helpers ---------------------------------------------------------------
 
-    def list_page(self, path: str, params: dict, *, account: str | None) -> dict:
+    def list_page(
+        self, path: str, params: dict, *, account: str | None, patient: bool = False
+    ) -> dict:
         """One page of a list, checked (``answers.check_page``): a list of objects, after
         the cursor asked for, and ``has_more`` only on a page that holds objects."""
-        return self.get(path, {"limit": PAGE_SIZE, **params}, account=account)
+        return self.get(path, {"limit": PAGE_SIZE, **params}, account=account, patient=patient)
 
     def list_all(self, path: str, params: dict, *, account: str | None, after: str | None = None):
         """Every object of a list, page by page (for short lists: lines, items, events)."""

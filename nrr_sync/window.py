@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
 from collections.abc import Callable
+
+from .waiting_line import Turn, WaitingLine
 
 HEADROOM = 1.25
 # Seconds per answer assumed for an endpoint not heard from yet, when no other endpoint
@@ -53,9 +55,9 @@ class InFlightWindow:
         self._latency: dict[str, float] = {}
         self._in_flight: Counter[str] = Counter()
         self._total = 0
-        # Requests waiting for a place, per endpoint in the order they came: the extra
-        # pages of a long invoice go before those of the invoices fetched after it.
-        self._waiting: defaultdict[str, deque] = defaultdict(deque)
+        # Requests waiting for a place, per endpoint (waiting_line.py: in the order they
+        # came, patient ones last).
+        self._waiting: defaultdict[str, WaitingLine] = defaultdict(WaitingLine)
         self._changed = threading.Condition()
 
     # What it measures -------------------------------------------------------------
@@ -108,31 +110,33 @@ class InFlightWindow:
 
     # Entering and leaving -----------------------------------------------------------
 
-    def try_enter(self, endpoint: str, waiting: object | None = None) -> bool:
-        """Take a place in the window if there is room and no earlier request of
-        ``endpoint`` waits (``waiting``: this request's place in the line); never waits."""
+    def try_enter(self, endpoint: str, waiting: Turn | None = None) -> bool:
+        """Take a place in the window if there is room and no request of ``endpoint``
+        waits before this one (``waiting``: its place in the line); never waits."""
         limit, global_limit = self.limit(endpoint), self.global_limit()
         with self._changed:
             line = self._waiting[endpoint]
-            if line and line[0] is not waiting:
+            if not line.is_first(waiting):
                 return False
             if self._in_flight[endpoint] >= limit or self._total >= global_limit:
                 return False
-            if line:
-                line.popleft()
+            if waiting is not None:
+                line.served(waiting)
                 self._changed.notify_all()  # the next in line may fit too
             self._in_flight[endpoint] += 1
             self._total += 1
             return True
 
-    def enter(self, endpoint: str, stopping: threading.Event | None = None) -> bool:
+    def enter(
+        self, endpoint: str, stopping: threading.Event | None = None, patient: bool = False
+    ) -> bool:
         """Wait for a place in the window, after the requests of ``endpoint`` already
-        waiting; False if ``stopping`` was set first."""
+        waiting (``patient``: after every request that is not); False if ``stopping`` was set
+        first."""
         if self.try_enter(endpoint):
             return True
-        waiting = object()
         with self._changed:
-            self._waiting[endpoint].append(waiting)
+            waiting = self._waiting[endpoint].join(patient)
         try:
             while not self.try_enter(endpoint, waiting):
                 if stopping is not None and stopping.is_set():
@@ -142,9 +146,7 @@ class InFlightWindow:
             return True
         finally:
             with self._changed:
-                line = self._waiting[endpoint]
-                if waiting in line:  # gave up (stopping) before its turn
-                    line.remove(waiting)
+                if self._waiting[endpoint].leave(waiting):  # gave up (stopping) first
                     self._changed.notify_all()
 
     def leave(self, endpoint: str, seconds: float | None = None) -> None:

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from nrr_sync.pacing import RateLimiter
+from nrr_sync.waiting_line import WaitingLine
 from nrr_sync.window import HEADROOM, INITIAL_LATENCY, MAX_IN_FLIGHT, InFlightWindow
 
 
@@ -165,6 +166,43 @@ def test_requests_waiting_for_the_window_enter_in_the_order_they_came():
     assert order == list(range(8))
 
 
+def test_patient_requests_let_the_others_go_first_and_keep_their_order():
+    line = WaitingLine()
+    turns = [line.join(), line.join(patient=True), line.join(), line.join(True), line.join()]
+    assert not line.is_first(None)  # a newcomer waits behind them
+
+    served = []
+    while line:
+        (first,) = [number for number, turn in enumerate(turns) if line.is_first(turn)]
+        line.served(turns[first])
+        served.append(first)
+
+    assert served == [0, 2, 4, 1, 3]
+    assert line.is_first(None)  # the positive control: an empty line lets one through
+
+
+def test_a_patient_request_enters_the_window_after_those_that_came_later():
+    # The pages of a slice that cannot be split let the other slices' pages go first:
+    # those find the other seconds to read page after page, and the last one found ends
+    # the backfill.
+    window = window_for(endpoint_budget=1)
+    window.observe("/v1/invoices", 0.1)  # room for 2
+    assert fill(window, "/v1/invoices") == 2
+
+    def enter(i):
+        assert window.enter("/v1/invoices", patient=i == 1)
+        return i
+
+    order, threads = queue_up(enter, 5)
+    assert order == []
+    for _ in range(5):
+        window.leave("/v1/invoices", 0.1)
+        time.sleep(0.02)
+    for thread in threads:
+        thread.join(timeout=5)
+    assert order == [0, 2, 3, 4, 1]
+
+
 def test_a_request_that_stops_waiting_leaves_the_line_to_the_next():
     window = window_for(endpoint_budget=1)
     window.observe("/v1/invoices", 0.1)
@@ -197,6 +235,20 @@ def test_workers_waiting_for_a_rate_slot_get_it_in_the_order_they_came():
     for thread in threads:
         thread.join(timeout=5)
     assert order == list(range(6))
+
+
+def test_a_patient_worker_gets_its_rate_slot_after_those_that_came_later():
+    limiter = RateLimiter(1000, 5)  # a slot every 200 ms on the endpoint
+    limiter.acquire("/v1/invoices")
+
+    def acquire(i):
+        limiter.acquire("/v1/invoices", patient=i == 1)
+        return i
+
+    order, threads = queue_up(acquire, 5)  # all queue up before the next slot
+    for thread in threads:
+        thread.join(timeout=5)
+    assert order == [0, 2, 3, 4, 1]
 
 
 def test_a_worker_that_fails_while_waiting_for_a_slot_leaves_the_line():
@@ -292,17 +344,18 @@ def test_a_burst_page_is_judged_by_its_kinds_density_not_its_own():
     planner = SlicePlanner(_Api(0.75), [])
     day, month = 86400, 30 * 86400
     # ordinary pages: a page a day; a month left is about 30 pages
-    assert planner.pages_left_after("invoices", month, day) == pytest.approx(30)
-    assert planner.pages_left_after("invoices", month, day // 2) == pytest.approx(60)
+    assert planner.pages_left_after("invoices", month, day) == (pytest.approx(30), False)
+    assert planner.pages_left_after("invoices", month, day // 2) == (pytest.approx(60), False)
     # a page of renewals created in one second would make the month 2.6 million pages;
     # denser than BURST_DENSITY times the kind's pages so far, it is judged at their density
-    burst = planner.pages_left_after("invoices", month, 1)
+    burst, is_burst = planner.pages_left_after("invoices", month, 1)
+    assert is_burst
     assert BURST_DENSITY * 3 / (day + day // 2 + 1) < 1
     assert burst == pytest.approx(month * 3 / (day + day // 2 + 1)) == pytest.approx(60, rel=0.01)
     # a page denser than the kind's pages so far, but not a burst, keeps its own density
-    assert planner.pages_left_after("invoices", month, 3600) == pytest.approx(720)
+    assert planner.pages_left_after("invoices", month, 3600) == (pytest.approx(720), False)
     # another kind keeps its own density
-    assert planner.pages_left_after("customers", month, 1) == month
+    assert planner.pages_left_after("customers", month, 1) == (month, False)
 
 
 def _slices(*kinds_and_ids):

@@ -34,6 +34,7 @@ log = logging.getLogger("nrr_sync")
 
 # No Stripe object is older than this (nor than its account); slices are split above it.
 SPLIT_FLOOR = 1262304000  # 2010-01-01
+MIN_SPLIT_SECONDS = 8  # a slice spanning less time is not split
 MAX_BATCH_ROWS = 20_000  # rows held before they are written, whatever the pace
 PAGES_QUEUED = 64  # fetched pages waiting for the writer (rows only, so small)
 FETCH_MEMORY_LIMIT = "256MB"  # DuckDB's while pages are landed
@@ -316,24 +317,42 @@ def _fetch_page(
         params["starting_after"] = piece.after
     page = _trimmed(first_page, piece) if first_page is not None else None
     if page is None:
-        page = api.list_page(kind.path, params, account=piece.header)
+        # A slice too short to split is read one page after another, whatever the others
+        # do: its pages let theirs go first (waiting_line.py).
+        patient = piece.lt - _split_low(piece) < MIN_SPLIT_SECONDS
+        page = api.list_page(kind.path, params, account=piece.header, patient=patient)
     objects = page["data"]
     if not page.get("has_more") or not objects:
         return objects, None, []
     last = objects[-1]
     top = int(last["created"]) + 1  # the remainder: created in [gte, top), after `last`
-    low = max(piece.gte, piece.floor, SPLIT_FLOOR)
+    low = _split_low(piece)
     # Pages left, judged by the time this page's objects spanned (and its kind's so far)
-    remaining_pages = planner.pages_left_after(piece.kind, top - low, piece.lt - top + 1)
-    pieces = planner.pieces(piece, remaining_pages, splittable=top - low >= 8)
+    remaining_pages, burst = planner.pages_left_after(piece.kind, top - low, piece.lt - top + 1)
+    if burst and top - 1 > low:
+        # Objects created in one second (renewals sharing a billing date) can only be
+        # read through the cursor; the older ones need not wait behind them: the rest of
+        # that second becomes a slice of its own, and the remainder starts below it.
+        second = replace(piece, id=uuid.uuid4().hex[:10], gte=top - 1, lt=top, after=last["id"])
+        top, after, beside = top - 1, None, [second]
+    else:
+        after, beside, second = last["id"], [], None
+    pieces = planner.pieces(
+        piece, remaining_pages, splittable=top - low >= MIN_SPLIT_SECONDS, burst=second
+    )
     edges = [piece.gte] + [low + (top - low) * i // pieces for i in range(1, pieces)] + [top]
-    rest = replace(piece, gte=edges[-2], lt=top, after=last["id"])
+    rest = replace(piece, gte=edges[-2], lt=top, after=after)
     split_off = [
         replace(piece, id=uuid.uuid4().hex[:10], gte=lower, lt=upper, after=None)
         for lower, upper in zip(edges[:-2], edges[1:-1], strict=True)
     ]
     planner.split(piece.kind, [rest, *split_off], remaining_pages)
-    return objects, rest, split_off
+    return objects, rest, [*split_off, *beside]
+
+
+def _split_low(piece: Slice) -> int:
+    """The oldest second ``piece`` may hold objects of: where its splits start."""
+    return max(piece.gte, piece.floor, SPLIT_FLOOR)
 
 
 def _trimmed(first_page: dict, piece: Slice) -> dict | None:

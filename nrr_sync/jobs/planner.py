@@ -54,11 +54,16 @@ class SlicePlanner:
         self.lock = threading.Lock()
         self.estimated = threading.Condition(self.lock)
 
-    def pieces(self, piece, remaining_pages: float, splittable: bool = True) -> int:
+    def pieces(self, piece, remaining_pages: float, splittable: bool = True, burst=None) -> int:
         """Into how many pieces to split what is left of ``piece`` (about
-        ``remaining_pages`` pages); 1 leaves it whole."""
+        ``remaining_pages`` pages); 1 leaves it whole. ``burst``: a slice split off it
+        beforehand, the rest of a burst's second (never split, and not counted here)."""
         endpoint = kinds.BY_TABLE[piece.kind].path
         with self.lock:
+            if burst is not None:
+                self.live[piece.kind] += 1
+                self.unsplittable.add(burst.key)
+                self._estimate(piece.kind, burst.key, UNKNOWN_PAGES)
             self._estimate(piece.kind, piece.key, remaining_pages)
             if not splittable:
                 self.unsplittable.add(piece.key)
@@ -88,18 +93,22 @@ class SlicePlanner:
             self.live[piece.kind] += pieces - 1
             return pieces
 
-    def pages_left_after(self, kind: str, seconds_left: int, page_seconds: int) -> float:
+    def pages_left_after(
+        self, kind: str, seconds_left: int, page_seconds: int
+    ) -> tuple[float, bool]:
         """Pages left in a slice's ``seconds_left`` seconds, after a page of ``kind`` that
-        covered ``page_seconds``: at that page's density (recent pages are usually the
-        densest, so this rather overestimates), or at the kind's density so far when the
-        page was a burst (100 objects of one second would make a month 2.6 million pages)."""
+        covered ``page_seconds``, and whether that page was a burst. Judged at the page's
+        density (recent pages are usually the densest, so this rather overestimates), or
+        at the kind's density so far after a burst (100 objects of one second would make
+        a month 2.6 million pages)."""
         page_seconds = max(page_seconds, 1)
         with self.lock:
             self.pages_fetched[kind] += 1
             self.seconds_covered[kind] += page_seconds
             average = self.pages_fetched[kind] / self.seconds_covered[kind]
         density = 1 / page_seconds
-        return seconds_left * (density if density <= BURST_DENSITY * average else average)
+        burst = density > BURST_DENSITY * average
+        return seconds_left * (average if burst else density), burst
 
     def split(self, kind: str, pieces: list, remaining_pages: float) -> None:
         """``pieces`` (the remainder and what was split off it) share its pages evenly."""
