@@ -12,8 +12,6 @@ serves this world; it takes `nrr-sync sandbox serve`'s options and prints the sa
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 
 from nrr_sync.sandbox.generator import SandboxOptions, Scenario, generate
 from nrr_sync.sandbox.server import start
@@ -65,17 +63,12 @@ def main() -> None:
         rate_limit=args.rate_limit,
         endpoint_rate_limit=args.endpoint_rate_limit,
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(f"Stripe sandbox listening on {sandbox.url}")
-    print(f"API key: {sandbox.api_key}", flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sandbox.stop()
+
+    def ready() -> None:
+        print(f"Stripe sandbox listening on {sandbox.url}")
+        print(f"API key: {sandbox.api_key}", flush=True)
+
+    sandbox.serve_until_stopped(ready)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-import signal
 import sys
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -149,9 +147,8 @@ def serve(
                 f"Cannot listen on {host}:{port}: {error.strerror or error}. "
                 "Pick another --port (0 = any free port)."
             ) from None
-        stop = threading.Event()
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
+
+        def ready() -> None:
             world = sandbox.world
             typer.echo(f"Stripe sandbox listening on {sandbox.url}")
             typer.echo(
@@ -168,14 +165,8 @@ def serve(
             )
             typer.echo("Admin: POST /_sandbox/advance?days=N, GET /_sandbox/stats. Ctrl-C stops.")
             sys.stdout.flush()
-            try:
-                while not stop.wait(0.5):
-                    pass
-            except KeyboardInterrupt:
-                pass
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            sandbox.stop()
+
+        sandbox.serve_until_stopped(ready)
         typer.echo("Sandbox stopped.")
         return 0
 

@@ -20,7 +20,9 @@ import contextlib
 import functools
 import gc
 import random
+import signal
 import threading
+from collections.abc import Callable
 
 from .api_requests import LAZY_KINDS, OBJECT_NAMES, SANDBOX_API_KEY
 from .endpoints import Endpoints
@@ -133,6 +135,21 @@ class RunningSandbox:
 
     def set_knobs(self, **knobs) -> dict:
         return self.sandbox.set_knobs(**knobs)
+
+    def serve_until_stopped(self, ready: Callable[[], None] = lambda: None) -> None:
+        """Serve in the foreground until Ctrl-C or SIGTERM, then stop; ``ready`` runs
+        once SIGTERM is caught (e.g. to print where the sandbox listens)."""
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            ready()
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self.stop()
 
     def stop(self) -> None:
         if self.stopped:
