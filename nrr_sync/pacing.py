@@ -46,7 +46,7 @@ class _Bucket:
         self.recover_at = 0.0
         self.cut_at = -1e9
         # Workers waiting for a slot (waiting_line.py: in the order they came, patient
-        # ones first).
+        # ones last).
         self.waiting = WaitingLine()
 
 

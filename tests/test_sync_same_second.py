@@ -91,6 +91,7 @@ def test_a_burst_page_splits_the_rest_of_its_second_off_the_older_objects(sandbo
     assert (second.gte, second.lt, second.after) == (may, may + 1, objects[-1]["id"])
     assert rest.lt == may and rest.after is None and rest.key == piece.key
     assert planner.unsplittable == {second.key}
+    assert planner.live["invoices"] == 1 + len(split_off)  # the burst's second counts as live
     # every invoice of the slice is listed once, following each slice to its end
     listed, todo = [invoice["id"] for invoice in objects], [rest, *split_off]
     while todo:

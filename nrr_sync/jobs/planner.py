@@ -57,7 +57,8 @@ class SlicePlanner:
     def pieces(self, piece, remaining_pages: float, splittable: bool = True, burst=None) -> int:
         """Into how many pieces to split what is left of ``piece`` (about
         ``remaining_pages`` pages); 1 leaves it whole. ``burst``: a slice split off it
-        beforehand, the rest of a burst's second (never split, and not counted here)."""
+        beforehand, the rest of a burst's second: never split, and a live slice beside
+        the pieces returned."""
         endpoint = kinds.BY_TABLE[piece.kind].path
         with self.lock:
             if burst is not None:
