@@ -6,8 +6,8 @@ the pages of a backfill slice that cannot be split (objects created in one secon
 renewals sharing a billing date, read one page after another through the cursor) wait
 behind the other slices' pages. Those are what finds the other such seconds, and each
 of them is a chain of pages that takes its own time once found, so the sooner all are
-found, the sooner the backfill ends (docs/benchmarks.md: 12 to 15 % sooner at 250 ms in
-an account with 3,000 renewals in one second a month). Not locked: its owner's lock
+found, the sooner the backfill ends (docs/benchmarks.md: 24 s where it took 29 at 250 ms,
+in an account with 3,000 renewals in one second a month). Not locked: its owner's lock
 guards it.
 """
 
