@@ -52,7 +52,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "subscription_item_id", "invoice_item_id", "proration", "price_id", "product_id",
         "currency", "amount", "quantity", "period_start", "period_end", "discount_amount",
         "inclusive_tax_amount", "exclusive_tax_amount", "description", "raw", "synced_at",
-        "other_tax_amount",
+        "other_tax_amount", "discount_amounts",
     ),
     "credit_notes": (
         "account_id", "id", "invoice_id", "customer_id", "number", "status", "type", "reason",
@@ -218,6 +218,7 @@ def invoice_line_row(account_id: str, invoice_id: str, obj: dict, synced_at: dat
             for t in taxes
             if t.get("tax_behavior") not in ("inclusive", "exclusive")
         ),
+        fastjson.dumps(discounts) if discounts else None,
     )  # fmt: skip
 
 

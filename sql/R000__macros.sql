@@ -138,15 +138,15 @@ CREATE OR REPLACE MACRO report.is_included_amount_off(entry_amount, coupon_amoun
 CREATE OR REPLACE MACRO report.proration_discount_entries() AS TABLE
     WITH
     -- One row per entry: unnest in the select list, never a lateral json_each, which DuckDB
-    -- runs by hashing the raw JSON of every line (gigabytes at a million lines).
+    -- runs by hashing the JSON of every line (gigabytes of raw at a million lines).
     entries AS (
         SELECT
             account_id,
             id AS line_id,
             invoice_id,
-            unnest(json_extract(raw, '$.discount_amounts[*]')) AS entry
+            unnest(json_extract(discount_amounts, '$[*]')) AS entry
         FROM stripe.invoice_lines
-        WHERE proration
+        WHERE proration AND discount_amounts IS NOT NULL
     )
     SELECT
         entries.account_id,

@@ -12,24 +12,20 @@ summary AS (SELECT * FROM report.mrr_summary),
 mrr_lines AS NOT MATERIALIZED (SELECT * FROM report.mrr_lines),
 invoices AS NOT MATERIALIZED (SELECT * FROM stripe.invoices),
 invoice_lines AS NOT MATERIALIZED (SELECT * EXCLUDE (raw) FROM stripe.invoice_lines),
--- The raw JSON of only the lines that may carry what the checks below look for in it (a
--- tax of another behavior; a discount entry, nonzero or on a proration): reading and
+-- The raw JSON of only the lines that may carry a tax of another behavior: reading and
 -- parsing every line's raw JSON took most of this model's time at a million lines.
 lines_with_other_taxes AS (
     SELECT account_id, id, raw
     FROM stripe.invoice_lines
     WHERE other_tax_amount IS NULL OR other_tax_amount <> 0  -- NULL: not known, so read it
 ),
+-- The discount entries of the lines whose entries can matter below (nonzero, or on a
+-- proration), landed apart from raw (V007): this model took 2.0-2.5 s at a million lines
+-- reading them from raw, 1.5-1.7 s from their own column.
 lines_with_discount_entries AS (
-    -- two filters of one kind each, which DuckDB applies while it scans, before reading raw:
-    -- "discount_amount <> 0 OR proration" it applied after reading every line's raw JSON
-    SELECT account_id, id, raw
+    SELECT account_id, id, discount_amounts
     FROM stripe.invoice_lines
-    WHERE discount_amount IS DISTINCT FROM 0
-    UNION ALL
-    SELECT account_id, id, raw
-    FROM stripe.invoice_lines
-    WHERE discount_amount = 0 AND proration
+    WHERE discount_amounts IS NOT NULL AND (discount_amount IS DISTINCT FROM 0 OR proration)
 ),
 prices AS NOT MATERIALIZED (SELECT * FROM stripe.prices),
 subscriptions AS NOT MATERIALIZED (SELECT * FROM stripe.subscriptions),
@@ -331,7 +327,7 @@ counted_line_discounts AS (
         mrr_lines.proration AND mrr_lines.valuation <> 'credited_line'
             AND settings.subtract_discounts AS valued_by_coupon,
         -- one row per entry (entries of 0 on other lines never matter, see below)
-        unnest(json_extract(lines_with_discount_entries.raw, '$.discount_amounts[*]')) AS entry
+        unnest(json_extract(lines_with_discount_entries.discount_amounts, '$[*]')) AS entry
     FROM mrr_lines
     CROSS JOIN settings
     JOIN lines_with_discount_entries

@@ -56,6 +56,34 @@ def test_a_new_migration_file_is_applied_on_the_next_run(con, sql_copy):
     assert build.migrate(con, sql_copy) == []
 
 
+def test_lines_landed_before_their_discount_entries_had_a_column_get_them(con, sql_copy):
+    later = sql_copy / "V007__invoice_line_discount_amounts.sql"
+    v007 = later.read_text()
+    later.unlink()
+    build.migrate(con, sql_copy)  # a file from before the column
+    entries = '[{"amount":300,"discount":"di_1"},{"amount":0,"discount":"di_2"}]'
+    for line_id, raw in (
+        ("il_discounted", f'{{"id":"il_discounted","discount_amounts":{entries}}}'),
+        ("il_plain", '{"id":"il_plain","discount_amounts":[]}'),
+    ):
+        con.execute(
+            "INSERT INTO stripe.invoice_lines (account_id, id, invoice_id, raw, synced_at) "
+            "VALUES ('acct_1', ?, 'in_1', ?, now())",
+            [line_id, raw],
+        )
+    assert "discount_amounts" not in [
+        c[0] for c in con.execute("DESCRIBE stripe.invoice_lines").fetchall()
+    ]
+
+    later.write_text(v007)
+    assert build.migrate(con, sql_copy) == ["V007__invoice_line_discount_amounts.sql"]
+
+    filled = dict(
+        con.execute("SELECT id, discount_amounts::VARCHAR FROM stripe.invoice_lines").fetchall()
+    )
+    assert filled == {"il_discounted": entries, "il_plain": None}
+
+
 def test_an_edited_applied_migration_is_refused(con, sql_copy):
     build.migrate(con, sql_copy)
     migration = sql_copy / "V002__meta.sql"

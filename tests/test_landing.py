@@ -1,6 +1,7 @@
 """The landing layer reads Stripe's own example objects (fixtures3.json) into typed rows."""
 
 import copy
+import json
 
 import duckdb
 import pytest
@@ -61,6 +62,7 @@ def test_invoice_line_fields_come_from_the_basil_paths(stripe_fixtures):
     assert row["price_id"] == "price_123"
     assert row["product_id"] == "prod_9"
     assert row["discount_amount"] == 300
+    assert json.loads(row["discount_amounts"]) == [{"amount": 300, "discount": "di_1"}]
     assert row["inclusive_tax_amount"] == 150
     assert row["exclusive_tax_amount"] == 70
     assert row["other_tax_amount"] == 13  # what report.data_quality reads raw for
