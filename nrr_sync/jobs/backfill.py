@@ -319,7 +319,7 @@ def _fetch_page(
     if page is None:
         # A slice too short to split is read one page after another, whatever the others
         # do: its pages let theirs go first (waiting_line.py).
-        patient = piece.lt - _split_low(piece) < MIN_SPLIT_SECONDS
+        patient = not _splittable(piece, piece.lt)
         page = api.list_page(kind.path, params, account=piece.header, patient=patient)
     objects = page["data"]
     if not page.get("has_more") or not objects:
@@ -338,7 +338,7 @@ def _fetch_page(
     else:
         after, beside, second = last["id"], [], None
     pieces = planner.pieces(
-        piece, remaining_pages, splittable=top - low >= MIN_SPLIT_SECONDS, burst=second
+        piece, remaining_pages, splittable=_splittable(piece, top), burst=second
     )
     edges = [piece.gte] + [low + (top - low) * i // pieces for i in range(1, pieces)] + [top]
     rest = replace(piece, gte=edges[-2], lt=top, after=after)
@@ -353,6 +353,11 @@ def _fetch_page(
 def _split_low(piece: Slice) -> int:
     """The oldest second ``piece`` may hold objects of: where its splits start."""
     return max(piece.gte, piece.floor, SPLIT_FLOOR)
+
+
+def _splittable(piece: Slice, top: int) -> bool:
+    """Whether the part of ``piece`` below ``top`` spans time enough to be split."""
+    return top - _split_low(piece) >= MIN_SPLIT_SECONDS
 
 
 def _trimmed(first_page: dict, piece: Slice) -> dict | None:
