@@ -56,10 +56,17 @@ def test_a_new_migration_file_is_applied_on_the_next_run(con, sql_copy):
     assert build.migrate(con, sql_copy) == []
 
 
+def held_back(sql_copy, first: str) -> dict:
+    """Remove the migrations from version ``first`` on, as a file from before them; returns
+    them to be written back."""
+    later = {path: path.read_text() for path in sql_copy.glob("V*.sql") if path.name >= first}
+    for path in later:
+        path.unlink()
+    return later
+
+
 def test_lines_landed_before_their_discount_entries_had_a_column_get_them(con, sql_copy):
-    later = sql_copy / "V007__invoice_line_discount_amounts.sql"
-    v007 = later.read_text()
-    later.unlink()
+    later = held_back(sql_copy, "V007")
     build.migrate(con, sql_copy)  # a file from before the column
     entries = '[{"amount":300,"discount":"di_1"},{"amount":0,"discount":"di_2"}]'
     for line_id, raw in (
@@ -75,13 +82,67 @@ def test_lines_landed_before_their_discount_entries_had_a_column_get_them(con, s
         c[0] for c in con.execute("DESCRIBE stripe.invoice_lines").fetchall()
     ]
 
-    later.write_text(v007)
-    assert build.migrate(con, sql_copy) == ["V007__invoice_line_discount_amounts.sql"]
+    for path, text in later.items():
+        path.write_text(text)
+    assert build.migrate(con, sql_copy)[0] == "V007__invoice_line_discount_amounts.sql"
 
     filled = dict(
         con.execute("SELECT id, discount_amounts::VARCHAR FROM stripe.invoice_lines").fetchall()
     )
     assert filled == {"il_discounted": entries, "il_plain": None}
+
+
+def raw_compression(con, table: str) -> set[str]:
+    return {
+        row[0]
+        for row in con.execute(
+            "SELECT compression FROM pragma_storage_info(?) "
+            "WHERE column_name = 'raw' AND segment_type = 'JSON'",
+            [f"stripe.{table}"],
+        ).fetchall()
+    }
+
+
+def test_raw_json_landed_before_zstd_is_recompressed_and_kept_as_it_was(con, sql_copy, tmp_path):
+    later = held_back(sql_copy, "V008")
+    build.migrate(con, sql_copy)  # a file from before zstd
+    invoices = [
+        (f"in_{n}", f'{{"id":"in_{n}","object":"invoice","lines":{{"data":[]}},"n":{n}}}')
+        for n in range(3000)
+    ]
+    con.executemany(
+        "INSERT INTO stripe.invoices (account_id, id, total, raw, synced_at) "
+        "VALUES ('acct_1', ?, 100, ?, '2024-01-01')",
+        invoices,
+    )
+    con.execute("CHECKPOINT")
+    assert raw_compression(con, "invoices") and "ZSTD" not in raw_compression(con, "invoices")
+
+    for path, text in later.items():
+        path.write_text(text)
+    assert build.migrate(con, sql_copy) == ["V008__raw_json_zstd.sql"]
+    con.execute("CHECKPOINT")
+
+    assert raw_compression(con, "invoices") == {"ZSTD"}
+    assert con.execute(
+        "SELECT id, raw::VARCHAR FROM stripe.invoices ORDER BY id"
+    ).fetchall() == sorted(invoices)
+    assert con.execute("SELECT DISTINCT account_id, total FROM stripe.invoices").fetchall() == [
+        ("acct_1", 100)
+    ]
+    # The tables are what a new file gets, key and column order included.
+    fresh = duckdb.connect(str(tmp_path / "fresh.duckdb"))
+    build.migrate(fresh, sql_copy)
+    tables = "SELECT table_name, sql FROM duckdb_tables() WHERE schema_name = 'stripe' ORDER BY 1"
+    assert con.execute(tables).fetchall() == fresh.execute(tables).fetchall()
+    assert all(
+        "raw JSON USING COMPRESSION ZSTD" in sql for _, sql in fresh.execute(tables).fetchall()
+    )
+    with pytest.raises(duckdb.ConstraintException):  # the primary key came along
+        con.execute(
+            "INSERT INTO stripe.invoices (account_id, id, synced_at) "
+            "VALUES ('acct_1', 'in_1', now())"
+        )
 
 
 def test_an_edited_applied_migration_is_refused(con, sql_copy):
