@@ -13,6 +13,7 @@ import glob
 import json
 import logging
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -39,6 +40,11 @@ from .errors import ConfigError, DatabaseBusyError
 from .writable import require_writable_dir
 
 log = logging.getLogger("nrr_sync")
+
+# DuckDB reuses a file's free blocks but never gives them back. A working copy more than
+# half free (a migration wrote its largest tables anew) is written into a new file before
+# it is published, so a run leaves a file the size of its data.
+COMPACT_ABOVE_FREE_SHARE = 0.5
 
 
 @contextlib.contextmanager
@@ -138,7 +144,7 @@ def open_working_copy(db_path: Path, timeout: float) -> tuple[duckdb.DuckDBPyCon
     and the published file is still the one it was copied from; else a fresh copy."""
     work_path = sibling(db_path, ".work")
     for stale in db_path.parent.glob(glob.escape(db_path.name + COPYING) + "*"):
-        _remove(stale)  # a copy a killed run left half-made
+        _remove(stale)  # a copy (or a compacted copy's directory) a killed run left half-made
     con = _resume_working_copy(db_path, work_path, timeout)
     if con is None:
         _fresh_working_copy(db_path, work_path, timeout)
@@ -266,7 +272,11 @@ def publish(con: duckdb.DuckDBPyConnection, work_path: Path, db_path: Path, time
         open_read_only(db_path, timeout).close()
     _refuse_if_changed(db_path)
     con.execute("CHECKPOINT")
+    compacted = _compacted_copy(con, db_path)
     con.close()
+    if compacted is not None:
+        os.replace(compacted, work_path)
+        _remove(compacted.parent)
     _fsync(work_path)
     # A read-only session of our own keeps writers out until the file is replaced.
     reader = open_read_only(db_path, timeout) if db_path.exists() else None
@@ -281,6 +291,39 @@ def publish(con: duckdb.DuckDBPyConnection, work_path: Path, db_path: Path, time
     _remove(sibling(work_path, ".wal"))
     _remove(sibling(db_path, ".work.origin"))
     _fsync(db_path.parent)
+
+
+def _compacted_copy(con: duckdb.DuckDBPyConnection, db_path: Path) -> Path | None:
+    """The checkpointed working copy written into a new file, in a directory only its owner
+    can open, when more than half of its blocks are free; None when it is not (or could not
+    be written: the working copy is then published as it is, a complete file all the same)."""
+    total, free = con.execute(
+        "SELECT total_blocks, free_blocks FROM pragma_database_size() "
+        "WHERE database_name = current_database()"
+    ).fetchone()
+    if free <= total * COMPACT_ABOVE_FREE_SHARE:
+        return None
+    directory = Path(tempfile.mkdtemp(prefix=db_path.name + COPYING, dir=db_path.parent))
+    target = directory / db_path.name
+    source = con.execute("SELECT current_database()").fetchone()[0]
+    try:
+        con.execute("ATTACH '" + str(target).replace("'", "''") + "' AS compacted")
+        con.execute('COPY FROM DATABASE "' + source.replace('"', '""') + '" TO compacted')
+        con.execute("DETACH compacted")
+    except duckdb.Error as error:
+        log.warning(
+            "The working copy was published without compacting it (%s); %d of its %d blocks "
+            "stay free.",
+            _first_line(error),
+            free,
+            total,
+        )
+        with contextlib.suppress(duckdb.Error):
+            con.execute("DETACH compacted")
+        _remove(directory)
+        return None
+    log.info("compacted the working copy: %d of its %d blocks were free", free, total)
+    return target
 
 
 def _keep_mode_and_owner(db_path: Path, work_path: Path) -> None:
@@ -315,5 +358,8 @@ def _fsync(path: Path) -> None:
 
 
 def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+        return
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
