@@ -14,6 +14,7 @@
 
     python benchmarks/build_and_memory.py --workdir W    # 105,000 and 10,000 customers
     python benchmarks/build_and_memory.py --build-db W/backfill-105000/nrr.duckdb [--baseline DIR]
+    python benchmarks/build_and_memory.py --build-db FILE --baseline DIR --baseline-db OTHER_FILE
     python benchmarks/build_and_memory.py --load-only    # part 3 alone
     python benchmarks/build_and_memory.py --quick        # 400 and 100 customers
 """
@@ -180,15 +181,21 @@ def measure_loads(args, workdir: Path) -> dict:
 
 
 def build_only(args, workdir: Path) -> dict:
-    directory = workdir / "build-only"
-    config = common.write_config(directory)
-    copy_to_disk(args.build_db, directory / "nrr.duckdb")
-    counts = common.landed_counts(directory / "nrr.duckdb")
     trees = {"current": None, **({"baseline": args.baseline} if args.baseline else {})}
+    files = {"current": args.build_db, "baseline": args.baseline_db or args.build_db}
+    configs = {}
+    for label in trees:  # each tree builds and publishes its own copy
+        directory = workdir / f"build-only-{label}"
+        configs[label] = common.write_config(directory)
+        copy_to_disk(files[label], directory / "nrr.duckdb")
+    counts = common.landed_counts(workdir / "build-only-current" / "nrr.duckdb")
     results: dict = {"build_db_counts": counts, "runs": []}
     rows = []
     for label, code in list(trees.items()) * args.rounds:
-        built, build_rss, command = measure_build(directory / "nrr.duckdb", config, workdir, code)
+        config = configs[label]
+        built, build_rss, command = measure_build(
+            config.parent / "nrr.duckdb", config, workdir, code
+        )
         slowest = sorted((built.get("models") or {}).items(), key=lambda kv: -kv[1])
         print(f"  {label} models (ms): {slowest}", flush=True)
         rows += [
@@ -215,6 +222,7 @@ def build_only(args, workdir: Path) -> dict:
     params = {
         "build_db": str(args.build_db),
         "baseline": str(args.baseline or "") or None,
+        "baseline_db": str(args.baseline_db or "") or None,
         "rounds": args.rounds,
     }
     path = common.record("build_and_memory", params, results, args.results)
@@ -242,6 +250,13 @@ def main(argv: list[str] | None = None) -> dict:
         default=None,
         help="With --build-db: also build with the code and sql/ of this source tree (e.g. "
         "`git archive COMMIT | tar -x -C DIR`), one after the other.",
+    )
+    arguments.add_argument(
+        "--baseline-db",
+        type=Path,
+        default=None,
+        help="With --baseline: the baseline builds on a copy of this file instead (the same "
+        "account as the baseline code landed it).",
     )
     arguments.add_argument(
         "--rounds",
