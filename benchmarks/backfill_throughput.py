@@ -172,7 +172,9 @@ def backfill_once(
     )
     stats = sandbox.stats()
     db = workdir / name / "nrr.duckdb"
-    build = common.check(common.run_nrr_sync(config, ["build"], None))
+    # The build alone, by the same code as the backfill, is what the backfill's own build
+    # cost: fetch and land = the backfill less it.
+    build = common.check(common.run_nrr_sync(config, ["build"], None, code=code))
     pages = common.pages_needed(db)
     total_pages = sum(pages.values())
     bound, bound_by = max(

@@ -12,6 +12,7 @@ compression DuckDB chose for each column.
 
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -98,8 +99,18 @@ def measure(db: Path, scratch: Path) -> dict:
         parts[name] = {"rows": rows, "bytes": copy_size(db, scratch / name, whole)}
         if schema == "stripe" and table in kinds.TABLES:
             typed = ", ".join(f'"{c}"' for c in landing.COLUMNS[table] if c != "raw")
-            for label, select in (("raw JSON", "raw"), ("typed columns", typed)):
-                copy = ["ATTACH", f"CREATE TABLE copy.copied AS SELECT {select} FROM source.{name}"]
+            # raw as the table defines it, with the compression it names (V008: zstd)
+            raw = re.search(r"\braw JSON(?: USING COMPRESSION \w+)?", ddl).group(0)
+            only_raw = [
+                f"CREATE TABLE copy.copied ({raw})",
+                "ATTACH",
+                f"INSERT INTO copy.copied SELECT raw FROM source.{name}",
+            ]
+            only_typed = [
+                "ATTACH",
+                f"CREATE TABLE copy.copied AS SELECT {typed} FROM source.{name}",
+            ]
+            for label, copy in (("raw JSON", only_raw), ("typed columns", only_typed)):
                 size = copy_size(db, scratch / f"{name}-{label}", copy)
                 parts[f"  {label}"] = {"rows": rows, "bytes": size - empty}
             parts["  raw JSON"]["compression"] = raw_compression(db, name)
