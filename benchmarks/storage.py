@@ -6,15 +6,22 @@ less that of an empty one, is what that data costs on disk, compressed as DuckDB
 compresses it. ``duckdb_tables()`` gives the row counts and ``pragma_storage_info`` the
 compression DuckDB chose for each column.
 
+Then three reads of ``raw`` as analysts and models make them, medians of three: a scan
+of every invoice's raw JSON for a field, one invoice's by its id (median of 20 ids), and
+the raw JSON of the proration lines only (what ``report.mrr_lines`` reads).
+
     python benchmarks/storage.py --db PATH/nrr.duckdb       # a backfilled file
     python benchmarks/storage.py --customers 2500           # backfill one first (no latency)
+    python benchmarks/storage.py --db PATH/nrr.duckdb --reads-only
 """
 
 from __future__ import annotations
 
 import re
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -28,6 +35,7 @@ def main(argv: list[str] | None = None) -> dict:
     arguments = common.parser(__doc__.splitlines()[0])
     arguments.add_argument("--db", type=Path, default=None, help="A backfilled nrr-sync file.")
     arguments.add_argument("--customers", type=int, default=2500)
+    arguments.add_argument("--reads-only", action="store_true", help="Only time the reads.")
     args = arguments.parse_args(argv)
     if args.quick:
         args.customers = min(args.customers, 40)
@@ -35,7 +43,14 @@ def main(argv: list[str] | None = None) -> dict:
     print(common.header("storage"), flush=True)
     with tempfile.TemporaryDirectory(prefix="nrr-bench-") as scratch:
         db = args.db or backfill(args.customers, args.workdir or Path(scratch))
-        results = measure(db, Path(scratch))
+        results = {} if args.reads_only else measure(db, Path(scratch))
+        results["reads_seconds"] = measure_reads(db)
+    reads = [[name, f"{seconds * 1000:,.1f}"] for name, seconds in results["reads_seconds"].items()]
+    print(common.table(["read of raw", "ms"], reads))
+    params = {"db": str(args.db) if args.db else None, "customers": args.customers}
+    if args.reads_only:
+        print(f"\nrecorded in {common.record('storage', params, results, args.results)}")
+        return results
 
     per = 1000 / max(results["invoices"], 1)
     rows = [
@@ -54,7 +69,6 @@ def main(argv: list[str] | None = None) -> dict:
         f"{results['file_bytes'] * per / MIB:.2f} MiB per 1,000 invoices"
     )
     print(common.table(["part", "rows", "MiB", "MiB per 1,000 invoices", "compression"], rows))
-    params = {"db": str(args.db) if args.db else None, "customers": args.customers}
     path = common.record("storage", params, results, args.results)
     print(f"\nrecorded in {path}")
     return results
@@ -126,6 +140,41 @@ def measure(db: Path, scratch: Path) -> dict:
         "empty_file_bytes": empty,
         "parts": parts,
     }
+
+
+READS = {
+    "scan: a field of every invoice": "SELECT count(*) FROM stripe.invoices "
+    "WHERE raw ->> '$.billing_reason' = 'manual'",
+    "the proration lines (1 %)": "SELECT count(raw ->> '$.parent') FROM stripe.invoice_lines "
+    "WHERE proration",
+}
+
+
+def measure_reads(db: Path) -> dict[str, float]:
+    """Median seconds of each read of ``raw`` (READS, and one invoice by its id)."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        timed = {}
+        for name, sql in READS.items():
+            timed[name] = round(statistics.median(_seconds(con, sql) for _ in range(3)), 3)
+        ids = [row[0] for row in con.execute(
+            "SELECT id FROM stripe.invoices USING SAMPLE 20 ROWS (reservoir, 7)"
+        ).fetchall()]  # fmt: skip
+        one = "SELECT raw FROM stripe.invoices WHERE id = ?"
+        timed["one invoice by id"] = round(
+            statistics.median(_seconds(con, one, [i]) for i in ids * 3), 4
+        )
+        return timed
+    finally:
+        con.close()
+
+
+def _seconds(con, sql: str, params=None) -> float:
+    started = time.perf_counter()
+    con.execute(sql, params or []).fetchall()
+    return time.perf_counter() - started
 
 
 def copy_size(db: Path, target: Path, statements: list[str]) -> int:
