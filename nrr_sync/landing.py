@@ -52,7 +52,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "subscription_item_id", "invoice_item_id", "proration", "price_id", "product_id",
         "currency", "amount", "quantity", "period_start", "period_end", "discount_amount",
         "inclusive_tax_amount", "exclusive_tax_amount", "description", "raw", "synced_at",
-        "other_tax_amount", "discount_amounts",
+        "other_tax_amount", "discount_amounts", "credited_line_ids",
     ),
     "credit_notes": (
         "account_id", "id", "invoice_id", "customer_id", "number", "status", "type", "reason",
@@ -202,6 +202,7 @@ def invoice_line_row(account_id: str, invoice_id: str, obj: dict, synced_at: dat
     details = details if isinstance(details, dict) else {}
     discounts = obj.get("discount_amounts") or []
     taxes = obj.get("taxes") or []
+    credited = dig(details, "proration_details", "credited_items", "invoice_line_items")
     return (
         account_id, obj["id"], invoice_id, parent_type, ref(details.get("subscription")),
         ref(details.get("subscription_item")), ref(details.get("invoice_item")),
@@ -219,6 +220,7 @@ def invoice_line_row(account_id: str, invoice_id: str, obj: dict, synced_at: dat
             if t.get("tax_behavior") not in ("inclusive", "exclusive")
         ),
         fastjson.dumps(discounts) if discounts else None,
+        fastjson.dumps(credited) if credited and details.get("proration") else None,
     )  # fmt: skip
 
 

@@ -190,14 +190,14 @@ monthly_lines AS MATERIALIZED (
 -- taken back as it was counted). A credit whose credited line is not counted here (not
 -- landed, or on an invoice that does not count) keeps the proration rule above.
 credited_items AS (
-    -- unnest in the select list, never a lateral json_each (R000, proration_discount_entries)
+    -- unnest in the select list, never a lateral json_each (R000, proration_discount_entries);
+    -- the ids have a column of their own (V009), so no line's raw JSON is read here
     SELECT
         account_id,
         id AS line_id,
-        unnest(json_extract_string(raw -> 'parent' -> parent_type -> 'proration_details'
-            -> 'credited_items' -> 'invoice_line_items', '$[*]')) AS credited_line_id
+        unnest(json_extract_string(credited_line_ids, '$[*]')) AS credited_line_id
     FROM invoice_lines
-    WHERE proration
+    WHERE proration AND credited_line_ids IS NOT NULL
 ),
 
 credited_lines AS (

@@ -92,6 +92,43 @@ def test_lines_landed_before_their_discount_entries_had_a_column_get_them(con, s
     assert filled == {"il_discounted": entries, "il_plain": None}
 
 
+def test_prorations_landed_before_their_credited_ids_had_a_column_get_them(con, sql_copy):
+    later = held_back(sql_copy, "V009")
+    build.migrate(con, sql_copy)  # a file from before the column
+    credits = '{"credited_items":{"invoice":"in_0","invoice_line_items":["il_a","il_b"]}}'
+    for line_id, parent_type, proration, details in (
+        ("il_credit", "subscription_item_details", True, credits),
+        ("il_item_credit", "invoice_item_details", True, credits),
+        ("il_no_credits", "subscription_item_details", True, '{"credited_items":null}'),
+        ("il_not_proration", "subscription_item_details", False, credits),
+    ):
+        raw = (
+            f'{{"id":"{line_id}","parent":{{"type":"{parent_type}",'
+            f'"{parent_type}":{{"proration":{str(proration).lower()},'
+            f'"proration_details":{details}}}}}}}'
+        )
+        con.execute(
+            "INSERT INTO stripe.invoice_lines "
+            "(account_id, id, invoice_id, parent_type, proration, raw, synced_at) "
+            "VALUES ('acct_1', ?, 'in_1', ?, ?, ?, now())",
+            [line_id, parent_type, proration, raw],
+        )
+
+    for path, text in later.items():
+        path.write_text(text)
+    assert build.migrate(con, sql_copy) == ["V009__invoice_line_credited_line_ids.sql"]
+
+    filled = dict(
+        con.execute("SELECT id, credited_line_ids::VARCHAR FROM stripe.invoice_lines").fetchall()
+    )
+    assert filled == {
+        "il_credit": '["il_a","il_b"]',
+        "il_item_credit": '["il_a","il_b"]',
+        "il_no_credits": None,
+        "il_not_proration": None,
+    }
+
+
 def raw_compression(con, table: str) -> set[str]:
     return {
         row[0]
@@ -120,7 +157,7 @@ def test_raw_json_landed_before_zstd_is_recompressed_and_kept_as_it_was(con, sql
 
     for path, text in later.items():
         path.write_text(text)
-    assert build.migrate(con, sql_copy) == ["V008__raw_json_zstd.sql"]
+    assert build.migrate(con, sql_copy)[0] == "V008__raw_json_zstd.sql"
     con.execute("CHECKPOINT")
 
     assert raw_compression(con, "invoices") == {"ZSTD"}

@@ -66,7 +66,25 @@ def test_invoice_line_fields_come_from_the_basil_paths(stripe_fixtures):
     assert row["inclusive_tax_amount"] == 150
     assert row["exclusive_tax_amount"] == 70
     assert row["other_tax_amount"] == 13  # what report.data_quality reads raw for
+    assert json.loads(row["credited_line_ids"]) == ["invoice_line_items"]
     assert row["period_start"] == line["period"]["start"]  # unix seconds, typed by load.py
+
+
+def test_a_line_that_credits_nothing_has_no_credited_line_ids(stripe_fixtures):
+    line = copy.deepcopy(stripe_fixtures["line_item"])
+    line["parent"]["type"] = "subscription_item_details"
+    details = line["parent"]["subscription_item_details"]
+    details["proration_details"] = {"credited_items": None}
+    credited = row_dict(
+        "invoice_lines", landing.invoice_line_row("acct_1", "in_1", line, landing.now_utc())
+    )
+    details["proration_details"] = {"credited_items": {"invoice_line_items": ["il_9"]}}
+    details["proration"] = False  # only a proration's credited items count (mrr_lines)
+    not_a_proration = row_dict(
+        "invoice_lines", landing.invoice_line_row("acct_1", "in_1", line, landing.now_utc())
+    )
+    assert credited["credited_line_ids"] is None
+    assert not_a_proration["credited_line_ids"] is None
 
 
 def test_invoice_subscription_comes_from_parent_subscription_details(stripe_fixtures):
