@@ -145,7 +145,7 @@ def measure(db: Path, scratch: Path) -> dict:
 READS = {
     "scan: a field of every invoice": "SELECT count(*) FROM stripe.invoices "
     "WHERE raw ->> '$.billing_reason' = 'manual'",
-    "the proration lines (1 %)": "SELECT count(raw ->> '$.parent') FROM stripe.invoice_lines "
+    "the proration lines": "SELECT count(raw ->> '$.parent') FROM stripe.invoice_lines "
     "WHERE proration",
 }
 
