@@ -141,3 +141,17 @@ def test_without_room_to_compact_the_working_copy_is_published_as_it_is(
     filler.unlink()
     assert cli(config, ["build"], **NO_STRIPE).exit_code == 0
     assert blocks(db)[1] == 0
+
+
+def test_a_compacted_copy_a_killed_run_left_is_removed_by_the_next_run(tmp_path, sandbox_factory):
+    config, db = backfill(tmp_path, sandbox_factory)
+    left = tmp_path / "nrr.duckdb.copying-k1lled00"  # as _compacted_copy names its directory
+    left.mkdir(mode=0o700)
+    (left / "nrr.duckdb").write_bytes(b"half a database")
+    published = db.read_bytes()
+
+    result = cli(config, ["build"], **NO_STRIPE)
+
+    assert result.exit_code == 0, result.output
+    assert not left.exists()
+    assert db.read_bytes() != published  # control: the run did publish a new file
