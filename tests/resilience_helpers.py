@@ -1,11 +1,16 @@
-"""Shared by the resilience tests: row-by-row snapshots of the landing and report tables."""
+"""Shared by the resilience tests: row-by-row snapshots of the landing and report tables,
+and small disks."""
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import pytest
 from sync_helpers import snapshot
 
 # Columns that say when something ran, not what the data is.
@@ -78,3 +83,20 @@ def landed_counts(db_path: Path) -> dict[str, int]:
         }
     finally:
         con.close()
+
+
+@contextlib.contextmanager
+def small_tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` ("32m") mounted at ``mount_point`` (needs root; skips the test
+    otherwise), unmounted at the end."""
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+        capture_output=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)

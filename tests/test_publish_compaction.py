@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from resilience_helpers import small_tmpfs
 from sync_helpers import cli, cli_process, query, write_config
 
 NO_STRIPE = {"key": "unused", "api_base": "http://127.0.0.1:9"}
@@ -102,17 +103,8 @@ def test_a_mostly_free_working_copy_is_published_compact_with_the_same_data(
 @pytest.fixture
 def disk(tmp_path):
     """A 160 MiB tmpfs (needs root; skipped otherwise)."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(mount_point)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs (needs root): {mounted.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "disk", "160m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def test_without_room_to_compact_the_working_copy_is_published_as_it_is(

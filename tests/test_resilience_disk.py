@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from resilience_helpers import assert_same_data
+from resilience_helpers import assert_same_data, small_tmpfs
 from sync_helpers import cli, cli_process, write_config
 
 SINCE = "2023-01"
@@ -49,26 +49,17 @@ def unwritable(directory: Path):
 @pytest.fixture
 def small_disk(tmp_path):
     """A 32 MiB tmpfs; ``fill(leave)`` leaves ``leave`` bytes free, ``fill(None)`` frees it."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount_point)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs (needs root): {mounted.stderr.decode().strip()}")
-    filler = mount_point / "filler"
+    with small_tmpfs(tmp_path / "disk", "32m") as mount_point:
+        filler = mount_point / "filler"
 
-    def fill(leave: int | None) -> None:
-        filler.unlink(missing_ok=True)
-        if leave is not None:
-            stat = os.statvfs(mount_point)
-            size = stat.f_bavail * stat.f_frsize - leave
-            subprocess.run(["fallocate", "-l", str(size), str(filler)], check=True)
+        def fill(leave: int | None) -> None:
+            filler.unlink(missing_ok=True)
+            if leave is not None:
+                stat = os.statvfs(mount_point)
+                size = stat.f_bavail * stat.f_frsize - leave
+                subprocess.run(["fallocate", "-l", str(size), str(filler)], check=True)
 
-    try:
         yield mount_point, fill
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def publish_an_empty_account(config: Path, sandbox_factory) -> None:
