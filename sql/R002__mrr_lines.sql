@@ -190,8 +190,8 @@ monthly_lines AS MATERIALIZED (
 -- taken back as it was counted). A credit whose credited line is not counted here (not
 -- landed, or on an invoice that does not count) keeps the proration rule above.
 credited_items AS (
-    -- unnest in the select list, never a lateral json_each (R000, proration_discount_entries);
-    -- the ids have a column of their own (V009), so no line's raw JSON is read here
+    -- unnest in the select list, never a lateral json_each (R000, proration_discount_entries).
+    -- The ids have a column of their own (V009), so no line's raw JSON is read here.
     SELECT
         account_id,
         id AS line_id,
