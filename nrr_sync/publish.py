@@ -21,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 
-from . import landing
+from . import landing, signals
 from .clone import clone_file
 from .dbfile import (
     COPYING,
@@ -307,10 +307,16 @@ def _compacted_copy(con: duckdb.DuckDBPyConnection, db_path: Path) -> Path | Non
     target = directory / db_path.name
     source = con.execute("SELECT current_database()").fetchone()[0]
     try:
-        con.execute("ATTACH '" + str(target).replace("'", "''") + "' AS compacted")
-        con.execute('COPY FROM DATABASE "' + source.replace('"', '""') + '" TO compacted')
-        con.execute("DETACH compacted")
+        with signals.interruptible(con):  # SIGINT / SIGTERM stop it, as they stop a build
+            con.execute("ATTACH '" + str(target).replace("'", "''") + "' AS compacted")
+            con.execute('COPY FROM DATABASE "' + source.replace('"', '""') + '" TO compacted')
+            con.execute("DETACH compacted")
     except duckdb.Error as error:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("DETACH compacted")
+        _remove(directory)
+        if signals.translated(error) is not error:  # a signal, not a failure to compact
+            raise signals.translated(error) from None
         log.warning(
             "The working copy was published without compacting it (%s); %d of its %d blocks "
             "stay free.",
@@ -318,9 +324,6 @@ def _compacted_copy(con: duckdb.DuckDBPyConnection, db_path: Path) -> Path | Non
             free,
             total,
         )
-        with contextlib.suppress(duckdb.Error):
-            con.execute("DETACH compacted")
-        _remove(directory)
         return None
     log.info("compacted the working copy: %d of its %d blocks were free", free, total)
     return target

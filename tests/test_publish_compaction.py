@@ -6,7 +6,9 @@ with a warning."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import duckdb
@@ -147,3 +149,33 @@ def test_a_compacted_copy_a_killed_run_left_is_removed_by_the_next_run(tmp_path,
     assert result.exit_code == 0, result.output
     assert not left.exists()
     assert db.read_bytes() != published  # control: the run did publish a new file
+
+
+def test_sigterm_during_the_compaction_exits_143_and_leaves_the_published_file(
+    tmp_path, sandbox_factory
+):
+    config, db = backfill(tmp_path, sandbox_factory)
+    free_most_of_it(db, kept_mib=96, dropped_mib=256)  # a compaction of a second or more
+    published = db.read_bytes()
+    process = cli_process(config, ["build"], **NO_STRIPE)
+    deadline = time.monotonic() + 60
+    compacting = False
+    while not compacting and process.poll() is None and time.monotonic() < deadline:
+        compacting = any(path.is_dir() for path in tmp_path.glob("nrr.duckdb.copying-*"))
+        time.sleep(0.005)
+    process.send_signal(signal.SIGTERM)
+    try:
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    assert compacting, stderr  # the signal came while the compacted copy was written
+    assert process.returncode == 143, stderr
+    assert "without compacting" not in stderr and "Query interrupted" not in stderr
+    assert db.read_bytes() == published
+    assert cli(config, ["status"], **NO_STRIPE).exit_code == 1
+    assert cli(config, ["build"], **NO_STRIPE).exit_code == 0  # resumes, compacts, publishes
+    assert blocks(db)[1] == 0
+    assert not list(tmp_path.glob("nrr.duckdb.copying-*"))
