@@ -297,15 +297,14 @@ def _compacted_copy(con: duckdb.DuckDBPyConnection, db_path: Path) -> Path | Non
     """The checkpointed working copy written into a new file, in a directory only its owner
     can open, when more than half of its blocks are free; None when it is not (or could not
     be written: the working copy is then published as it is, a complete file all the same)."""
-    total, free = con.execute(
-        "SELECT total_blocks, free_blocks FROM pragma_database_size() "
+    source, total, free = con.execute(
+        "SELECT database_name, total_blocks, free_blocks FROM pragma_database_size() "
         "WHERE database_name = current_database()"
     ).fetchone()
     if free <= total * COMPACT_ABOVE_FREE_SHARE:
         return None
     directory = Path(tempfile.mkdtemp(prefix=db_path.name + COPYING, dir=db_path.parent))
     target = directory / db_path.name
-    source = con.execute("SELECT current_database()").fetchone()[0]
     try:
         with signals.interruptible(con):  # SIGINT / SIGTERM stop it, as they stop a build
             con.execute("ATTACH '" + str(target).replace("'", "''") + "' AS compacted")
