@@ -64,7 +64,12 @@ OWN_COLUMNS = {
 
 def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """The one way nrr-sync opens a DuckDB file."""
-    return duckdb.connect(str(path), read_only=read_only, config=dict(NO_EXTENSIONS))
+    con = duckdb.connect(str(path), read_only=read_only, config=dict(NO_EXTENSIONS))
+    # DuckDB's Python client draws a progress bar on stdout for any query that runs over 2 s,
+    # a file or a pipe included: 10 kB of it per model in cron's log, and in the middle of a
+    # `report --format csv > file`. The run's own progress lines say what is going on.
+    con.execute("SET enable_progress_bar = false")
+    return con
 
 
 def real_path(path: str | Path) -> Path:
