@@ -32,7 +32,12 @@ _CHUNK = 1 << 30  # bytes per copy_file_range call
 def clone_file(source: str | os.PathLike, target: str | os.PathLike) -> str:
     """Make ``target`` a copy of ``source``'s content; returns how: "clone",
     "copy_file_range" or "copy". Like ``shutil.copyfile``, copies content only."""
-    with open(source, "rb") as src, open(target, "wb") as dst:
+    # not open(target, "wb"): that truncates even an empty file (see _empty)
+    with (
+        open(source, "rb") as src,
+        open(os.open(target, os.O_WRONLY | os.O_CREAT, 0o666), "wb") as dst,
+    ):
+        _empty(dst.fileno())
         for method, copy in (
             ("clone", _clone),
             ("copy_file_range", _copy_file_range),
@@ -44,11 +49,19 @@ def clone_file(source: str | os.PathLike, target: str | os.PathLike) -> str:
             except OSError as error:
                 if error.errno not in _NOT_SUPPORTED or method == "copy":
                     raise
-                # Start over: a partial attempt may have written some of the file.
-                dst.seek(0)
-                dst.truncate()
+                _empty(dst.fileno())  # start over: a partial attempt may have written some
                 src.seek(0)
     raise AssertionError("unreachable")
+
+
+def _empty(fd: int) -> None:
+    """Truncate ``fd`` to nothing, but only when it holds something: on ext4 a truncation
+    to zero makes the close write the whole new content out before it returns
+    (``auto_da_alloc``), 0.3 s for a working copy of 1.1 GB, where the publish's fsync
+    writes it anyway. A new temporary file is empty already."""
+    if os.fstat(fd).st_size:
+        os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
 
 
 def _clone(src: int, dst: int) -> None:

@@ -58,3 +58,28 @@ def test_a_filesystem_without_clones_falls_back_to_a_copy(tmp_path, source, monk
 def test_a_real_error_is_not_hidden_by_the_fallbacks(tmp_path, source):
     with pytest.raises(IsADirectoryError):
         clone_file(source, tmp_path)
+
+
+def test_an_empty_target_is_not_truncated(tmp_path, source, monkeypatch):
+    """On ext4 a truncation to zero makes the close flush the whole copy; the new temporary
+    file of a working copy is empty, so nothing truncates it. Positive control: a target
+    with content is truncated, and holds the source's bytes only."""
+    truncated = []
+    real_ftruncate = os.ftruncate
+
+    def spy(fd, length):
+        truncated.append(length)
+        return real_ftruncate(fd, length)
+
+    monkeypatch.setattr(os, "ftruncate", spy)
+    empty = tmp_path / "empty"
+    empty.touch()
+    clone_file(source, empty)
+    assert truncated == []
+    assert empty.read_bytes() == source.read_bytes()
+
+    longer = tmp_path / "longer"
+    longer.write_bytes(b"x" * (4 * 1024 * 1024))
+    clone_file(source, longer)
+    assert truncated == [0]
+    assert longer.read_bytes() == source.read_bytes()
