@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import stripe
+if TYPE_CHECKING:  # failure_of imports it: redact() alone must not load the Stripe SDK
+    import stripe
 
 MAX_MESSAGE = 500  # characters of Stripe's error message quoted to the user
 
@@ -50,6 +52,8 @@ class Failure:
 
 
 def failure_of(error: stripe.StripeError) -> Failure:
+    import stripe
+
     headers = error.headers or {}
     should_retry = None
     for name, value in headers.items():

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from sync_helpers import cli, cli_process, query, write_config
+from sync_helpers import cli, cli_process, environment, query, write_config
 
 from nrr_sync import publish
 
@@ -66,6 +67,37 @@ def test_build_republishes_and_leaves_no_working_copy(tmp_path, published):
     ]
     runs = json.loads((tmp_path / "nrr.duckdb.runs.json").read_text())
     assert [run["outcome"] for run in runs] == ["ok", "ok"]
+
+
+LOADED_AFTER_RUN = """
+import atexit, sys
+atexit.register(lambda: print("loaded:", *sorted(
+    name for name in ("stripe", "pyarrow", "requests") if name in sys.modules)))
+from nrr_sync.cli import app
+app()
+"""
+
+
+def test_a_build_loads_neither_the_stripe_sdk_nor_arrow(published, tmp_path):
+    """A build runs the SQL only: it skips the 0.2-0.4 s of importing the client. Positive
+    control: a sync, which talks to Stripe, loads them."""
+    config, db = published
+
+    def loaded(args: list[str]) -> str:
+        process = subprocess.run(
+            [sys.executable, "-c", LOADED_AFTER_RUN, "--config", str(config), *args],
+            env={**os.environ, **environment(**NO_STRIPE)},
+            capture_output=True,
+            text=True,
+        )
+        return process.stdout.strip().splitlines()[-1]
+
+    assert loaded(["build"]) == "loaded:"
+    assert query(db, "SELECT command, outcome FROM meta.sync_runs ORDER BY started_at")[-1] == (
+        "build",
+        "ok",
+    )
+    assert loaded(["sync"]) == "loaded: pyarrow requests stripe"
 
 
 def test_a_second_run_exits_5_at_once_while_one_is_working(tmp_path):

@@ -8,13 +8,16 @@ import logging
 import threading
 from collections import Counter
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from .. import kinds
 from ..config import Config
 from ..progress import Progress
-from ..stripe_api import StripeApi
+
+if TYPE_CHECKING:  # imported when first used: a `build` alone never loads the Stripe SDK
+    from ..stripe_api import StripeApi
 
 log = logging.getLogger("nrr_sync")
 
@@ -50,6 +53,8 @@ class Job:
     @property
     def api(self) -> StripeApi:
         if self._api is None:
+            from ..stripe_api import StripeApi
+
             self._api = StripeApi(
                 self.config,
                 api_key=self._api_key,

@@ -25,9 +25,7 @@ from ..config import Config, parse_month
 from ..errors import NrrSyncError
 from ..failures import redact
 from ..progress import Progress, describe_counts
-from .backfill import backfill
 from .context import Job, rollback_quietly
-from .incremental import sync
 
 log = logging.getLogger("nrr_sync")
 # The one line a run always ends with, --quiet included (the cron log's record of the night).
@@ -44,6 +42,8 @@ def run_backfill(
     config: Config, since: str, restart: bool = False, *, api_key: str | None = None
 ) -> int:
     """``api_key``: the key to use instead of the one in the environment (the demo's)."""
+    from .backfill import backfill  # the engines load the Stripe SDK and Arrow: not for `build`
+
     parse_month(since, "--since")
     return _run(
         config, "backfill", lambda job: backfill(job, since, restart), since=since, api_key=api_key
@@ -51,6 +51,8 @@ def run_backfill(
 
 
 def run_sync(config: Config) -> int:
+    from .incremental import sync  # the engines load the Stripe SDK and Arrow: not for `build`
+
     return _run(config, "sync", sync)
 
 
