@@ -225,12 +225,26 @@ flexible_lines AS (
         AND credited_lines.line_id = monthly_lines.line_id
 ),
 
+-- each currency of the lines once, with its minor unit and rate: asked per currency, not
+-- per line (a few rows against a million)
+currencies AS (
+    SELECT
+        line_currencies.currency,
+        report.minor_unit(line_currencies.currency) AS minor_unit,
+        fx_rates.rate AS fx_rate
+    FROM (SELECT DISTINCT currency FROM monthly_lines) AS line_currencies
+    LEFT JOIN fx_rates
+        ON fx_rates.currency = line_currencies.currency
+),
+
 converted_lines AS (
     SELECT
         flexible_lines.*,
-        report.minor_unit(currency) AS minor_unit,
-        (SELECT rate FROM fx_rates WHERE fx_rates.currency = flexible_lines.currency) AS fx_rate
+        currencies.minor_unit,
+        currencies.fx_rate
     FROM flexible_lines
+    LEFT JOIN currencies
+        ON currencies.currency IS NOT DISTINCT FROM flexible_lines.currency
 ),
 
 -- the rows of the table, as the model defines them

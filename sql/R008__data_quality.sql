@@ -285,7 +285,12 @@ unknown_currency_exponents AS (
         account_id, customer_id, any_value(subscription_id), max(invoice_id), max(line_id),
         NULL::DATE
     FROM mrr_lines
-    WHERE report.currency_exponent(currency) IS NULL
+    -- the macro is asked once per currency, not per line: the few currencies are found first
+    WHERE currency IN (
+        SELECT currency
+        FROM (SELECT DISTINCT currency FROM mrr_lines) AS counted_currencies
+        WHERE report.currency_exponent(currency) IS NULL
+    )
     GROUP BY account_id, customer_id, currency
 ),
 
