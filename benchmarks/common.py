@@ -358,7 +358,10 @@ def pages_needed(db_path: Path) -> dict[str, int]:
     con = duckdb.connect(str(db_path), read_only=True)
     try:
         pages = {}
+        landed = _stripe_tables(con)  # an older tree (--baseline) did not land them all
         for kind, endpoint in LIST_ENDPOINTS.items():
+            if kind not in landed:
+                continue
             where = "WHERE NOT coalesce(deleted, false)" if kind in ("customers",) else ""
             (count,) = con.execute(f"SELECT count(*) FROM stripe.{kind} {where}").fetchone()
             pages[endpoint] = -(-count // PAGE_SIZE)
@@ -377,6 +380,15 @@ def pages_needed(db_path: Path) -> dict[str, int]:
         con.close()
 
 
+def _stripe_tables(con) -> set[str]:
+    return {
+        name
+        for (name,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'stripe'"
+        ).fetchall()
+    }
+
+
 def landed_counts(db_path: Path) -> dict[str, int]:
     import duckdb
 
@@ -384,9 +396,11 @@ def landed_counts(db_path: Path) -> dict[str, int]:
 
     con = duckdb.connect(str(db_path), read_only=True)
     try:
+        landed = _stripe_tables(con)  # an older tree (--baseline) did not land them all
         return {
             kind: con.execute(f"SELECT count(*) FROM stripe.{kind}").fetchone()[0]
             for kind in kinds.TABLES
+            if kind in landed
         }
     finally:
         con.close()
