@@ -178,8 +178,17 @@ def check_subscription(obj: dict) -> None:
     _embedded_list(obj, subject, "items", check_subscription_item)
 
 
+def _currency(obj: dict, subject: str) -> None:
+    """Stripe gives every invoice and invoice line a currency (a three-letter ISO code). A
+    line without one could be valued in no currency and would drop out of MRR unseen."""
+    value = obj.get("currency")
+    if not (isinstance(value, str) and value):
+        raise Malformed(subject, f"currency ({_show(value)} is not a currency code)")
+
+
 def check_invoice_line(obj: dict) -> None:
     subject = f"invoice line {_object_id(obj, 'invoice line')}"
+    _currency(obj, subject)
     _timestamps(obj, subject, LINE_TIMES)
     _amounts(obj, subject, LINE_AMOUNTS)
     for field in ("discount_amounts", "taxes"):
@@ -194,6 +203,7 @@ def check_invoice_line(obj: dict) -> None:
 
 def check_invoice(obj: dict) -> None:
     subject = f"invoice {_object_id(obj, 'invoice')}"
+    _currency(obj, subject)
     _timestamps(obj, subject, INVOICE_TIMES)
     _amounts(obj, subject, INVOICE_AMOUNTS)
     _embedded_list(obj, subject, "lines", check_invoice_line)

@@ -176,6 +176,12 @@ def each_line(change):
     return on_invoice
 
 
+def without_currency(invoice):
+    invoice["currency"] = None
+    for line in invoice["lines"]["data"]:
+        line.pop("currency")
+
+
 TARGET = target_invoice(generate(SandboxOptions(**OPTIONS)))
 TARGET_PRICE = TARGET["lines"]["data"][0]["pricing"]["price_details"]["price"]
 
@@ -187,6 +193,7 @@ BROKEN = {
     ),
     "missing line amount": break_invoice(each_line(lambda line: line.pop("amount"))),
     "missing line period": break_invoice(each_line(lambda line: line.pop("period"))),
+    "missing currency": break_invoice(without_currency),
     "unknown price interval": break_price(lambda p: p["recurring"].update(interval="fortnight")),
     "missing price recurring": break_price(lambda p: p.pop("recurring")),
     "unknown price type": break_price(lambda p: p.update(type="hybrid")),

@@ -263,8 +263,9 @@ def test_malformed_json_is_retried_then_reported(scripted):
 def test_every_kind_of_the_catalogue_is_checked_before_it_is_trusted(scripted, kind):
     """A page of each kind with a fractional amount where the kind has amounts, else a
     timestamp that is not one: refused after the retries, naming the object and field."""
-    broken = {"id": "x_1", "object": kind.object, "created": "yesterday"}
-    good = {"id": "x_2", "object": kind.object, "created": 1700000000}
+    # every kind may carry a currency; invoices and their lines must
+    broken = {"id": "x_1", "object": kind.object, "created": "yesterday", "currency": "usd"}
+    good = {"id": "x_2", "object": kind.object, "created": 1700000000, "currency": "usd"}
     for child in kind.children:  # an embedded list must be present
         if child.field:
             for obj in (good, broken):
@@ -327,13 +328,18 @@ def test_unreachable_api_fails_after_retries_with_exit_4():
 def test_lines_past_the_embedded_page_are_fetched(scripted):
     lines_page = {
         "object": "list",
-        "data": [{"id": "il_3"}, {"id": "il_4"}],
+        "data": [{"id": "il_3", "currency": "usd"}, {"id": "il_4", "currency": "usd"}],
         "has_more": False,
     }
     url, script = scripted({"/v1/invoices/in_1/lines": [(200, {}, lines_page)]})
     invoice = {
         "id": "in_1",
-        "lines": {"object": "list", "data": [{"id": "il_1"}, {"id": "il_2"}], "has_more": True},
+        "currency": "usd",
+        "lines": {
+            "object": "list",
+            "data": [{"id": "il_1", "currency": "usd"}, {"id": "il_2", "currency": "usd"}],
+            "has_more": True,
+        },
     }
     kinds.complete(api_for(url), kinds.BY_TABLE["invoices"], invoice, account=None)
     assert [line["id"] for line in invoice["lines"]["data"]] == ["il_1", "il_2", "il_3", "il_4"]
