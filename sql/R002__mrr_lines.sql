@@ -284,9 +284,11 @@ final AS (
 
 SELECT * FROM final;
 
--- A currency without a rate would silently drop revenue: fail the build instead.
+-- A currency without a rate would silently drop revenue: fail the build instead. (A line
+-- without a currency is named "(none)": a NULL message would make error() return NULL.)
 SELECT error(
-    'No fx rate for currencies ' || string_agg(DISTINCT currency, ', ' ORDER BY currency)
+    'No fx rate for currencies '
+    || string_agg(DISTINCT coalesce(currency, '(none)'), ', ' ORDER BY coalesce(currency, '(none)'))
     || ' used by counted invoice lines: add them to reporting.fx_rates in the config '
     || '(units of ' || any_value(settings.reporting_currency) || ' per 1 unit).'
 )

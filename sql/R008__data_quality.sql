@@ -286,7 +286,7 @@ unknown_currency_exponents AS (
         NULL::DATE
     FROM mrr_lines
     -- the macro is asked once per currency, not per line: the few currencies are found first
-    WHERE currency IN (
+    WHERE currency IS NULL OR currency IN (
         SELECT currency
         FROM (SELECT DISTINCT currency FROM mrr_lines) AS counted_currencies
         WHERE report.currency_exponent(currency) IS NULL

@@ -272,6 +272,29 @@ def test_a_currency_without_a_rate_fails_the_build_and_lists_it(tmp_path):
     assert raised.value.exit_code == 6
 
 
+def test_lines_without_a_currency_fail_the_build_instead_of_dropping_out(tmp_path):
+    """Stripe never sends an invoice without a currency (the fetch refuses one), but a file
+    may hold such lines from before: they have no rate, so they fail the build like a
+    currency without one, never leave MRR unseen. Control: the same lines with one build."""
+    basic = price("price_basic", 10000)
+
+    def invoices(currency):
+        found = renewals("cus_a", "s1", basic, "2024-01-01", 2)
+        for invoice in found:
+            invoice["currency"] = currency
+            for line in invoice["lines"]["data"]:
+                line["currency"] = currency
+        return found
+
+    con = build_report(tmp_path / "with.duckdb", invoices=invoices("usd"), prices=[basic],
+                       since="2024-01", as_of="2024-02-20")  # fmt: skip
+    assert con.execute("SELECT sum(mrr) FROM report.customer_mrr_monthly").fetchone()[0] == 200
+    with pytest.raises(BuildError) as raised:
+        build_report(tmp_path / "without.duckdb", invoices=invoices(None), prices=[basic],
+                     since="2024-01", as_of="2024-02-20")  # fmt: skip
+    assert "No fx rate for currencies (none)" in str(raised.value)
+
+
 def test_the_example_queries_of_the_tables_doc_run(tmp_path):
     basic, pro = price("price_basic", 10000), price("price_pro", 20000, product="prod_pro")
     invoices = (
