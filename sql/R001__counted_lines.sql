@@ -45,6 +45,9 @@ subscription_lines AS (
         AND report.is_subscription_line(invoice_lines.parent_type, invoice_lines.proration,
             invoice_lines.subscription_id)
         AND invoice_lines.period_end > invoice_lines.period_start
+        -- an invoice billed to no customer (Stripe's customer is null, as when it bills a
+        -- customer_account) has no one to count for: report.data_quality names it
+        AND invoices.customer_id IS NOT NULL
 ),
 
 -- Open invoices of a subscription that already failed for good: that money is not coming.

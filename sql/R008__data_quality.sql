@@ -145,6 +145,33 @@ unreadable_lines AS (
         )
 ),
 
+-- subscription lines of live invoices billed to no customer (Stripe's customer is null, as
+-- when an invoice bills a customer_account, which nrr-sync does not read): report.counted_lines
+-- leaves them out, as there is no customer to count them for; one row per invoice, with its
+-- subscription's customer where that has one (whose MRR it would have been)
+customerless_invoices AS (
+    SELECT
+        'invoice_without_customer', 'warning',
+        count(*) || ' subscription line(s) of a ' || any_value(invoices.status)
+            || ' invoice billed to no customer (its customer is null, as when Stripe bills a '
+            || 'customer_account): not counted',
+        invoices.account_id, any_value(subscriptions.customer_id),
+        any_value(coalesce(invoice_lines.subscription_id, invoices.subscription_id)),
+        invoices.id, NULL, NULL::DATE
+    FROM invoices
+    JOIN invoice_lines
+        ON invoice_lines.account_id = invoices.account_id
+        AND invoice_lines.invoice_id = invoices.id
+    LEFT JOIN subscriptions
+        ON subscriptions.account_id = invoices.account_id
+        AND subscriptions.id = coalesce(invoice_lines.subscription_id, invoices.subscription_id)
+    WHERE invoices.customer_id IS NULL
+        AND report.is_live_invoice(invoices.status)
+        AND report.is_subscription_line(invoice_lines.parent_type, invoice_lines.proration,
+            invoice_lines.subscription_id)
+    GROUP BY invoices.account_id, invoices.id
+),
+
 -- subscription lines whose price was never landed cannot be valued and are left out
 unknown_prices AS (
     SELECT
@@ -285,12 +312,7 @@ unknown_currency_exponents AS (
         account_id, customer_id, any_value(subscription_id), max(invoice_id), max(line_id),
         NULL::DATE
     FROM mrr_lines
-    -- the macro is asked once per currency, not per line: the few currencies are found first
-    WHERE currency IS NULL OR currency IN (
-        SELECT currency
-        FROM (SELECT DISTINCT currency FROM mrr_lines) AS counted_currencies
-        WHERE report.currency_exponent(currency) IS NULL
-    )
+    WHERE report.currency_exponent(currency) IS NULL
     GROUP BY account_id, customer_id, currency
 ),
 
@@ -454,6 +476,7 @@ final AS (
     UNION ALL SELECT * FROM unknown_prices
     UNION ALL SELECT * FROM unknown_invoice_statuses
     UNION ALL SELECT * FROM unreadable_lines
+    UNION ALL SELECT * FROM customerless_invoices
     UNION ALL SELECT * FROM unusable_prices
     UNION ALL SELECT * FROM uncovered_subscriptions
     UNION ALL SELECT * FROM paused_subscriptions

@@ -431,7 +431,7 @@ def build_report(
         given_customers = list(objects.get("customers", ()))
         known = {c["id"] for c in given_customers}
         for item in list(objects.get("invoices", ())) + list(objects.get("subscriptions", ())):
-            if item["customer"] not in known:
+            if item["customer"] is not None and item["customer"] not in known:
                 known.add(item["customer"])
                 given_customers.append(customer(item["customer"]))
         given_products = list(objects.get("products", ()))

@@ -194,6 +194,8 @@ BROKEN = {
     "missing line amount": break_invoice(each_line(lambda line: line.pop("amount"))),
     "missing line period": break_invoice(each_line(lambda line: line.pop("period"))),
     "missing currency": break_invoice(without_currency),
+    # legitimate: Stripe bills a customer_account (Accounts v2) with customer null
+    "no invoice customer": break_invoice(lambda i: i.update(customer=None)),
     "unknown price interval": break_price(lambda p: p["recurring"].update(interval="fortnight")),
     "missing price recurring": break_price(lambda p: p.pop("recurring")),
     "unknown price type": break_price(lambda p: p.update(type="hybrid")),
