@@ -8,7 +8,8 @@ compression DuckDB chose for each column.
 
 Then three reads of ``raw`` as analysts and models make them, medians of three: a scan
 of every invoice's raw JSON for a field, one invoice's by its id (median of 20 ids), and
-the raw JSON of the proration lines only (what ``report.mrr_lines`` reads).
+the raw JSON of the proration lines only (what ``report.mrr_lines`` read before V009 gave
+their credited line ids a column).
 
     python benchmarks/storage.py --db PATH/nrr.duckdb       # a backfilled file
     python benchmarks/storage.py --customers 2500           # backfill one first (no latency)
