@@ -89,6 +89,9 @@ def assert_failed_clearly(result, db, before) -> None:
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ERROR ", result.output), result.output
     assert "Traceback" not in result.output
     assert db.read_bytes() == before, "the published database is untouched"
+    # and the failure shows: `status` says the last run failed
+    status = cli(db.parent / "config.yaml", ["status"], key="unused", api_base="http://127.0.0.1:9")
+    assert status.exit_code != 0, status.output
 
 
 def assert_not_silent(result, db, before, clean_db, broken_ids: set[str]) -> None:
