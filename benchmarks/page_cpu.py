@@ -12,8 +12,9 @@ timed once more with a transaction per page, as a nightly sync lands its few pag
 Compared in the same run: parsing and ``raw`` with the standard library; the landing
 rows as the previous row builders made them (``datetime.fromtimestamp``, a
 comprehension leaving ``lines`` out of ``raw``) and with timestamps as ``datetime``s
-(what DuckDB's appender needed); the appender itself (the way before Arrow arrays);
-and two ways of appending that were tried and not kept, through a staging table whose
+(what DuckDB's appender needed); the JSON columns as plain Arrow text, which DuckDB
+parses to check (the way before Arrow's JSON type); the appender itself (the way before
+Arrow arrays); and two ways of appending that were tried and not kept, through a staging table whose
 JSON columns are VARCHAR (``INSERT … SELECT raw::JSON``) and DuckDB parsing the rows
 itself (one JSON document per table, ``from_json``), each checked to land the same rows.
 
@@ -187,6 +188,8 @@ def measure_kind(kind: str, bodies: list[bytes], repeat: int) -> dict:
         # a transaction per page, as a nightly sync or a slow backfill lands them: what a
         # call costs whatever its rows (one batch of the backfill holds about 24 pages)
         "append_page_by_page_ms": (load.insert_rows, rows),
+        # JSON columns as plain Arrow text, which DuckDB parses to check (before 1404e7c)
+        "append_json_checked_by_duckdb_ms": (insert_json_as_text, [batch]),
         "append_appender_ms": (insert_appended, [datetime_batch]),
         "append_staged_varchar_ms": (insert_staged, [datetime_batch]),
         "append_duckdb_parses_json_ms": (insert_by_from_json, [datetime_batch]),
@@ -277,6 +280,21 @@ def column_types(con, table: str) -> dict[str, str]:
             [table],
         ).fetchall()
     )
+
+
+def insert_json_as_text(con, table: str, rows: list) -> None:
+    """``load.insert_rows`` with the JSON columns as plain Arrow strings, as before Arrow's
+    JSON type was used: DuckDB parses each text to check it is JSON."""
+    import pyarrow
+
+    from nrr_sync import load
+
+    saved = load.ARROW_TYPES[("JSON", str)]
+    load.ARROW_TYPES[("JSON", str)] = pyarrow.string()
+    try:
+        load.insert_rows(con, table, rows)
+    finally:
+        load.ARROW_TYPES[("JSON", str)] = saved
 
 
 def insert_staged(con, table: str, rows: list) -> None:

@@ -320,3 +320,55 @@ def landed_tables(db_path) -> dict[str, list[tuple]]:
         return tables
     finally:
         con.close()
+
+
+def test_json_columns_land_as_json_text_that_parses(tmp_path, sandbox_factory):
+    """The JSON columns go to DuckDB as Arrow's JSON type, which DuckDB takes without
+    parsing the text again (load.ARROW_TYPES): what lands must be JSON because fastjson
+    wrote it. After a backfill, every value of every JSON column is JSON DuckDB can read
+    (``json_valid``; it says false for text that is not, the control below)."""
+    from sync_helpers import cli, write_config
+
+    sandbox = sandbox_factory(customers=25, latency_ms=1)
+    result = cli(write_config(tmp_path), ["backfill", "--since", "2023-01"], sandbox)
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(tmp_path / "nrr.duckdb"), read_only=True)
+    try:
+        json_columns = con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() "
+            "WHERE schema_name = 'stripe' AND data_type = 'JSON'"
+        ).fetchall()
+        assert ("invoices", "raw") in json_columns and ("prices", "tiers") in json_columns
+        checked = 0
+        for table, column in json_columns:
+            values, invalid = con.execute(
+                f"SELECT count({column}), count(*) FILTER (NOT json_valid({column})) "
+                f"FROM stripe.{table}"
+            ).fetchone()
+            assert invalid == 0, (table, column)
+            checked += values
+        assert checked > 1000
+        assert con.execute(
+            "SELECT json_valid('{\"a\": 1'), json_valid('{\"a\": 1}')"
+        ).fetchone() == (
+            False,
+            True,
+        )
+    finally:
+        con.close()
+
+
+def test_arrow_json_text_is_not_checked_by_duckdb_so_the_writer_must_make_json():
+    """Why the test above checks the landed text: DuckDB takes Arrow's JSON type as is
+    (a plain string column is checked, and refused when it is not JSON)."""
+    import pyarrow
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (j JSON)")
+    json_type = load.ARROW_TYPES[("JSON", str)]
+    json_typed = pyarrow.table([pyarrow.array(["{", "{}"], json_type)], ["j"])  # noqa: F841
+    con.execute("INSERT INTO t SELECT * FROM json_typed")
+    assert con.execute("SELECT count(*) FROM t").fetchone() == (2,)
+    text_typed = pyarrow.table([pyarrow.array(["{", "{}"], pyarrow.string())], ["j"])  # noqa: F841
+    with pytest.raises(duckdb.ConversionException):
+        con.execute("INSERT INTO t SELECT * FROM text_typed")
