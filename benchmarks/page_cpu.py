@@ -5,18 +5,21 @@ and ``/v1/customers`` from a sandbox without latency, keeps the bodies, then tim
 step the backfill does per page with ``time.process_time`` (CPU, so steadier than wall
 time on a shared machine), best of ``--repeat``: the request through the SDK (HTTP,
 parse and checks), parsing the body alone, building the landing rows (typed columns and
-the ``raw`` JSON text), and appending them to DuckDB in one transaction with a
-checkpoint (the backfill lands a batch in one transaction, and its commits checkpoint
-whenever DuckDB's write-ahead log is full); their sum is a page's CPU. The append is
-timed once more with a transaction per page, as a nightly sync lands its few pages.
+the ``raw`` JSON text), and appending them to DuckDB 24 pages a transaction, then a
+checkpoint (the backfill lands about a second of pages in one transaction, and its
+commits checkpoint whenever DuckDB's write-ahead log is full); their sum is a page's
+CPU. The append is timed once more with a transaction per page, as a nightly sync lands
+its few pages.
 Compared in the same run: parsing and ``raw`` with the standard library; the landing
 rows as the previous row builders made them (``datetime.fromtimestamp``, a
 comprehension leaving ``lines`` out of ``raw``) and with timestamps as ``datetime``s
 (what DuckDB's appender needed); the JSON columns as plain Arrow text, which DuckDB
-parses to check (the way before Arrow's JSON type); the appender itself (the way before
-Arrow arrays); and two ways of appending that were tried and not kept, through a staging table whose
-JSON columns are VARCHAR (``INSERT … SELECT raw::JSON``) and DuckDB parsing the rows
-itself (one JSON document per table, ``from_json``), each checked to land the same rows.
+parses to check (the way before Arrow's JSON type); DuckDB on every core (the backfill
+lands on one thread, ``FETCH_THREADS``); the appender itself (the way before Arrow
+arrays); and two ways of appending that were tried and not kept, through a staging
+table whose JSON columns are VARCHAR (``INSERT … SELECT raw::JSON``) and DuckDB parsing
+the rows itself (one JSON document per table, ``from_json``), each checked to land the
+same rows.
 
     python benchmarks/page_cpu.py                 # 1,000 customers
     python benchmarks/page_cpu.py --quick
@@ -153,11 +156,15 @@ def stdlib_json_text(fastjson):
         fastjson.dumps, fastjson.dumps_sorted = saved
 
 
+PAGES_PER_BATCH = 24  # a backfill's batch at 24 requests a second per endpoint
+
+
 def measure_kind(kind: str, bodies: list[bytes], repeat: int) -> dict:
     import duckdb
     import orjson
 
     from nrr_sync import build, fastjson, kinds, landing, load
+    from nrr_sync.jobs.backfill import FETCH_THREADS
 
     synced_at = landing.now_utc()
     parsed = [json.loads(body)["data"] for body in bodies]
@@ -181,28 +188,42 @@ def measure_kind(kind: str, bodies: list[bytes], repeat: int) -> dict:
     with datetime_rows(landing):
         measured["landing_rows_datetimes_ms"] = best_ms(build_rows, parsed, repeat)
         datetime_batch = one_batch(build_rows(objects) for objects in parsed)
+    # about a second of pages per transaction, as the backfill lands them
+    second_batches = [
+        one_batch(rows[i : i + PAGES_PER_BATCH]) for i in range(0, len(rows), PAGES_PER_BATCH)
+    ]
     batch = one_batch(rows)
-    # (the way, its batches): Arrow arrays take unix seconds; the appender took datetimes
+    # (the way, its batches, DuckDB's threads): Arrow arrays take unix seconds, the appender
+    # took datetimes; the backfill lands on FETCH_THREADS, None is DuckDB's default (a core each)
+    one = FETCH_THREADS
     appends = {
-        "append_ms": (load.insert_rows, [batch]),
+        "append_ms": (load.insert_rows, second_batches, one),
         # a transaction per page, as a nightly sync or a slow backfill lands them: what a
         # call costs whatever its rows (one batch of the backfill holds about 24 pages)
-        "append_page_by_page_ms": (load.insert_rows, rows),
-        # JSON columns as plain Arrow text, which DuckDB parses to check (before 1404e7c)
-        "append_json_checked_by_duckdb_ms": (insert_json_as_text, [batch]),
-        "append_appender_ms": (insert_appended, [datetime_batch]),
-        "append_staged_varchar_ms": (insert_staged, [datetime_batch]),
-        "append_duckdb_parses_json_ms": (insert_by_from_json, [datetime_batch]),
+        "append_page_by_page_ms": (load.insert_rows, rows, None),
+        # DuckDB on every core, as the backfill landed before
+        "append_duckdb_default_threads_ms": (load.insert_rows, second_batches, None),
+        # JSON columns as plain Arrow text, which DuckDB parses to check (before Arrow's
+        # JSON type)
+        "append_json_checked_by_duckdb_ms": (insert_json_as_text, second_batches, one),
+        # ways of the past, in one transaction on every core as they were measured
+        "append_appender_ms": (insert_appended, [datetime_batch], None),
+        "append_staged_varchar_ms": (insert_staged, [datetime_batch], None),
+        "append_duckdb_parses_json_ms": (insert_by_from_json, [datetime_batch], None),
     }
     landed = {}
+    best = dict.fromkeys(appends, float("inf"))
     with tempfile.TemporaryDirectory() as scratch:
-        for step, (insert, batches) in appends.items():
-            best = float("inf")
-            for attempt in range(repeat):
+        # round by round, every way in each round: a machine that slows down or speeds up
+        # meanwhile weighs on all of them alike
+        for attempt in range(repeat):
+            for step, (insert, step_batches, threads) in appends.items():
                 con = duckdb.connect(f"{scratch}/{step}-{attempt}.duckdb")
                 build.migrate(con)
+                if threads is not None:
+                    con.execute(f"SET threads = {threads}")
                 started = time.process_time()
-                for each_batch in batches:
+                for each_batch in step_batches:
                     con.begin()
                     for table, table_rows in each_batch.items():
                         insert(con, table, table_rows)
@@ -210,10 +231,10 @@ def measure_kind(kind: str, bodies: list[bytes], repeat: int) -> dict:
                 # Until the rows are in the file: the backfill's commits checkpoint too,
                 # whenever the write-ahead log passes DuckDB's threshold.
                 con.execute("CHECKPOINT")
-                best = min(best, (time.process_time() - started) / len(rows))
+                best[step] = min(best[step], (time.process_time() - started) / len(rows))
                 landed[step] = {t: sorted(con.sql(f"FROM stripe.{t}").fetchall()) for t in batch}
                 con.close()
-            measured[step] = round(best * 1000, 2)
+    measured.update({step: round(seconds * 1000, 2) for step, seconds in best.items()})
     assert all(tables == landed["append_ms"] for tables in landed.values()), "not the same rows"
     return measured
 

@@ -288,6 +288,42 @@ def test_garbage_is_collected_less_often_while_pages_are_fetched_and_as_before_a
     assert gc.get_freeze_count() == 0
 
 
+def test_pages_land_with_one_duckdb_thread_and_the_build_gets_them_all_back(
+    tmp_path, sandbox_factory, monkeypatch
+):
+    """DuckDB lands the fetched pages on one thread (less CPU per batch, and sooner) and
+    runs the build with its default threads again, whatever the backfill's outcome."""
+    import duckdb
+
+    from nrr_sync import build, load
+    from nrr_sync.jobs.backfill import FETCH_THREADS
+
+    def threads(con) -> int:
+        return int(con.execute("SELECT current_setting('threads')").fetchone()[0])
+
+    default = threads(duckdb.connect())
+    seen: dict[str, set[int]] = {"landing": set(), "build": set()}
+    insert_rows, build_models = load.insert_rows, build.build
+
+    def landing(con, kind, rows):
+        seen["landing"].add(threads(con))
+        return insert_rows(con, kind, rows)
+
+    def models(con, config, *args, **kwargs):
+        seen["build"].add(threads(con))
+        return build_models(con, config, *args, **kwargs)
+
+    monkeypatch.setattr(load, "insert_rows", landing)
+    monkeypatch.setattr(build, "build", models)
+    sandbox = sandbox_factory(customers=10, latency_ms=1)
+    result = cli(write_config(tmp_path), ["backfill", "--since", SINCE], sandbox)
+
+    assert result.exit_code == 0, result.output
+    assert seen == {"landing": {FETCH_THREADS}, "build": {default}}
+    if default == FETCH_THREADS:
+        pytest.skip("one core: DuckDB's default is one thread, so no change could be seen")
+
+
 def test_landed_pages_are_checkpointed_after_as_much_log_as_the_file_holds(tmp_path):
     import duckdb
 

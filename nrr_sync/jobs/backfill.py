@@ -38,6 +38,10 @@ MIN_SPLIT_SECONDS = 8  # a slice spanning less time is not split
 MAX_BATCH_ROWS = 20_000  # rows held before they are written, whatever the pace
 PAGES_QUEUED = 64  # fetched pages waiting for the writer (rows only, so small)
 FETCH_MEMORY_LIMIT = "256MB"  # DuckDB's while pages are landed
+# DuckDB's threads while pages are landed: a second thread made landing a batch cost more
+# CPU, 3.3 against 3.1 ms a page of invoices, and no less time (docs/benchmarks.md,
+# section 4). The build after the fetch gets all of them back.
+FETCH_THREADS = 1
 
 
 @dataclass
@@ -277,6 +281,7 @@ def _fetch_slices(job: Job, slices: list[Slice], first_pages: dict[str, Future])
     # Appending needs little memory; without a limit DuckDB would keep caching what it
     # wrote, and the job's memory would grow with the account. The build gets it back.
     job.con.execute(f"SET memory_limit = '{FETCH_MEMORY_LIMIT}'")
+    job.con.execute(f"SET threads = {FETCH_THREADS}")
     set_checkpoint_threshold(job.con)
     wal, ending = LandingLog.of(job.con), False
     try:
@@ -302,6 +307,7 @@ def _fetch_slices(job: Job, slices: list[Slice], first_pages: dict[str, Future])
         workers.shutdown(wait=False, cancel_futures=True)
         sub_requests.shutdown(wait=False, cancel_futures=True)
         job.con.execute("RESET memory_limit")
+        job.con.execute("RESET threads")
         job.con.execute("RESET checkpoint_threshold")
 
 
