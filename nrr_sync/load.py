@@ -34,8 +34,8 @@ from .errors import MalformedAnswer
 ARROW_TYPES: dict[tuple[str, type], pyarrow.DataType] = {
     ("VARCHAR", str): pyarrow.string(),
     # Arrow's JSON type: DuckDB takes it as JSON without parsing every text again to check
-    # it, which cost a backfill about a tenth of its CPU. Every JSON column's text is
-    # written by fastjson from objects just parsed (landing.py), so it is JSON.
+    # it, about 0.5 ms of CPU a page of 100 invoices (docs/benchmarks.md, section 4). Every
+    # JSON column's text is written by fastjson from objects just parsed (landing.py).
     ("JSON", str): pyarrow.json_(pyarrow.string()),
     ("BIGINT", int): pyarrow.int64(),
     ("INTEGER", int): pyarrow.int32(),
