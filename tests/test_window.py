@@ -310,8 +310,22 @@ def test_the_planner_splits_a_slice_into_what_the_window_needs(latency, pieces):
     # the slices it made count: fewer (or no) more pieces while they are live
     wanted = planner.api.window.needed(24, "/v1/invoices")
     assert planner.pieces(invoices, remaining_pages=100) == min(1 + wanted - pieces, 50)
-    # no piece is expected to be shorter than MIN_SLICE_PAGES pages
-    assert SlicePlanner(_Api(latency), [invoices]).pieces(invoices, remaining_pages=5) == 2
+
+
+def test_pieces_are_two_pages_or_more_until_the_kinds_pages_fit_in_the_window():
+    from nrr_sync.jobs.backfill import Slice
+    from nrr_sync.jobs.planner import MIN_SLICE_PAGES, SlicePlanner
+
+    invoices = Slice("s1", "acct_1", None, "invoices", 0, 100)
+    assert SlicePlanner(_Api(0.75), [invoices]).api.window.needed(24, "/v1/invoices") == 24
+    # 30 pages left, more than the 24 the window holds: pieces of MIN_SLICE_PAGES or more
+    assert MIN_SLICE_PAGES == 2
+    assert SlicePlanner(_Api(0.75), [invoices]).pieces(invoices, remaining_pages=30) == 15
+    # the kind's last 20 pages fit in the window: a piece a page, so the kind ends one
+    # round trip later instead of two
+    assert SlicePlanner(_Api(0.75), [invoices]).pieces(invoices, remaining_pages=20) == 20
+    # at 90 ms the window holds 4: 5 pages left still go in pieces of 2 pages or more
+    assert SlicePlanner(_Api(0.09), [invoices]).pieces(invoices, remaining_pages=5) == 2
 
 
 def test_the_planner_splits_the_slice_with_the_most_pages_left():
@@ -326,9 +340,10 @@ def test_the_planner_splits_the_slice_with_the_most_pages_left():
     # positive control: the longest slice's next page splits it
     assert planner.pieces(long, remaining_pages=99) == 23
     assert planner.live["invoices"] == 24
-    # alone, the short slice would have been split
+    # alone, the short slice would have been split (its 6 pages fit in the window: a
+    # piece a page)
     alone = SlicePlanner(_Api(0.75), [short])
-    assert alone.pieces(short, remaining_pages=6) == 3
+    assert alone.pieces(short, remaining_pages=6) == 6
     # a slice too short in time to split (invoices all created in one second) does not
     # hold the others back, however many pages it has left
     beside = SlicePlanner(_Api(0.75), [short, stuck])

@@ -73,10 +73,15 @@ class SlicePlanner:
             self.estimated.wait_for(self._every_kind_estimated, FIRST_PAGES_WAIT_SECONDS)
             budget = self._rate(piece.kind)
             wanted = self.api.window.needed(budget, endpoint)
-            # Pieces of at least MIN_SLICE_PAGES: each one ends with a partial page.
+            # Pieces of at least MIN_SLICE_PAGES: each one ends with a partial page. Once
+            # all the kind's pages left fit in the window at once (the end of the kind),
+            # its endpoint has room to spare: a partial page then costs no time, and a
+            # page that waits for the one before it costs a round trip, so single pages.
+            kind_pages_left = sum(self.pages_left[piece.kind].values())
+            smallest = 1 if kind_pages_left <= wanted else MIN_SLICE_PAGES
             pieces = min(
                 1 + max(0, wanted - self.live[piece.kind]),
-                int(remaining_pages // MIN_SLICE_PAGES),
+                int(remaining_pages // smallest),
             )
             longest = max(
                 pages
