@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> dict:
             same_second=args.same_second,
             **history,
         ) as sandbox:
+            for code in (None, args.baseline) if args.baseline else (None,):
+                common.warm_up(code)
             for latency in latencies:
                 for window in windows:
                     for code in (None, args.baseline) if args.baseline else (None,):
