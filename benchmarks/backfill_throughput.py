@@ -86,11 +86,12 @@ def main(argv: list[str] | None = None) -> dict:
             same_second=args.same_second,
             **history,
         ) as sandbox:
-            for code in (None, args.baseline) if args.baseline else (None,):
+            codes = (None, args.baseline) if args.baseline else (None,)
+            for code in codes:
                 common.warm_up(code)
             for latency in latencies:
                 for window in windows:
-                    for code in (None, args.baseline) if args.baseline else (None,):
+                    for code in codes:
                         run = backfill_once(sandbox, workdir, args, latency, window, code)
                         runs.append(run)
                         print_run(run, args)
