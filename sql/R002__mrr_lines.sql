@@ -140,47 +140,69 @@ valued_lines AS (
     FROM priced_lines
 ),
 
--- monthly value in minor units of the line's currency, exact to 10 decimal places
--- (materialized: read three times below, and computed three times otherwise)
-monthly_lines AS MATERIALIZED (
+-- A line's monthly value is worked out in steps, each its own column, because a macro
+-- repeats its argument: report.divide_exact nested three deep repeated the innermost
+-- product 64 times, and DuckDB planned and ran every copy.
+
+-- step 1, full-price prorations: the full-period amount's share that the line's net keeps
+full_price_shares AS (
     SELECT
         valued_lines.*,
         CASE
-            WHEN valuation = 'interval' THEN report.divide_exact(
-                net_amount::HUGEINT * interval_months_denominator,
-                interval_months_numerator)
-            -- percent-off coupons: full amount x Π(1 − percent_off / 100) x net / (what they
-            -- left), so amount-off coupons and inclusive tax keep their ratio
-            WHEN valuation = 'full_price' AND percent_factor_numerator IS NOT NULL THEN CASE
+            WHEN valuation <> 'full_price' THEN NULL
+            -- percent-off coupons: full amount x net / (what they left), so amount-off
+            -- coupons and inclusive tax keep their ratio (step 2 applies the percentages)
+            WHEN percent_factor_numerator IS NOT NULL THEN CASE
+                -- the coupons took it all: 0, never a division by 0
                 WHEN percent_factor_numerator = 0 OR amount = percent_discount_amount THEN 0
-                ELSE report.divide_exact(
-                    report.divide_exact(
-                        report.divide_exact(full_period_amount * net_amount,
-                            abs(amount - percent_discount_amount)) * percent_factor_numerator,
-                        percent_factor_denominator) * interval_months_denominator,
-                    interval_months_numerator)
+                ELSE report.divide_exact(full_period_amount * net_amount,
+                    abs(amount - percent_discount_amount))
             END
             -- the list price before the included coupons, with the line's inclusive tax in the
             -- share it has of the undiscounted amount, as on a renewal line:
-            -- full amount x (amount − tax x factor) / |amount|
-            WHEN valuation = 'full_price' AND included_factor_numerator IS NOT NULL THEN
-                report.divide_exact(
-                    report.divide_exact(
-                        report.divide_exact(
-                            full_period_amount * (amount::HUGEINT * percent_factor_denominator
-                                - inclusive_tax_amount::HUGEINT * included_factor_numerator),
-                            abs(amount)),
-                        percent_factor_denominator) * interval_months_denominator,
-                    interval_months_numerator)
+            -- full amount x (amount − tax x factor) / |amount| (step 2 divides the factor out)
+            WHEN included_factor_numerator IS NOT NULL THEN report.divide_exact(
+                full_period_amount * (amount::HUGEINT * percent_factor_denominator
+                    - inclusive_tax_amount::HUGEINT * included_factor_numerator),
+                abs(amount))
             -- sign(amount) x full amount x (net / amount) = full amount x net / |amount|
-            WHEN valuation = 'full_price' THEN report.divide_exact(
-                report.divide_exact(full_period_amount * net_amount, abs(amount)) * interval_months_denominator,
-                interval_months_numerator)
-            ELSE report.divide_exact(
+            ELSE report.divide_exact(full_period_amount * net_amount, abs(amount))
+        END AS full_price_share
+    FROM valued_lines
+),
+
+-- step 2: the value for one billing interval, in minor units of the line's currency
+interval_values AS (
+    SELECT
+        full_price_shares.*,
+        CASE
+            WHEN valuation = 'interval' THEN net_amount
+            -- percent-off coupons: x Π(1 − percent_off / 100)
+            WHEN valuation = 'full_price' AND percent_factor_numerator IS NOT NULL THEN CASE
+                WHEN percent_factor_numerator = 0 OR amount = percent_discount_amount THEN 0
+                ELSE report.divide_exact(full_price_share * percent_factor_numerator,
+                    percent_factor_denominator)
+            END
+            WHEN valuation = 'full_price' AND included_factor_numerator IS NOT NULL THEN
+                report.divide_exact(full_price_share, percent_factor_denominator)
+            WHEN valuation = 'full_price' THEN full_price_share
+        END AS interval_minor
+    FROM full_price_shares
+),
+
+-- step 3: monthly value in minor units of the line's currency, exact to 10 decimal places
+-- (materialized: read three times below, and computed three times otherwise)
+monthly_lines AS MATERIALIZED (
+    SELECT
+        interval_values.* EXCLUDE (full_price_share, interval_minor),
+        CASE
+            WHEN valuation = 'period_ratio' THEN report.divide_exact(
                 net_amount::HUGEINT * cycle_seconds * interval_months_denominator,
                 line_seconds::HUGEINT * interval_months_numerator)
+            ELSE report.divide_exact(interval_minor * interval_months_denominator,
+                interval_months_numerator)
         END AS monthly_minor
-    FROM valued_lines
+    FROM interval_values
 ),
 
 -- Flexible billing mode: a credit proration that names the line it credits
