@@ -135,3 +135,32 @@ def test_retention_equals_nrr_and_grr_recomputed_from_the_truth(tmp_path):
             assert row[6] == pytest.approx(float(capped / mrr_start))
             compared += 1
     assert compared > 30
+
+    # Each customer falls in exactly one segment of each type, so each type's segments add
+    # up to the 'all' row, the one checked against the truth above.
+    totals = "customers_start, customers_retained, mrr_start, mrr_end, mrr_retained_capped"
+    by_type = con.execute(
+        f"""
+        WITH type_totals AS (
+            SELECT month, window_months, segment_type,
+                {", ".join(f"sum({column}) AS {column}" for column in totals.split(", "))}
+            FROM report.retention
+            GROUP BY ALL
+        )
+        SELECT
+            segment_type,
+            count(*) FILTER (WHERE ({totals}) IS DISTINCT FROM
+                (SELECT ({totals}) FROM type_totals AS everyone
+                 WHERE everyone.segment_type = 'all' AND everyone.month = type_totals.month
+                     AND everyone.window_months = type_totals.window_months)),
+            count(*) FILTER (WHERE customers_retained < customers_start)
+        FROM type_totals
+        GROUP BY segment_type
+        ORDER BY segment_type
+        """
+    ).fetchall()
+    # (type, rows that do not add up, rows where some customers churned: the counts differ)
+    assert [row[:2] for row in by_type] == [
+        ("all", 0), ("cohort", 0), ("country", 0), ("currency", 0), ("product", 0),
+    ]  # fmt: skip
+    assert all(churned > 10 for _, _, churned in by_type)
