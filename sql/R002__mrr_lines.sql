@@ -46,8 +46,8 @@ amount_off_included_prorations AS (
 ),
 
 -- What each counted line needs to be valued: its interval in months, its net amount, its
--- percent-off coupons, and for a proration the full-period amount of its price
-priced_lines AS (
+-- percent-off coupons, and for a proration its price's full-period amount or tiers
+line_terms AS (
     SELECT
         counted_lines.*,
         -- interval months = numerator / denominator: month 1, year 12, week 12/52, day 12/365
@@ -91,15 +91,16 @@ priced_lines AS (
                             // prices.transform_quantity_divide_by
                     ELSE counted_lines.quantity // prices.transform_quantity_divide_by
                 END
-            -- a tiers_mode nrr-sync does not know is not guessed at (report.data_quality)
-            WHEN prices.billing_scheme = 'tiered' AND prices.tiers_mode IN ('volume', 'graduated')
-                AND report.tiers_in(counted_lines.currency, prices.currency, prices.tiers,
-                    prices.currency_options) IS NOT NULL
-                THEN report.tiered_amount(
-                    report.tiers_in(counted_lines.currency, prices.currency, prices.tiers,
-                        prices.currency_options),
-                    prices.tiers_mode, counted_lines.quantity)
-        END AS full_period_amount
+        END AS per_unit_full_period_amount,
+        -- a tiered proration's tiers in its currency, priced in priced_lines below (a
+        -- tiers_mode nrr-sync does not know is not guessed at: report.data_quality)
+        CASE
+            WHEN counted_lines.proration AND counted_lines.quantity >= 0
+                AND prices.billing_scheme = 'tiered' AND prices.tiers_mode IN ('volume', 'graduated')
+            THEN report.tiers_in(counted_lines.currency, prices.currency, prices.tiers,
+                prices.currency_options)
+        END AS proration_tiers,
+        prices.tiers_mode
     FROM counted_lines
     CROSS JOIN settings
     JOIN prices
@@ -111,6 +112,20 @@ priced_lines AS (
     LEFT JOIN amount_off_included_prorations
         ON amount_off_included_prorations.account_id = counted_lines.account_id
         AND amount_off_included_prorations.line_id = counted_lines.line_id
+),
+
+-- a proration's full-period amount at its quantity, per unit or by its tiers. The tiers are
+-- a column by now, not their lookup in the line's currency: report.tiered_amount repeats
+-- its argument about fifteen times, and every copy of the lookup was planned and run.
+priced_lines AS (
+    SELECT
+        line_terms.* EXCLUDE (per_unit_full_period_amount, proration_tiers, tiers_mode),
+        coalesce(
+            per_unit_full_period_amount,
+            CASE WHEN proration_tiers IS NOT NULL
+                THEN report.tiered_amount(proration_tiers, tiers_mode, quantity) END
+        ) AS full_period_amount
+    FROM line_terms
 ),
 
 valued_lines AS (
