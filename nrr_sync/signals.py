@@ -97,11 +97,16 @@ def interruptible(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 
 def translated(error: BaseException) -> BaseException:
-    """The signal behind DuckDB's "Query interrupted", else ``error`` itself."""
+    """The signal behind DuckDB's "Query interrupted", or behind a DuckDB error that wraps
+    the exception ``_raise`` raised while DuckDB was calling into Python ("reading the
+    schema of the Python object 'arrow_rows' failed: Terminated: ..."); else ``error``."""
     interrupted = isinstance(error, duckdb.InterruptException) or (
         isinstance(error, RuntimeError) and "interrupted" in str(error).lower()
     )
-    if not interrupted or not _received:
+    wrapped = isinstance(error, duckdb.Error) and any(
+        f"{raised.__name__}: " in str(error) for raised in (Terminated, KeyboardInterrupt)
+    )
+    if not (interrupted or wrapped) or not _received:
         return error
     if _received[0] == signal.SIGTERM:
         return Terminated()

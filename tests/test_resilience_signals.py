@@ -10,6 +10,7 @@ import hashlib
 import json
 import shutil
 import signal
+import subprocess
 import sys
 import time
 
@@ -193,6 +194,63 @@ def test_a_signal_during_the_sql_build_exits_130_or_143(
     assert f"failed:{code}" in status.output
     assert cli(config, ["build"], sandbox).exit_code == 0
     assert cli(config, ["status"], sandbox).exit_code == 0
+
+
+READ_ROWS_AT_A_SIGNAL = """
+import os, signal, sys, time
+import duckdb, pyarrow
+from nrr_sync import signals
+
+signum = getattr(signal, sys.argv[1])
+
+
+class Rows:  # DuckDB calls into Python to read them, as it reads each page's Arrow rows
+    def __arrow_c_stream__(self, requested_schema=None):
+        os.kill(os.getpid(), signum)
+        time.sleep(1)  # the handler raises in here, inside DuckDB's call
+        return pyarrow.table({"a": [1]}).__arrow_c_stream__(requested_schema)
+
+
+con = duckdb.connect()
+rows = Rows()
+with signals.handled():
+    try:
+        con.execute("SELECT * FROM rows").fetchall()
+    except duckdb.Error as error:
+        stopped = signals.translated(error)
+        print(type(error).__name__, type(stopped).__name__, signals.exit_code(stopped))
+    try:  # a DuckDB error of its own stays itself, a signal received or not
+        con.execute("SELECT * FROM no_such_table")
+    except duckdb.Error as error:
+        print(type(signals.translated(error)).__name__)
+"""
+
+
+@pytest.mark.parametrize(
+    ("signum", "stopped", "code"),
+    [("SIGTERM", "Terminated", 143), ("SIGINT", "KeyboardInterrupt", 130)],
+)
+def test_a_signal_while_duckdb_reads_rows_from_python_ends_the_run_as_that_signal(
+    signum, stopped, code
+):
+    """The handler's exception, raised while DuckDB reads a page's Arrow rows from Python,
+    comes back wrapped in a DuckDB error ("reading the schema of the Python object
+    'arrow_rows' failed: Terminated: ..."): the run must still end as the signal (exit 143 /
+    130), not as an unexpected error (exit 1)."""
+    result = subprocess.run(
+        [sys.executable, "-c", READ_ROWS_AT_A_SIGNAL, signum],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    # DuckDB's own error type first: the wrapping this translation exists for
+    assert result.stdout.split() == [
+        "InvalidInputException",
+        stopped,
+        str(code),
+        "CatalogException",
+    ]
 
 
 def test_a_killed_run_shows_as_killed_never_as_running(tmp_path, sandbox_factory):
