@@ -192,12 +192,10 @@ interval_values AS (
         full_price_shares.*,
         CASE
             WHEN valuation = 'interval' THEN net_amount
-            -- percent-off coupons: x Π(1 − percent_off / 100)
-            WHEN valuation = 'full_price' AND percent_factor_numerator IS NOT NULL THEN CASE
-                WHEN percent_factor_numerator = 0 OR amount = percent_discount_amount THEN 0
-                ELSE report.divide_exact(full_price_share * percent_factor_numerator,
+            -- percent-off coupons: x Π(1 − percent_off / 100) (0 where they took it all)
+            WHEN valuation = 'full_price' AND percent_factor_numerator IS NOT NULL THEN
+                report.divide_exact(full_price_share * percent_factor_numerator,
                     percent_factor_denominator)
-            END
             WHEN valuation = 'full_price' AND included_factor_numerator IS NOT NULL THEN
                 report.divide_exact(full_price_share, percent_factor_denominator)
             WHEN valuation = 'full_price' THEN full_price_share
