@@ -317,7 +317,7 @@ def test_pieces_are_two_pages_or_more_until_the_kinds_pages_fit_in_the_window():
     from nrr_sync.jobs.planner import MIN_SLICE_PAGES, SlicePlanner
 
     invoices = Slice("s1", "acct_1", None, "invoices", 0, 100)
-    assert SlicePlanner(_Api(0.75), [invoices]).api.window.needed(24, "/v1/invoices") == 24
+    assert _Api(0.75).window.needed(24, "/v1/invoices") == 24
     # 30 pages left, more than the 24 the window holds: pieces of MIN_SLICE_PAGES or more
     assert MIN_SLICE_PAGES == 2
     assert SlicePlanner(_Api(0.75), [invoices]).pieces(invoices, remaining_pages=30) == 15
