@@ -185,6 +185,10 @@ def backfill_once(
         + [(total_pages / args.budget, "all endpoints")]
     )
     fetch_seconds = backfill.seconds - build.seconds
+    # Where the time beyond the bound went: the process's start-up before its first
+    # request, the requests (first one sent to last answer), and what followed them.
+    start_up = stats["first_request_at"] - backfill.started_at
+    requests_span = stats["last_answer_at"] - stats["first_request_at"]
     fetch_cpu = backfill.cpu_seconds - build.cpu_seconds
     sequential = total_pages * latency_ms / 1000
     return {
@@ -206,6 +210,10 @@ def backfill_once(
         "backfill_seconds": round(backfill.seconds, 2),
         "build_seconds": round(build.seconds, 2),
         "fetch_seconds": round(fetch_seconds, 2),
+        "start_up_seconds": round(start_up, 2),
+        "requests_seconds": round(requests_span, 2),
+        "ratio_to_bound_requests": round(requests_span / bound, 3),
+        "after_last_answer_seconds": round(backfill.seconds - start_up - requests_span, 2),
         "ratio_to_bound": round(backfill.seconds / bound, 3),
         "ratio_to_bound_fetch": round(fetch_seconds / bound, 3),
         "sequential_seconds_computed": round(sequential, 1),
@@ -245,6 +253,13 @@ def print_run(run: dict, args) -> None:
         f"{run['sequential_seconds_computed']} s; CPU {run['cpu_seconds']} s "
         f"({run['cpu_ms_per_request']} ms/request; without start-up and build "
         f"{run['fetch_cpu_ms_per_request']} ms/request), peak RSS {run['peak_rss_mib']} MiB",
+        flush=True,
+    )
+    print(
+        f"start-up to the first request {run['start_up_seconds']} s; first request to last "
+        f"answer {run['requests_seconds']} s = {run['ratio_to_bound_requests']:.2f}x the bound; "
+        f"after the last answer (last pages landed, build, publish, exit) "
+        f"{run['after_last_answer_seconds']} s",
         flush=True,
     )
 

@@ -219,6 +219,7 @@ class RunResult:
     peak_rss_mib: float
     cpu_seconds: float
     stderr: str
+    started_at: float = 0.0  # wall clock (unix seconds) when the process was started
     # (seconds since start, RSS MiB, the sandbox's request count) every SAMPLE_SECONDS
     samples: list[tuple[float, float, int]] = field(default_factory=list)
 
@@ -235,12 +236,19 @@ class RunResult:
 SAMPLE_SECONDS = 0.25
 
 
+# What a backfill imports: the command line, then its engine (where an older tree has one).
+WARM_UP = (
+    "import nrr_sync.cli, duckdb, pyarrow, requests, stripe\n"
+    "try:\n    import nrr_sync.jobs.backfill\nexcept ImportError:\n    pass"
+)
+
+
 def warm_up(code: Path | None = None) -> None:
     """Import what a backfill loads once, so the first timed run does not pay for reading
     it from disk: after a pause this machine took 1.5-4 s for imports that take 0.4 s,
     and only the first run of a benchmark paid it. ``code``: as in ``run_nrr_sync``."""
     subprocess.run(
-        [sys.executable, "-c", "import nrr_sync.cli, duckdb, pyarrow, requests, stripe"],
+        [sys.executable, "-c", WARM_UP],
         cwd=str(code) if code is not None else None,
         check=True,
     )
@@ -268,6 +276,7 @@ def run_nrr_sync(
         env["NRR_SYNC_STRIPE_API_BASE"] = sandbox.url
     log_path = config.parent / f"nrr-sync-{args[0]}-{time.time_ns()}.log"
     with open(log_path, "w+") as log:
+        started_at = time.time()
         started = time.monotonic()
         process = subprocess.Popen(
             [*NRR_SYNC, "--config", str(config), *args],
@@ -306,6 +315,7 @@ def run_nrr_sync(
         peak_rss_mib=usage.ru_maxrss / 1024,
         cpu_seconds=usage.ru_utime + usage.ru_stime,
         stderr=output,
+        started_at=started_at,
         samples=samples,
     )
 

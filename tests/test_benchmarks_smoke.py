@@ -43,6 +43,9 @@ def test_backfill_throughput_runs_and_records(tmp_path):
         assert result["requests"] >= result["pages_needed_total"]
         assert result["objects"]["invoices"] > 0
         assert result["bound_seconds"] > 0 and result["ratio_to_bound"] > 0
+        # The backfill's time in three parts: start-up, its requests, what follows them.
+        parts = ("start_up_seconds", "requests_seconds", "after_last_answer_seconds")
+        assert all(0 < result[part] < result["backfill_seconds"] for part in parts)
     assert recorded(results_path)["runs"][0]["requests"] == adaptive["requests"]
 
 

@@ -40,6 +40,11 @@ class Traffic:
                 "by_status": collections.Counter(),
                 "rate_limited_by_endpoint": collections.Counter(),
                 "in_flight_peak": 0,  # most API requests being served at once
+                # Wall-clock times (unix seconds) of the first API request and the last
+                # answer since the reset: what a client's run spent before and after them
+                # is its own start-up and finish (benchmarks/backfill_throughput.py).
+                "first_request_at": None,
+                "last_answer_at": None,
             }
 
     def stats(self) -> dict:
@@ -54,12 +59,16 @@ class Traffic:
                 "by_status": {str(k): v for k, v in sorted(counters["by_status"].items())},
                 "rate_limited_by_endpoint": dict(counters["rate_limited_by_endpoint"]),
                 "in_flight_peak": counters["in_flight_peak"],
+                "first_request_at": counters["first_request_at"],
+                "last_answer_at": counters["last_answer_at"],
                 "now": self.world.now,
                 "knobs": vars(self.knobs).copy(),
             }
 
     def request_started(self) -> None:
         with self.stats_lock:
+            if self.counters["first_request_at"] is None:
+                self.counters["first_request_at"] = time.time()
             self.in_flight += 1
             peak = max(self.counters["in_flight_peak"], self.in_flight)
             self.counters["in_flight_peak"] = peak
@@ -67,6 +76,7 @@ class Traffic:
     def request_finished(self) -> None:
         with self.stats_lock:
             self.in_flight -= 1
+            self.counters["last_answer_at"] = time.time()
 
     def set_knobs(self, **changes) -> dict:
         with self.stats_lock:
