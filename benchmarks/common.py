@@ -219,7 +219,7 @@ class RunResult:
     peak_rss_mib: float
     cpu_seconds: float
     stderr: str
-    started_at: float = 0.0  # wall clock (unix seconds) when the process was started
+    started_at: float  # wall clock (unix seconds) when the process was started
     # (seconds since start, RSS MiB, the sandbox's request count) every SAMPLE_SECONDS
     samples: list[tuple[float, float, int]] = field(default_factory=list)
 
